@@ -1,0 +1,5 @@
+"""`python -m configctl` runs the command-line interface."""
+
+from configctl.cli.app import main
+
+main()

@@ -1,0 +1,74 @@
+"""The `configctl` command: wiring, global options and the last-resort error boundary.
+
+This module is the only place that knows the list of commands. Command modules import
+nothing heavy at import time, so `configctl --version` and `--help` start fast; each
+command imports what it needs when it runs.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Annotated
+
+import typer
+
+from configctl import __version__
+from configctl.cli.commands import get, init, ls, schema, validate
+from configctl.cli.exit_codes import ExitCode
+
+app = typer.Typer(
+    name="configctl",
+    help="Centralized configuration management the GitOps way: validate, explain, diff and apply YAML config trees.",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    context_settings={"help_option_names": ["-h", "--help"]},
+    pretty_exceptions_enable=False,
+    pretty_exceptions_show_locals=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        sys.stdout.write(f"configctl {__version__}\n")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: Annotated[  # noqa: ARG001 - handled by its eager callback
+        bool,
+        typer.Option("--version", "-V", help="Print the version and exit.", callback=_version, is_eager=True),
+    ] = False,
+    debug: Annotated[
+        bool,
+        typer.Option("--debug", help="Show tracebacks of internal errors.", envvar="CONFIGCTL_DEBUG"),
+    ] = False,
+) -> None:
+    """configctl: versioned, validated, explained configuration from git."""
+    if debug:
+        os.environ["CONFIGCTL_DEBUG"] = "1"
+
+
+app.add_typer(init.app)
+app.add_typer(validate.app)
+app.add_typer(get.app)
+app.add_typer(ls.app)
+app.add_typer(schema.app, name="schema")
+
+
+def main() -> None:
+    """Console-script entry point: the last resort for anything unexpected."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        sys.exit(ExitCode.INTERRUPTED)
+    except Exception as exc:
+        if os.environ.get("CONFIGCTL_DEBUG", "") not in ("", "0", "false"):
+            raise
+        sys.stderr.write(
+            f"internal error: {type(exc).__name__}: {exc}\n"
+            "This is a bug in configctl; run again with --debug for the traceback.\n"
+        )
+        sys.exit(ExitCode.INTERNAL)

@@ -1,0 +1,73 @@
+"""`configctl validate`: every problem of a config tree at once, with file, line and cause."""
+
+from __future__ import annotations
+
+import enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from configctl.cli import context
+from configctl.cli.exit_codes import ExitCode
+
+app = typer.Typer()
+
+
+class Format(enum.StrEnum):
+    text = "text"
+    json = "json"
+    github = "github"
+
+
+@app.command(
+    epilog=(
+        "Examples:\n\n"
+        "  configctl validate\n\n"
+        "  configctl validate configs-example --format json\n\n"
+        "  configctl validate --format github   # annotations in a GitHub Actions job\n\n"
+        "Exit codes: 0 valid, 1 invalid, 2 usage or I/O error."
+    )
+)
+@context.boundary
+def validate(
+    path: Annotated[
+        Path | None,
+        typer.Argument(help="The config repository (default: --repo, or the current directory).", show_default=False),
+    ] = None,
+    *,
+    repo: context.RepoOption = None,
+    fmt: Annotated[Format, typer.Option("--format", "-f", help="Output format.")] = Format.text,
+) -> None:
+    """Validate a config repository: strict YAML, schemas, resolution and cross-file rules."""
+    from configctl.adapters import filesystem, schemas
+    from configctl.cli import output
+    from configctl.services import inspect
+
+    root = context.repo_path(path if path is not None else repo)
+    files = filesystem.read_tree(root)
+    checked = inspect.check(files, file_schemas=schemas.file_schemas())
+    report = checked.report
+    if fmt is Format.json:
+        context.write(output.report_json(report))
+    elif fmt is Format.github:
+        text = output.report_github(report)
+        if text:
+            context.write(text)
+    else:
+        tree = checked.tree
+        n_err, n_warn = len(report.errors), len(report.warnings)
+        if report.valid:
+            summary = (
+                f"[green]✓[/] valid: {len(tree.apps)} apps, {len(tree.environments)} environments, "
+                f"{len(files)} files" + (f", {n_warn} warning{'s' * (n_warn != 1)}" if n_warn else "")
+            )
+        else:
+            summary = (
+                f"[red]✗[/] {n_err} error{'s' * (n_err != 1)}"
+                + (f", {n_warn} warning{'s' * (n_warn != 1)}" if n_warn else "")
+                + f" in {len(files)} files"
+            )
+        output.print_report_text(report, summary=summary)
+    if not report.valid:
+        raise typer.Exit(ExitCode.FINDINGS)

@@ -1,0 +1,98 @@
+"""Shared command plumbing: consoles, the per-command error boundary, the repository option.
+
+Every command body runs under :func:`boundary`, which turns a ``ConfigctlError`` into one
+line on stderr (what happened, a hint) and the exit code from ``exit_codes``. Anything
+else escapes to ``app.main``, the last resort.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar
+
+import typer
+
+from configctl import errors
+from configctl.cli import exit_codes
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+RepoOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--repo",
+        envvar="CONFIGCTL_REPO",
+        help="The config repository (default: the current directory).",
+        show_default=False,
+    ),
+]
+
+
+def repo_path(repo: Path | None) -> Path:
+    return (repo if repo is not None else Path.cwd()).absolute()
+
+
+@functools.cache
+def stdout() -> Console:
+    from rich.console import Console
+
+    return Console(highlight=False, soft_wrap=True)
+
+
+@functools.cache
+def stderr() -> Console:
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def debug_enabled() -> bool:
+    return os.environ.get("CONFIGCTL_DEBUG", "") not in ("", "0", "false")
+
+
+def print_error(message: str, hint: str | None = None) -> None:
+    from rich.markup import escape
+
+    err = stderr()
+    err.print(f"[bold red]error:[/] {escape(message)}")
+    if hint:
+        err.print(f"  [dim]hint:[/] {escape(hint)}")
+
+
+def boundary(fn: Callable[P, R]) -> Callable[P, R]:
+    """Render ConfigctlError as one line on stderr and exit with its code."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return fn(*args, **kwargs)
+        except errors.ValidationFailed as exc:
+            from configctl.cli import output
+
+            output.print_report_text(exc.report, stream=stderr())
+            print_error(exc.message, exc.hint)
+            raise typer.Exit(exit_codes.for_error(exc)) from None
+        except errors.ConfigctlError as exc:
+            if debug_enabled():
+                raise
+            print_error(exc.message, exc.hint)
+            raise typer.Exit(exit_codes.for_error(exc)) from None
+
+    return wrapper
+
+
+def write(text: str) -> None:
+    """Plain text to stdout, untouched by Rich markup."""
+    sys.stdout.write(text if text.endswith("\n") or not text else text + "\n")
+
+
+def exit_with(code: exit_codes.ExitCode) -> Any:
+    raise typer.Exit(int(code))

@@ -1,0 +1,108 @@
+"""Reporters: one Rich text form for people, one stable JSON form for machines.
+
+Text goes through Rich only on a terminal (colour and tables); piped output is plain,
+tab- or line-oriented text, so scripts and CI logs stay greppable. JSON is never coloured
+and its field names are documented in the README.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from configctl.cli import context
+from configctl.core.model import Finding, Report
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+
+def dumps_json(value: Any) -> str:
+    return json.dumps(value, indent=2, ensure_ascii=False, default=str)
+
+
+def _finding_line(f: Finding, level: str) -> str:
+    return f"{f.file}:{f.line}:{f.column}: {level} [{f.rule}] {f.message}"
+
+
+def print_report_text(report: Report, *, stream: Console | None = None, summary: str | None = None) -> None:
+    from rich.markup import escape
+
+    console = stream if stream is not None else context.stdout()
+    for f in report.errors:
+        console.print(f"[bold]{escape(f.file)}:{f.line}:{f.column}[/]: [red]error[/] [dim]\\[{f.rule}][/] {escape(f.message)}")
+        if f.hint:
+            console.print(f"    [dim]hint: {escape(f.hint)}[/]")
+    for f in report.warnings:
+        console.print(f"[bold]{escape(f.file)}:{f.line}:{f.column}[/]: [yellow]warning[/] [dim]\\[{f.rule}][/] {escape(f.message)}")
+        if f.hint:
+            console.print(f"    [dim]hint: {escape(f.hint)}[/]")
+    if summary is not None:
+        console.print(summary)
+
+
+def report_json(report: Report) -> str:
+    return dumps_json(report.to_dict())
+
+
+def _gh_escape(text: str, *, prop: bool = False) -> str:
+    text = text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    if prop:
+        text = text.replace(":", "%3A").replace(",", "%2C")
+    return text
+
+
+def report_github(report: Report) -> str:
+    """GitHub Actions workflow commands: one annotation per finding."""
+    lines = []
+    for level, findings in (("error", report.errors), ("warning", report.warnings)):
+        for f in findings:
+            message = f.message + (f" (hint: {f.hint})" if f.hint else "")
+            lines.append(
+                f"::{level} file={_gh_escape(f.file, prop=True)},line={f.line},col={f.column},"
+                f"title={_gh_escape(f.rule, prop=True)}::{_gh_escape(message)}"
+            )
+    return "\n".join(lines)
+
+
+def scalar_text(value: Any) -> str:
+    """A leaf as a person reads it: strings raw, everything else as JSON."""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False)
+
+
+def values_yaml(value: Any) -> str:
+    import yaml
+
+    if not isinstance(value, dict | list):
+        return scalar_text(value)
+    text: str = yaml.safe_dump(value, sort_keys=False, allow_unicode=True, default_flow_style=False)
+    return text.rstrip("\n")
+
+
+def env_name(dotted: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in dotted).upper()
+
+
+def values_env(flat: Mapping[str, Any]) -> str:
+    return "\n".join(f"{env_name(k)}={shlex.quote(scalar_text(v))}" for k, v in flat.items())
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], *, title: str | None = None) -> None:
+    """A Rich table on a terminal; tab-separated plain text when piped."""
+    console = context.stdout()
+    if not console.is_terminal:
+        lines = ["\t".join(headers)] + ["\t".join(str(c) for c in row) for row in rows]
+        context.write("\n".join(lines))
+        return
+    from rich.table import Table
+
+    t = Table(title=title, header_style="bold")
+    for h in headers:
+        t.add_column(h)
+    for row in rows:
+        t.add_row(*(str(c) for c in row))
+    console.print(t)

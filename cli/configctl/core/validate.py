@@ -1,0 +1,441 @@
+"""Validation of a whole tree: file schemas, app value schemas and cross-file rules.
+
+The report lists every finding, sorted by file and line. A schema error on a resolved
+value points at the file and line that *set* the value (from resolution provenance), not
+at the schema or the app folder. Errors that several (app, env) pairs share (a bad value
+in ``global.yaml`` breaks every app) are reported once, naming the pairs.
+
+Speed: every resolved (app, env) is first checked with ``jsonschema-rs`` (one compiled
+validator per distinct schema); only the pairs that fail are resolved again with
+provenance and re-checked with ``jsonschema`` for its precise error fields. When
+``jsonschema-rs`` is not installed the slow path does all the work, with the same result.
+
+Messages never quote a value whose schema marks it ``x-secret: true`` (or ``writeOnly``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+import jsonschema
+import referencing
+import referencing.exceptions
+from jsonschema.exceptions import ValidationError
+
+from configctl.core import parse as parse_mod
+from configctl.core import resolve as resolve_mod
+from configctl.core.model import Finding, Report, Severity, SourceLocation
+from configctl.core.parse import Document
+from configctl.core.tree import ConfigTree
+
+try:
+    import jsonschema_rs as _rs
+except ImportError:  # pragma: no cover - the fast path is optional
+    _rs = None  # type: ignore[assignment]
+
+Path = tuple[str | int, ...]
+
+REPO_SCHEMA_ID: Final = "https://configctl.dev/schemas/v1/configctl.schema.json"
+APP_SCHEMA_ID: Final = "https://configctl.dev/schemas/v1/app.schema.json"
+
+_SUBSCHEMA_KEYS: Final = frozenset(
+    {
+        "additionalProperties", "items", "contains", "not", "if", "then", "else",
+        "propertyNames", "unevaluatedItems", "unevaluatedProperties", "additionalItems",
+    }
+)
+_SUBSCHEMA_LISTS: Final = frozenset({"allOf", "anyOf", "oneOf", "prefixItems"})
+_SUBSCHEMA_MAPS: Final = frozenset({"properties", "patternProperties", "$defs", "definitions", "dependentSchemas"})
+_KNOWN_KEYWORDS: Final = (
+    _SUBSCHEMA_KEYS
+    | _SUBSCHEMA_LISTS
+    | _SUBSCHEMA_MAPS
+    | frozenset(
+        {
+            "$schema", "$id", "$ref", "$dynamicRef", "$dynamicAnchor", "$anchor", "$comment", "$vocabulary",
+            "type", "enum", "const", "multipleOf", "maximum", "exclusiveMaximum", "minimum", "exclusiveMinimum",
+            "maxLength", "minLength", "pattern", "maxItems", "minItems", "uniqueItems", "maxContains", "minContains",
+            "maxProperties", "minProperties", "required", "dependentRequired", "dependencies", "format",
+            "contentEncoding", "contentMediaType", "contentSchema", "title", "description", "default",
+            "deprecated", "readOnly", "writeOnly", "examples",
+        }
+    )
+)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CompiledSchema:
+    """An app's value schema, checked and compiled once."""
+
+    file: str
+    schema: Any
+    python: jsonschema.protocols.Validator
+    fast: Any | None
+
+
+def _no_retrieve(uri: str) -> referencing.Resource[Any]:
+    raise referencing.exceptions.NoSuchResource(ref=uri)  # type: ignore[call-arg]  # attrs class; the stubs miss the field
+
+
+def _rs_retriever(uri: str) -> Any:
+    raise ValueError(f"remote $ref {uri} is not allowed; bundle the schema")
+
+
+def _python_validator(schema: Any, registry: referencing.Registry[Any] | None = None) -> jsonschema.protocols.Validator:
+    reg = registry if registry is not None else referencing.Registry(retrieve=_no_retrieve)  # type: ignore[call-arg]
+    return jsonschema.Draft202012Validator(schema, registry=reg, format_checker=jsonschema.FormatChecker())
+
+
+def _walk_keywords(schema: Any, path: Path = ()) -> Iterator[tuple[Path, str]]:
+    """Unknown keywords (typos such as `maximun`) in a schema, with their paths."""
+    if not isinstance(schema, dict):
+        return
+    for key, value in schema.items():
+        if key not in _KNOWN_KEYWORDS and not key.startswith("x-"):
+            yield (*path, key), key
+        if key in _SUBSCHEMA_KEYS:
+            yield from _walk_keywords(value, (*path, key))
+        elif key in _SUBSCHEMA_LISTS and isinstance(value, list):
+            for i, sub in enumerate(value):
+                yield from _walk_keywords(sub, (*path, key, i))
+        elif key in _SUBSCHEMA_MAPS and isinstance(value, dict):
+            for name, sub in value.items():
+                yield from _walk_keywords(sub, (*path, key, name))
+
+
+def _json_document(file: str, data: bytes) -> Document:
+    """Parse a JSON schema file; locations only for the root (JSON has no marks here)."""
+    try:
+        value = json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        return Document(
+            file=file,
+            value=None,
+            findings=(Finding(file=file, line=1, column=1, rule="encoding", message=f"not UTF-8 at byte {exc.start}"),),
+        )
+    except json.JSONDecodeError as exc:
+        return Document(
+            file=file,
+            value=None,
+            findings=(Finding(file=file, line=exc.lineno, column=exc.colno, rule="json-syntax", message=exc.msg),),
+        )
+    return Document(file=file, value=value, locations={(): SourceLocation(file=file)})
+
+
+def compile_schema(file: str, data: bytes, *, parse_file: Any = parse_mod.parse) -> tuple[CompiledSchema | None, list[Finding]]:
+    """Read, check and compile an app's value schema (JSON, or YAML read strictly)."""
+    doc = _json_document(file, data) if file.endswith(".json") else parse_file(file, data)
+    findings = list(doc.findings)
+    if doc.value is None:
+        return None, findings
+    schema = doc.value
+    if not isinstance(schema, dict):
+        findings.append(Finding.at(doc.location(()), "schema-invalid", "a JSON Schema must be an object"))
+        return None, findings
+    declared = schema.get("$schema")
+    if declared is not None and declared != "https://json-schema.org/draft/2020-12/schema":
+        findings.append(
+            Finding.at(
+                doc.location(("$schema",)),
+                "schema-draft",
+                f"$schema {declared} is not draft 2020-12; configctl validates with draft 2020-12",
+                severity=Severity.WARNING,
+            )
+        )
+    meta_errors = sorted(jsonschema.Draft202012Validator(jsonschema.Draft202012Validator.META_SCHEMA).iter_errors(schema), key=lambda e: list(e.absolute_path))
+    for err in meta_errors:
+        path = tuple(err.absolute_path)
+        findings.append(
+            Finding.at(doc.location(path), "schema-invalid", f"{_dotted(path) or 'schema'}: {_short(err.message)}")
+        )
+    if meta_errors:
+        return None, findings
+    for path, key in _walk_keywords(schema):
+        findings.append(
+            Finding.at(
+                doc.location(path),
+                "schema-unknown-keyword",
+                f"unknown schema keyword `{key}` is ignored by validators",
+                severity=Severity.WARNING,
+                hint="custom annotations start with `x-`",
+            )
+        )
+    fast = None
+    if _rs is not None:
+        try:
+            fast = _rs.validator_for(schema, validate_formats=True, retriever=_rs_retriever)
+        except Exception:  # noqa: BLE001 - the slow path reports the real problem below
+            fast = None
+    python = _python_validator(schema)
+    return CompiledSchema(file=file, schema=schema, python=python, fast=fast), findings
+
+
+def _dotted(path: Path) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _short(message: str, limit: int = 160) -> str:
+    return message if len(message) <= limit else message[: limit - 1] + "…"
+
+
+def _is_secret(schema: Any) -> bool:
+    return isinstance(schema, dict) and (schema.get("x-secret") is True or schema.get("writeOnly") is True)
+
+
+def _plain_hint(doc: Document | None, path: Path) -> str | None:
+    if doc is None:
+        return None
+    scalar = doc.plain.get(path)
+    if scalar is None:
+        return None
+    return f"`{scalar.text}` was read as {scalar.read_as}; if you meant the text, quote it: \"{scalar.text}\""
+
+
+def _file_schema_findings(doc: Document, validator: jsonschema.protocols.Validator) -> list[Finding]:
+    out: list[Finding] = []
+    if doc.value is None:
+        return out
+    for err in validator.iter_errors(doc.value):
+        out.extend(_document_error(doc, err))
+    return out
+
+
+def _document_error(doc: Document, err: ValidationError) -> list[Finding]:
+    path = tuple(err.absolute_path)
+    if err.validator in ("additionalProperties", "unevaluatedProperties") and isinstance(err.instance, dict):
+        known = set((err.schema or {}).get("properties", {})) if isinstance(err.schema, dict) else set()
+        out = []
+        for extra in err.instance:
+            if extra in known:
+                continue
+            import difflib
+
+            close = difflib.get_close_matches(str(extra), sorted(known), n=1)
+            out.append(
+                Finding.at(
+                    doc.location((*path, extra)),
+                    "unknown-key",
+                    f"unknown key `{_dotted((*path, extra))}`",
+                    hint=f"did you mean `{close[0]}`?" if close else None,
+                )
+            )
+        return out
+    where = _dotted(path)
+    return [
+        Finding.at(
+            doc.location(path),
+            "schema",
+            f"{where + ': ' if where else ''}{_short(err.message)}",
+            hint=_plain_hint(doc, path),
+        )
+    ]
+
+
+@dataclass(slots=True)
+class _Grouped:
+    finding: Finding
+    pairs: list[str]
+
+
+def validate_tree(
+    tree: ConfigTree,
+    *,
+    file_schemas: Mapping[str, Any],
+    parse_file: Any = parse_mod.parse,
+    schema_cache: dict[str, tuple[CompiledSchema | None, list[Finding]]] | None = None,
+) -> Report:
+    """Every finding of a tree: parse, tree rules, file schemas, resolved app schemas.
+
+    ``file_schemas`` maps the ``$id`` of each file-kind schema to the schema itself (the
+    adapter loads them from the package). ``schema_cache`` lets a long-running caller
+    keep compiled app schemas between runs (keyed by content hash).
+    """
+    findings: list[Finding] = list(tree.findings)
+    broken_files = {f.file for f in tree.findings if f.severity is Severity.ERROR}
+
+    registry: referencing.Registry[Any] = referencing.Registry(retrieve=_no_retrieve)  # type: ignore[call-arg]
+    registry = registry.with_resources(
+        (sid, referencing.Resource.from_contents(s)) for sid, s in file_schemas.items()
+    )
+    repo_schema = file_schemas.get(REPO_SCHEMA_ID)
+    app_schema = file_schemas.get(APP_SCHEMA_ID)
+    if tree.repo is not None and repo_schema is not None:
+        findings.extend(_file_schema_findings(tree.repo, _python_validator(repo_schema, registry)))
+    if app_schema is not None:
+        app_validator = _python_validator(app_schema, registry)
+        for app in tree.apps.values():
+            if app.manifest is not None:
+                if app.manifest.value is None and app.manifest.empty:
+                    findings.append(
+                        Finding.at(app.manifest.location(()), "schema", "app.yaml is empty; it needs `description` and `owners`")
+                    )
+                findings.extend(_file_schema_findings(app.manifest, app_validator))
+
+    cache = schema_cache if schema_cache is not None else {}
+    grouped: dict[tuple[str, int, int, str, str], _Grouped] = {}
+    for app in tree.apps.values():
+        if app.schema_path is None or app.schema_path not in tree.files:
+            continue
+        data = tree.files[app.schema_path].data
+        key = hashlib.sha256(app.schema_path.encode() + b"\0" + data).hexdigest()
+        if key not in cache:
+            cache[key] = compile_schema(app.schema_path, data, parse_file=parse_file)
+        compiled, schema_findings = cache[key]
+        findings.extend(schema_findings)
+        if compiled is None:
+            continue
+        for env in tree.environments:
+            layers = tree.layers(app.name, env)
+            docs = [doc for _, doc in layers]
+            values = resolve_mod.merge(docs)
+            if compiled.fast is not None and _fast_valid(compiled.fast, values):
+                continue
+            for finding in _resolved_errors(app.name, env, layers, compiled):
+                if finding.file in broken_files:
+                    continue  # the file's own errors come first; this one may be their echo
+                gkey = (finding.file, finding.line, finding.column, finding.rule, finding.message)
+                group = grouped.get(gkey)
+                if group is None:
+                    grouped[gkey] = _Grouped(finding=finding, pairs=[f"{app.name}/{env}"])
+                else:
+                    group.pairs.append(f"{app.name}/{env}")
+    for group in grouped.values():
+        f = group.finding
+        if len(group.pairs) == 1:
+            where = f"app {group.pairs[0].split('/')[0]} in environment {group.pairs[0].split('/')[1]}"
+        else:
+            shown = ", ".join(group.pairs[:5]) + (", …" if len(group.pairs) > 5 else "")
+            where = f"{len(group.pairs)} app/environment pairs: {shown}"
+        findings.append(
+            Finding(
+                file=f.file,
+                line=f.line,
+                column=f.column,
+                rule=f.rule,
+                message=f"{f.message} (for {where})",
+                severity=f.severity,
+                hint=f.hint,
+            )
+        )
+    return Report.of(findings)
+
+
+def _fast_valid(fast: Any, values: Any) -> bool:
+    """jsonschema-rs says valid; any doubt (an exception) defers to the precise validator."""
+    try:
+        return bool(fast.is_valid(values))
+    except Exception:  # noqa: BLE001 - the precise validator decides and reports
+        return False
+
+
+def _default_location(app: str, layers: list[tuple[str, Document]]) -> SourceLocation:
+    for name, doc in reversed(layers):
+        if name in ("app-environment", "app"):
+            return SourceLocation(file=doc.file)
+    return SourceLocation(file=f"apps/{app}/app.yaml")
+
+
+def _resolved_errors(
+    app: str, env: str, layers: list[tuple[str, Document]], compiled: CompiledSchema
+) -> list[Finding]:
+    resolution = resolve_mod.resolve(layers)
+    docs_by_file = {doc.file: doc for _, doc in layers}
+    out: list[Finding] = []
+    try:
+        errors = list(compiled.python.iter_errors(resolution.values))
+    except referencing.exceptions.Unresolvable as exc:
+        return [
+            Finding(
+                file=compiled.file,
+                line=1,
+                column=1,
+                rule="schema-unresolvable-ref",
+                message=f"cannot resolve $ref {exc.ref}: remote references are not fetched; bundle them into the schema",
+            )
+        ]
+
+    def locate(path: Path) -> tuple[SourceLocation, Document | None]:
+        winner = resolution.winner(tuple(p for p in path))
+        if winner is None:
+            return _default_location(app, layers), None
+        doc = docs_by_file.get(winner.location.file)
+        if doc is None:
+            return winner.location, None
+        return doc.location(path), doc
+
+    for err in errors:
+        path = tuple(err.absolute_path)
+        secret = _is_secret(err.schema)
+        if err.validator == "required" and isinstance(err.instance, dict):
+            required: list[str] = list(err.validator_value)  # type: ignore[arg-type]  # `required` holds a list
+            for name in required:
+                if name in err.instance:
+                    continue
+                missing = (*path, name)
+                loc = locate(path)[0] if path else _default_location(app, layers)
+                out.append(
+                    Finding.at(
+                        loc,
+                        "required",
+                        f"`{_dotted(missing)}` is required but no layer sets it",
+                        hint=f"set it in apps/{app}/values.yaml or apps/{app}/envs/{env}.yaml",
+                    )
+                )
+            continue
+        if err.validator in ("additionalProperties", "unevaluatedProperties") and isinstance(err.instance, dict):
+            known = set(err.schema.get("properties", {})) if isinstance(err.schema, dict) else set()
+            patterns = list(err.schema.get("patternProperties", {})) if isinstance(err.schema, dict) else []
+            import difflib
+            import re
+
+            for extra in err.instance:
+                if extra in known or any(re.search(p, extra) for p in patterns):
+                    continue
+                loc, _ = locate((*path, extra))
+                close = difflib.get_close_matches(str(extra), sorted(known), n=1)
+                out.append(
+                    Finding.at(
+                        loc,
+                        "unknown-key",
+                        f"`{_dotted((*path, extra))}` is not allowed by the app schema",
+                        hint=f"did you mean `{_dotted((*path, close[0]))}`?" if close else None,
+                    )
+                )
+            continue
+        loc, doc = locate(path)
+        message = "value does not match the schema (secret value hidden)" if secret else _short(err.message)
+        out.append(
+            Finding.at(
+                loc,
+                "schema",
+                f"`{_dotted(path)}`: {message}" if path else message,
+                hint=None if secret else _plain_hint(doc, path),
+            )
+        )
+    return out
+
+
+def secret_paths(schema: Any) -> set[Path]:
+    """Paths that an app schema marks secret (``x-secret: true`` or ``writeOnly: true``)."""
+    out: set[Path] = set()
+
+    def walk(node: Any, path: Path) -> None:
+        if not isinstance(node, dict):
+            return
+        if _is_secret(node) and path:
+            out.add(path)
+        for name, sub in (node.get("properties") or {}).items():
+            walk(sub, (*path, name))
+        for key in ("allOf", "anyOf", "oneOf"):
+            for sub in node.get(key) or []:
+                walk(sub, path)
+
+    walk(schema, ())
+    return out
