@@ -126,6 +126,12 @@ def _json_document(file: str, data: bytes) -> Document:
     return Document(file=file, value=value, locations={(): SourceLocation(file=file)})
 
 
+def load_schema_value(file: str, data: bytes) -> Any:
+    """The schema document as a value, or None when it cannot be read."""
+    doc = _json_document(file, data) if file.endswith(".json") else parse_mod.parse(file, data)
+    return doc.value
+
+
 def compile_schema(file: str, data: bytes, *, parse_file: Any = parse_mod.parse) -> tuple[CompiledSchema | None, list[Finding]]:
     """Read, check and compile an app's value schema (JSON, or YAML read strictly)."""
     doc = _json_document(file, data) if file.endswith(".json") else parse_file(file, data)
@@ -244,6 +250,25 @@ class _Grouped:
     pairs: list[str]
 
 
+@dataclass(slots=True)
+class PairResult:
+    """The cached evaluation of one (app, env): reused while its inputs are the same objects."""
+
+    docs: tuple[Document, ...]
+    schema_key: str | None
+    values: dict[str, Any]
+    findings: list[Finding]
+    checksum: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Evaluation:
+    report: Report
+    values: Mapping[tuple[str, str], dict[str, Any]]
+    """Resolved values of every (app, env)."""
+    pairs: Mapping[tuple[str, str], PairResult]
+
+
 def validate_tree(
     tree: ConfigTree,
     *,
@@ -251,11 +276,25 @@ def validate_tree(
     parse_file: Any = parse_mod.parse,
     schema_cache: dict[str, tuple[CompiledSchema | None, list[Finding]]] | None = None,
 ) -> Report:
-    """Every finding of a tree: parse, tree rules, file schemas, resolved app schemas.
+    """Every finding of a tree: parse, tree rules, file schemas, resolved app schemas."""
+    return evaluate(tree, file_schemas=file_schemas, parse_file=parse_file, schema_cache=schema_cache).report
+
+
+def evaluate(
+    tree: ConfigTree,
+    *,
+    file_schemas: Mapping[str, Any],
+    parse_file: Any = parse_mod.parse,
+    schema_cache: dict[str, tuple[CompiledSchema | None, list[Finding]]] | None = None,
+    pair_cache: dict[tuple[str, str], PairResult] | None = None,
+) -> Evaluation:
+    """Validate a tree and resolve every (app, env).
 
     ``file_schemas`` maps the ``$id`` of each file-kind schema to the schema itself (the
-    adapter loads them from the package). ``schema_cache`` lets a long-running caller
-    keep compiled app schemas between runs (keyed by content hash).
+    adapter loads them from the package). A long-running caller passes ``schema_cache``
+    (compiled app schemas by content hash) and ``pair_cache`` (per-pair results, reused
+    while the pair's layer documents are the very same objects, as a per-blob parse cache
+    returns them): then the work of a commit follows the size of its change.
     """
     findings: list[Finding] = list(tree.findings)
     broken_files = {f.file for f in tree.findings if f.severity is Severity.ERROR}
@@ -279,25 +318,40 @@ def validate_tree(
                 findings.extend(_file_schema_findings(app.manifest, app_validator))
 
     cache = schema_cache if schema_cache is not None else {}
+    pcache = pair_cache if pair_cache is not None else {}
     grouped: dict[tuple[str, int, int, str, str], _Grouped] = {}
+    all_values: dict[tuple[str, str], dict[str, Any]] = {}
+    live: dict[tuple[str, str], PairResult] = {}
     for app in tree.apps.values():
-        if app.schema_path is None or app.schema_path not in tree.files:
-            continue
-        data = tree.files[app.schema_path].data
-        key = hashlib.sha256(app.schema_path.encode() + b"\0" + data).hexdigest()
-        if key not in cache:
-            cache[key] = compile_schema(app.schema_path, data, parse_file=parse_file)
-        compiled, schema_findings = cache[key]
-        findings.extend(schema_findings)
-        if compiled is None:
-            continue
+        compiled: CompiledSchema | None = None
+        key: str | None = None
+        if app.schema_path is not None and app.schema_path in tree.files:
+            data = tree.files[app.schema_path].data
+            key = hashlib.sha256(app.schema_path.encode() + b"\0" + data).hexdigest()
+            if key not in cache:
+                cache[key] = compile_schema(app.schema_path, data, parse_file=parse_file)
+            compiled, schema_findings = cache[key]
+            findings.extend(schema_findings)
         for env in tree.environments:
             layers = tree.layers(app.name, env)
-            docs = [doc for _, doc in layers]
-            values = resolve_mod.merge(docs)
-            if compiled.fast is not None and _fast_valid(compiled.fast, values):
-                continue
-            for finding in _resolved_errors(app.name, env, layers, compiled):
+            docs = tuple(doc for _, doc in layers)
+            cached = pcache.get((app.name, env))
+            if (
+                cached is not None
+                and cached.schema_key == key
+                and len(cached.docs) == len(docs)
+                and all(a is b for a, b in zip(cached.docs, docs, strict=True))
+            ):
+                result = cached
+            else:
+                values = resolve_mod.merge(docs)
+                pair_findings: list[Finding] = []
+                if compiled is not None and not (compiled.fast is not None and _fast_valid(compiled.fast, values)):
+                    pair_findings = _resolved_errors(app.name, env, layers, compiled)
+                result = PairResult(docs=docs, schema_key=key, values=values, findings=pair_findings)
+            live[(app.name, env)] = result
+            all_values[(app.name, env)] = result.values
+            for finding in result.findings:
                 if finding.file in broken_files:
                     continue  # the file's own errors come first; this one may be their echo
                 gkey = (finding.file, finding.line, finding.column, finding.rule, finding.message)
@@ -306,6 +360,9 @@ def validate_tree(
                     grouped[gkey] = _Grouped(finding=finding, pairs=[f"{app.name}/{env}"])
                 else:
                     group.pairs.append(f"{app.name}/{env}")
+    if pair_cache is not None:
+        pair_cache.clear()
+        pair_cache.update(live)
     for group in grouped.values():
         f = group.finding
         if len(group.pairs) == 1:
@@ -324,7 +381,7 @@ def validate_tree(
                 hint=f.hint,
             )
         )
-    return Report.of(findings)
+    return Evaluation(report=Report.of(findings), values=all_values, pairs=live)
 
 
 def _fast_valid(fast: Any, values: Any) -> bool:

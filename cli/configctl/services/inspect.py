@@ -23,6 +23,48 @@ from configctl.errors import UsageError
 class Checked:
     tree: tree_mod.ConfigTree
     report: Report
+    values: Mapping[tuple[str, str], dict[str, Any]]
+    """Resolved values of every (app, env)."""
+    pairs: Mapping[tuple[str, str], validate_mod.PairResult]
+
+
+class Evaluator:
+    """Validates and resolves snapshots, keeping caches between calls.
+
+    Each file is parsed once per content (a git blob that did not change is not parsed
+    again), each app schema compiled once per content, and each (app, env) resolved and
+    validated again only when one of its layer documents or its schema changed. A
+    long-running caller (the reconciler, a diff of two revisions) keeps one Evaluator.
+    """
+
+    def __init__(self, *, file_schemas: Mapping[str, Any], max_parsed: int = 100_000) -> None:
+        self.file_schemas = file_schemas
+        self.max_parsed = max_parsed
+        self._parsed: dict[tuple[str, bytes], Document] = {}
+        self._schemas: dict[str, Any] = {}
+        self._pairs: dict[tuple[str, str], validate_mod.PairResult] = {}
+
+    def parse(self, path: str, data: bytes) -> Document:
+        key = (path, data)
+        doc = self._parsed.get(key)
+        if doc is None:
+            if len(self._parsed) >= self.max_parsed:
+                self._parsed.clear()
+            doc = parse_mod.parse(path, data)
+            self._parsed[key] = doc
+        return doc
+
+    def check(self, files: Mapping[str, FileEntry], *, keep_pairs: bool = True) -> Checked:
+        tree = tree_mod.build(files, parse_file=self.parse)
+        pair_cache = self._pairs if keep_pairs else {}
+        evaluation = validate_mod.evaluate(
+            tree,
+            file_schemas=self.file_schemas,
+            parse_file=self.parse,
+            schema_cache=self._schemas,
+            pair_cache=pair_cache,
+        )
+        return Checked(tree=tree, report=evaluation.report, values=evaluation.values, pairs=evaluation.pairs)
 
 
 def check(
@@ -30,14 +72,11 @@ def check(
     *,
     file_schemas: Mapping[str, Any],
     parse_file: Callable[[str, bytes], Document] = parse_mod.parse,
-    schema_cache: dict[str, Any] | None = None,
 ) -> Checked:
-    """Build the tree and validate all of it."""
+    """Build the tree, validate all of it and resolve every (app, env), once."""
     tree = tree_mod.build(files, parse_file=parse_file)
-    report = validate_mod.validate_tree(
-        tree, file_schemas=file_schemas, parse_file=parse_file, schema_cache=schema_cache
-    )
-    return Checked(tree=tree, report=report)
+    evaluation = validate_mod.evaluate(tree, file_schemas=file_schemas, parse_file=parse_file)
+    return Checked(tree=tree, report=evaluation.report, values=evaluation.values, pairs=evaluation.pairs)
 
 
 def _suggest(name: str, choices: list[str]) -> str | None:
@@ -63,29 +102,21 @@ def resolve_pair(tree: tree_mod.ConfigTree, app: str, env: str) -> resolve_mod.R
     return resolve_mod.resolve(tree.layers(app, env))
 
 
-def resolve_all(tree: tree_mod.ConfigTree) -> dict[tuple[str, str], dict[str, Any]]:
-    """Resolved values of every (app, env), without provenance (the fast path)."""
-    return {
-        (app, env): resolve_mod.merge([doc for _, doc in tree.layers(app, env)])
-        for app in sorted(tree.apps)
-        for env in tree.environments
-    }
+def matrix(checked: Checked) -> list[dict[str, Any]]:
+    """One row per (app, env): the number of resolved keys."""
+    return [
+        {"app": app, "env": env, "keys": resolve_mod.count_keys(values)}
+        for (app, env), values in sorted(checked.values.items())
+    ]
 
 
-def matrix(tree: tree_mod.ConfigTree) -> list[dict[str, Any]]:
-    """One row per app: the number of resolved keys in each environment."""
-    rows = []
-    for (app, env), values in resolve_all(tree).items():
-        rows.append({"app": app, "env": env, "keys": resolve_mod.count_keys(values)})
-    return rows
-
-
-def secret_paths(tree: tree_mod.ConfigTree, app: str) -> set[tuple[str | int, ...]]:
-    """Paths the app's schema marks secret; empty without a (valid) schema."""
-    a = tree.apps.get(app)
-    if a is None or a.schema_path is None or a.schema_path not in tree.files:
-        return set()
-    compiled, _ = validate_mod.compile_schema(a.schema_path, tree.files[a.schema_path].data)
-    if compiled is None:
-        return set()
-    return validate_mod.secret_paths(compiled.schema)
+def secret_keys(tree: tree_mod.ConfigTree) -> dict[str, set[str]]:
+    """Dotted keys each app's schema marks secret (``x-secret`` / ``writeOnly``)."""
+    out: dict[str, set[str]] = {}
+    for name, a in tree.apps.items():
+        if a.schema_path is None or a.schema_path not in tree.files:
+            continue
+        schema = validate_mod.load_schema_value(a.schema_path, tree.files[a.schema_path].data)
+        if schema is not None:
+            out[name] = {".".join(map(str, p)) for p in validate_mod.secret_paths(schema)}
+    return out

@@ -34,7 +34,7 @@ def ls(
 
     checked = inspect.check(filesystem.read_tree(context.repo_path(repo)), file_schemas=schemas.file_schemas())
     tree = checked.tree
-    rows = inspect.matrix(tree)
+    rows = inspect.matrix(checked)
     if out is Output.json:
         counts: dict[str, dict[str, int]] = {}
         for row in rows:

@@ -1,0 +1,124 @@
+"""`configctl apply`: turn a commit into versions in the store."""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime
+from typing import Annotated
+
+import typer
+
+from configctl.cli import context, sources
+from configctl.cli.exit_codes import ExitCode
+
+app = typer.Typer()
+
+
+class Output(enum.StrEnum):
+    text = "text"
+    json = "json"
+
+
+@app.command(
+    epilog=(
+        "Examples:\n\n"
+        "  configctl apply                       # HEAD, into .configctl/configctl.db\n\n"
+        "  configctl apply --rev v1.4.0 --dry-run\n\n"
+        "  configctl apply --db postgresql://configctl@db/configctl\n\n"
+        "Applying the same commit twice writes nothing; an invalid tree writes only a\n"
+        "rejected-commit record and exits 1."
+    )
+)
+@context.boundary
+def apply(
+    *,
+    rev: Annotated[str, typer.Option("--rev", help="The git revision to apply.")] = "HEAD",
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan; write nothing.")] = False,
+    repo: context.RepoOption = None,
+    db: sources.DbOption = None,
+    out: Annotated[Output, typer.Option("--output", "-o", help="Output format.")] = Output.text,
+) -> None:
+    """Validate and resolve a commit, and write a new version for every app/env that changed."""
+    from configctl.adapters import schemas
+    from configctl.cli import output
+    from configctl.services import apply as apply_service
+    from configctl.services.inspect import Evaluator
+
+    root = context.repo_path(repo)
+    git, prefix = sources.git_source(root)
+    sha = git.resolve(rev)
+    commit = git.commit_info(sha)
+    files = sources.strip_prefix(git.read_tree(sha), prefix)
+    store = sources.open_store(root, db)
+    try:
+        evaluator = Evaluator(file_schemas=schemas.file_schemas())
+        err = context.stderr()
+        if err.is_terminal and len(files) > 200:
+            with err.status(f"validating and resolving {len(files)} files at {sha[:12]}…"):
+                result = apply_service.apply_snapshot(
+                    store=store, files=files, commit=commit, evaluator=evaluator,
+                    actor=sources.actor(), host=sources.host(), now=lambda: datetime.now(UTC), dry_run=dry_run,
+                )
+        else:
+            result = apply_service.apply_snapshot(
+                store=store, files=files, commit=commit, evaluator=evaluator,
+                actor=sources.actor(), host=sources.host(), now=lambda: datetime.now(UTC), dry_run=dry_run,
+            )
+    finally:
+        store.close()
+
+    if out is Output.json:
+        context.write(
+            output.dumps_json(
+                {
+                    "commit": result.commit,
+                    "status": result.status,
+                    "dry_run": dry_run,
+                    "valid": result.report.valid,
+                    "errors": [f.to_dict() for f in result.report.errors],
+                    "versions": [
+                        {
+                            "app": p.app,
+                            "env": p.env,
+                            "version": p.version,
+                            "previous_version": p.previous,
+                            "added": p.added,
+                            "changed": p.changed,
+                            "removed": p.removed,
+                            "changed_keys": list(p.changed_keys),
+                            "skipped": p.skipped,
+                        }
+                        for p in result.pairs
+                    ],
+                }
+            )
+        )
+    else:
+        if result.status == "rejected":
+            output.print_report_text(result.report, stream=context.stderr())
+            context.print_error(
+                f"commit {sha[:12]} is invalid ({len(result.report.errors)} errors): recorded as rejected, nothing applied"
+                if not dry_run
+                else f"commit {sha[:12]} is invalid ({len(result.report.errors)} errors)"
+            )
+        elif not result.pairs:
+            context.write(f"{sha[:12]}: nothing to apply, every app and environment is up to date")
+        else:
+            verb = "would write" if dry_run else "applied"
+            rows = [
+                [
+                    p.app,
+                    p.env,
+                    ("v" + str(p.version)) if p.version is not None else (p.skipped or ("(plan)" if dry_run else "-")),
+                    p.added,
+                    p.changed,
+                    p.removed,
+                ]
+                for p in result.pairs
+            ]
+            output.table(["APP", "ENV", "VERSION", "ADDED", "CHANGED", "REMOVED"], rows, title=f"{sha[:12]}: {verb}")
+            skipped = [p for p in result.pairs if p.skipped]
+            for p in skipped:
+                context.print_error(f"{p.app}/{p.env} differs from git but is {p.skipped}: not applied (see `configctl status`)")
+    if result.status == "rejected":
+        raise typer.Exit(ExitCode.FINDINGS)

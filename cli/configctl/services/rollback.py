@@ -1,0 +1,119 @@
+"""Rollback and release: break-glass changes of what is served, never of git history.
+
+``rollback`` puts version N's values back into service at once as a new version (reason
+"rollback"), pins the pair so `apply` leaves it alone, and quarantines the commit whose
+values were rolled back: after `release`, that commit's values for the pair are not
+served again unless a newer commit changes the pair (in git, the revert or a fix).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from configctl.core import diff as diff_mod
+from configctl.core.records import KeyChange
+from configctl.errors import UsageError
+from configctl.services.apply import QUARANTINE_PREFIX, VersionStore, _message
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RollbackResult:
+    app: str
+    env: str
+    version: int
+    rolled_back_to: int
+    previous: int
+    quarantined_commit: str | None
+    changed_keys: tuple[str, ...]
+
+
+def rollback(
+    *,
+    store: VersionStore,
+    app: str,
+    env: str,
+    to: int,
+    actor: str,
+    host: str,
+    now: Callable[[], datetime],
+    secrets: Mapping[str, Any] | None = None,
+    reason: str | None = None,
+) -> RollbackResult:
+    with store.unit_of_work() as uow:
+        latest = uow.latest_versions().get((app, env))
+        if latest is None:
+            raise UsageError(f"{app}/{env} has no versions yet; nothing to roll back")
+        target = uow.get_version(app, env, to)
+        if target is None:
+            raise UsageError(f"{app}/{env} has no version {to} (latest is {latest.number})")
+        if to == latest.number:
+            raise UsageError(f"version {to} is already in service for {app}/{env}")
+        keys = diff_mod.diff_values(latest.values, target.values, secrets=(secrets or {}).get(app, ()))
+        changed = tuple(k.key for k in keys)
+        version = uow.add_version(
+            app=app,
+            env=env,
+            values=target.values,
+            checksum=target.checksum,
+            commit_sha=target.commit_sha,
+            reason="rollback",
+            actor=actor,
+            changes=[KeyChange(key=k.key, change=str(k.change), old=k.old, new=k.new) for k in keys],
+            rolled_back_to=to,
+        )
+        bad_commit = latest.commit_sha
+        uow.set_pin(app=app, env=env, version=version, reason=reason or f"rollback to version {to}", actor=actor, quarantined_commit=bad_commit)
+        uow.set_sync_state(
+            f"{QUARANTINE_PREFIX}{app}:{env}",
+            {"commit": bad_commit, "checksum": latest.checksum, "version": latest.number},
+        )
+        message = _message(
+            app=app, env=env, version=version, previous=latest.number, commit=target.commit_sha, keys=changed, reason="rollback", now=now()
+        )
+        uow.add_outbox(event_id=message["id"], routing_key=f"{app}.{env}", payload=message)
+        uow.add_audit(
+            action="rollback",
+            actor=actor,
+            host=host,
+            app=app,
+            env=env,
+            commit_sha=bad_commit,
+            version=version,
+            details={"to": to, "from": latest.number, "changed_keys": list(changed), "quarantined_commit": bad_commit, "reason": reason},
+        )
+        uow.add_audit(
+            action="pin",
+            actor=actor,
+            host=host,
+            app=app,
+            env=env,
+            version=version,
+            details={"reason": reason or f"rollback to version {to}"},
+        )
+    return RollbackResult(
+        app=app, env=env, version=version, rolled_back_to=to, previous=latest.number, quarantined_commit=bad_commit, changed_keys=changed
+    )
+
+
+def release(*, store: VersionStore, app: str, env: str, actor: str, host: str) -> dict[str, Any]:
+    """Remove the pin; the quarantine stays until a newer commit changes the pair."""
+    with store.unit_of_work() as uow:
+        pins = {(p.app, p.env): p for p in uow.get_pins()}
+        pin = pins.get((app, env))
+        if pin is None:
+            raise UsageError(f"{app}/{env} is not pinned")
+        uow.clear_pin(app, env)
+        quarantine = uow.get_sync_state(f"{QUARANTINE_PREFIX}{app}:{env}")
+        uow.add_audit(
+            action="release",
+            actor=actor,
+            host=host,
+            app=app,
+            env=env,
+            version=pin.version,
+            details={"quarantine": quarantine},
+        )
+    return {"app": app, "env": env, "version": pin.version, "quarantine": quarantine}
