@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 
 from configctl import __version__
-from configctl.cli.commands import get, init, ls, schema, validate
+from configctl.cli.commands import apply, db, diff, get, history, init, ls, reconcile, rollback, schema, validate
 from configctl.cli.exit_codes import ExitCode
 
 app = typer.Typer(
@@ -54,7 +54,13 @@ app.add_typer(init.app)
 app.add_typer(validate.app)
 app.add_typer(get.app)
 app.add_typer(ls.app)
+app.add_typer(diff.app)
+app.add_typer(apply.app)
+app.add_typer(history.app)
+app.add_typer(rollback.app)
+app.add_typer(reconcile.app)
 app.add_typer(schema.app, name="schema")
+app.add_typer(db.app, name="db")
 
 
 def main() -> None:

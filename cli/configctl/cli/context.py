@@ -67,6 +67,12 @@ def print_error(message: str, hint: str | None = None) -> None:
         err.print(f"  [dim]hint:[/] {escape(hint)}")
 
 
+def print_warning(message: str) -> None:
+    from rich.markup import escape
+
+    stderr().print(f"[bold yellow]warning:[/] {escape(message)}")
+
+
 def boundary(fn: Callable[P, R]) -> Callable[P, R]:
     """Render ConfigctlError as one line on stderr and exit with its code."""
 

@@ -119,6 +119,6 @@ def apply(
             output.table(["APP", "ENV", "VERSION", "ADDED", "CHANGED", "REMOVED"], rows, title=f"{sha[:12]}: {verb}")
             skipped = [p for p in result.pairs if p.skipped]
             for p in skipped:
-                context.print_error(f"{p.app}/{p.env} differs from git but is {p.skipped}: not applied (see `configctl status`)")
+                context.print_warning(f"{p.app}/{p.env} differs from git but is {p.skipped}: not applied (see `configctl status`)")
     if result.status == "rejected":
         raise typer.Exit(ExitCode.FINDINGS)

@@ -61,7 +61,7 @@ def get(
     layer_files = {doc.file for _, doc in tree.layers(app_name, env)}
     broken = sorted({f.file for f in checked.report.errors if f.file in layer_files or f.file == "configctl.yaml"})
     if broken:
-        context.print_error(
+        context.print_warning(
             f"{len(broken)} file(s) of this configuration have errors ({', '.join(broken)}); run `configctl validate`"
         )
 

@@ -57,6 +57,6 @@ def ls(
         [[a, *(by_app.get(a, {}).get(e, 0) for e in tree.environments)] for a in sorted(tree.apps)],
     )
     if not checked.report.valid:
-        context.print_error(
+        context.print_warning(
             f"the tree has {len(checked.report.errors)} errors; run `configctl validate`",
         )

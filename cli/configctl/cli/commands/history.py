@@ -1,0 +1,335 @@
+"""Read the store: `history`, `show`, `audit`, `status`.
+
+JSON field names are a documented contract (README, "JSON output").
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+
+import typer
+
+from configctl.cli import context, sources
+
+app = typer.Typer()
+
+
+class Output(enum.StrEnum):
+    text = "text"
+    json = "json"
+
+
+OutputOption = Annotated[Output, typer.Option("--output", "-o", help="Output format.")]
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _author(name: str | None, email: str | None) -> str | None:
+    if name and email:
+        return f"{name} <{email}>"
+    return name or email or None
+
+
+def _short(sha: str | None) -> str:
+    return sha[:12] if sha else "-"
+
+
+def parse_since(text: str) -> datetime:
+    """`2026-11-01`, an ISO time, or a duration back from now: `30m`, `12h`, `7d`."""
+    from configctl.errors import UsageError
+
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+    if text and text[-1] in units and text[:-1].isdigit():
+        return datetime.now(UTC) - timedelta(seconds=int(text[:-1]) * units[text[-1]])
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise UsageError(f"--since {text!r}: use a date (2026-11-01), an ISO time or a duration (30m, 12h, 7d)") from exc
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+@app.command(
+    epilog=(
+        "Examples:\n\n"
+        "  configctl history checkout production\n\n"
+        "  configctl history checkout production database.pool.max\n\n"
+        "  configctl history checkout production -o json | jq '.[0]'"
+    )
+)
+@context.boundary
+def history(
+    app_name: Annotated[str, typer.Argument(metavar="APP")],
+    env: Annotated[str, typer.Argument(metavar="ENV")],
+    key: Annotated[str | None, typer.Argument(metavar="[KEY]", help="One dotted key: its values over time.", show_default=False)] = None,
+    *,
+    repo: context.RepoOption = None,
+    db: sources.DbOption = None,
+    limit: Annotated[int | None, typer.Option("--limit", "-n", help="At most this many entries, newest first.")] = None,
+    out: OutputOption = Output.text,
+) -> None:
+    """The versions of APP in ENV, newest first (or one KEY's values over time)."""
+    from configctl.cli import output
+
+    store = sources.open_store(context.repo_path(repo), db)
+    try:
+        if key is None:
+            entries = store.list_versions(app_name, env, limit=limit)
+            rows: list[dict[str, Any]] = [
+                {
+                    "version": e.number,
+                    "commit": e.commit_sha,
+                    "author": _author(e.author_name, e.author_email),
+                    "created_at": _iso(e.created_at),
+                    "reason": e.reason,
+                    "actor": e.actor,
+                    "rolled_back_to": e.rolled_back_to,
+                    "message": e.subject,
+                    "changed_keys": [c.key for c in e.changes],
+                }
+                for e in entries
+            ]
+        else:
+            entries_k = store.key_history(app_name, env, key)
+            rows = [
+                {
+                    "version": e.version,
+                    "commit": e.commit_sha,
+                    "author": _author(e.author_name, e.author_email),
+                    "created_at": _iso(e.created_at),
+                    "reason": e.reason,
+                    "change": e.change,
+                    "old": e.old,
+                    "new": e.new,
+                    "key": e.key,
+                    "changed_keys": [e.key],
+                }
+                for e in entries_k
+            ]
+            if limit is not None:
+                rows = rows[:limit]
+    finally:
+        store.close()
+    if out is Output.json:
+        context.write(output.dumps_json(rows))
+        return
+    if not rows:
+        context.write(f"no versions of {app_name}/{env}" + (f" changed `{key}`" if key else ""))
+        return
+    if key is None:
+        output.table(
+            ["VERSION", "COMMIT", "AUTHOR", "CREATED", "REASON", "CHANGED KEYS"],
+            [
+                [
+                    r["version"],
+                    _short(r["commit"]),
+                    r["author"] or r["actor"] or "-",
+                    r["created_at"],
+                    r["reason"] + (f" to v{r['rolled_back_to']}" if r["rolled_back_to"] else ""),
+                    ", ".join(r["changed_keys"][:6]) + (" …" if len(r["changed_keys"]) > 6 else ""),
+                ]
+                for r in rows
+            ],
+        )
+    else:
+        output.table(
+            ["VERSION", "COMMIT", "AUTHOR", "CREATED", "CHANGE", "VALUE"],
+            [
+                [
+                    r["version"],
+                    _short(r["commit"]),
+                    r["author"] or "-",
+                    r["created_at"],
+                    r["change"],
+                    output.scalar_text(r["new"]) if r["change"] != "removed" else "(removed)",
+                ]
+                for r in rows
+            ],
+        )
+
+
+@app.command(
+    epilog="Examples:\n\n  configctl show checkout production\n\n  configctl show checkout production --version 3 -o json",
+)
+@context.boundary
+def show(
+    app_name: Annotated[str, typer.Argument(metavar="APP")],
+    env: Annotated[str, typer.Argument(metavar="ENV")],
+    *,
+    version: Annotated[int | None, typer.Option("--version", "-v", help="A version number (default: the one in service).")] = None,
+    repo: context.RepoOption = None,
+    db: sources.DbOption = None,
+    out: Annotated[str, typer.Option("--output", "-o", help="yaml or json.")] = "yaml",
+) -> None:
+    """The snapshot in service for APP in ENV, or version N."""
+    from configctl.cli import output
+    from configctl.errors import UsageError
+
+    store = sources.open_store(context.repo_path(repo), db)
+    try:
+        record = store.get_version(app_name, env, version)
+    finally:
+        store.close()
+    if record is None:
+        what = f"version {version}" if version is not None else "any version"
+        raise UsageError(f"{app_name}/{env} has no {what} in the store", hint="run `configctl apply` first")
+    if out == "json":
+        context.write(
+            output.dumps_json(
+                {
+                    "app": record.app,
+                    "env": record.env,
+                    "version": record.number,
+                    "commit": record.commit_sha,
+                    "checksum": record.checksum,
+                    "reason": record.reason,
+                    "created_at": _iso(record.created_at),
+                    "values": record.values,
+                }
+            )
+        )
+        return
+    context.stderr().print(
+        f"# {record.app}/{record.env} version {record.number} (commit {_short(record.commit_sha)}, {record.reason}, {_iso(record.created_at)})"
+    )
+    context.write(output.values_yaml(record.values))
+
+
+@app.command(
+    epilog=(
+        "Examples:\n\n"
+        "  configctl audit --since 7d\n\n"
+        "  configctl audit --app checkout --env production --actor alice -o json"
+    )
+)
+@context.boundary
+def audit(
+    *,
+    app_name: Annotated[str | None, typer.Option("--app", help="Only this app.")] = None,
+    env: Annotated[str | None, typer.Option("--env", help="Only this environment.")] = None,
+    actor: Annotated[str | None, typer.Option("--actor", help="Only this actor.")] = None,
+    since: Annotated[str | None, typer.Option("--since", help="A date, ISO time or duration (7d, 12h).")] = None,
+    limit: Annotated[int | None, typer.Option("--limit", "-n")] = None,
+    repo: context.RepoOption = None,
+    db: sources.DbOption = None,
+    out: OutputOption = Output.text,
+) -> None:
+    """The audit log: applied and rejected commits, rollbacks, pins and releases."""
+    from configctl.cli import output
+
+    since_at = parse_since(since) if since else None
+    store = sources.open_store(context.repo_path(repo), db)
+    try:
+        records = store.audit(app=app_name, env=env, actor=actor, since=since_at, limit=limit)
+    finally:
+        store.close()
+    rows = [
+        {
+            "at": _iso(r.at),
+            "actor": r.actor,
+            "host": r.host,
+            "action": r.action,
+            "app": r.app,
+            "env": r.env,
+            "commit": r.commit_sha,
+            "version": r.version,
+            "details": r.details,
+        }
+        for r in records
+    ]
+    if out is Output.json:
+        context.write(output.dumps_json(rows))
+        return
+    output.table(
+        ["AT", "ACTOR", "ACTION", "APP/ENV", "COMMIT", "VERSION"],
+        [
+            [r["at"], r["actor"], r["action"], f"{r['app']}/{r['env']}" if r["app"] else "-", _short(r["commit"]), r["version"] or "-"]
+            for r in rows
+        ],
+    )
+
+
+@app.command(
+    epilog="Examples:\n\n  configctl status\n\n  configctl status -o json",
+)
+@context.boundary
+def status(
+    *,
+    repo: context.RepoOption = None,
+    db: sources.DbOption = None,
+    out: OutputOption = Output.text,
+) -> None:
+    """Last applied commit, commits not yet applied, rejected commits, pins and drift."""
+    from configctl.cli import output
+    from configctl.errors import ConfigctlError
+
+    root = context.repo_path(repo)
+    store = sources.open_store(root, db)
+    try:
+        last_applied = store.sync_state("last_applied_commit")
+        last_attempted = store.sync_state("last_attempted_commit")
+        rejected = store.commits(status="rejected")
+        pins = store.pins()
+        latest = store.latest_versions()
+    finally:
+        store.close()
+    head: str | None = None
+    pending: list[dict[str, Any]] = []
+    try:
+        git, _prefix = sources.git_source(root)
+        head = git.head()
+        if head is not None and head != last_applied:
+            for c in git.commits_between(last_applied, head):
+                pending.append({"commit": c.sha, "author": c.author_email, "message": c.message.splitlines()[0] if c.message else ""})
+    except ConfigctlError:
+        head = None
+    drift = []
+    for p in pins:
+        served = latest.get((p.app, p.env))
+        drift.append(
+            {
+                "app": p.app,
+                "env": p.env,
+                "pinned_version": p.version,
+                "served_version": served.number if served else None,
+                "quarantined_commit": p.quarantined_commit,
+                "reason": p.reason,
+                "actor": p.actor,
+                "since": _iso(p.created_at),
+            }
+        )
+    rejected_rows = [
+        {"commit": c.info.sha, "author": c.info.author_email, "reason": c.reason, "recorded_at": _iso(c.recorded_at)}
+        for c in rejected
+    ]
+    payload = {
+        "head": head,
+        "last_applied_commit": last_applied,
+        "last_attempted_commit": last_attempted,
+        "pending_commits": pending,
+        "rejected_commits": rejected_rows,
+        "pins": drift,
+        "versions": len(latest),
+    }
+    if out is Output.json:
+        context.write(output.dumps_json(payload))
+        return
+    lines = [
+        f"HEAD:                 {_short(head)}",
+        f"last applied commit:  {_short(last_applied)}",
+        f"last attempted:       {_short(last_attempted)}",
+        f"app/env pairs served: {len(latest)}",
+        f"commits not applied:  {len(pending)}",
+    ]
+    lines += [f"  {_short(c['commit'])} {c['author']} {c['message']}" for c in pending[:20]]
+    lines.append(f"rejected commits:     {len(rejected_rows)}")
+    lines += [f"  {_short(c['commit'])} {(c['reason'] or '').splitlines()[0] if c['reason'] else ''}" for c in rejected_rows[:20]]
+    lines.append(f"pins (drift from git): {len(drift)}")
+    lines += [
+        f"  {d['app']}/{d['env']} pinned at v{d['pinned_version']} by {d['actor']} ({d['reason']}); quarantined commit {_short(d['quarantined_commit'])}"
+        for d in drift
+    ]
+    context.write("\n".join(lines))

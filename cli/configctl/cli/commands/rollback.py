@@ -1,0 +1,117 @@
+"""`rollback`, `release` and `revert`: break-glass changes, and the git commits that make git agree."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+import typer
+
+from configctl.cli import context, sources
+
+app = typer.Typer()
+
+
+@app.command(
+    epilog=(
+        "Examples:\n\n"
+        "  configctl rollback checkout production --to 7\n\n"
+        "  configctl rollback checkout production --to 7 --revert   # also prepare the git revert\n\n"
+        "The pair stays pinned (apply leaves it alone) until `configctl release`."
+    )
+)
+@context.boundary
+def rollback(
+    app_name: Annotated[str, typer.Argument(metavar="APP")],
+    env: Annotated[str, typer.Argument(metavar="ENV")],
+    *,
+    to: Annotated[int, typer.Option("--to", help="The version whose values go back into service.")],
+    revert: Annotated[bool, typer.Option("--revert", help="Also prepare a git revert commit on a new branch.")] = False,
+    reason: Annotated[str | None, typer.Option("--reason", help="Why (kept in the audit log).")] = None,
+    repo: context.RepoOption = None,
+    db: sources.DbOption = None,
+) -> None:
+    """Put version N's values back into service now, as a new version, pinned until released."""
+    from configctl.services import rollback as rollback_service
+
+    root = context.repo_path(repo)
+    store = sources.open_store(root, db)
+    try:
+        result = rollback_service.rollback(
+            store=store, app=app_name, env=env, to=to, actor=sources.actor(), host=sources.host(),
+            now=lambda: datetime.now(UTC), reason=reason,
+        )
+    finally:
+        store.close()
+    context.write(
+        f"{app_name}/{env}: version {result.version} now serves the values of version {to} "
+        f"(was {result.previous}); pinned until `configctl release {app_name} {env}`"
+    )
+    if result.quarantined_commit:
+        context.write(f"commit {result.quarantined_commit[:12]} is quarantined for {app_name}/{env}")
+    if revert and result.quarantined_commit:
+        git, _ = sources.git_source(root)
+        branch = f"configctl/revert-{result.quarantined_commit[:12]}"
+        sha = git.prepare_revert(
+            result.quarantined_commit,
+            branch=branch,
+            message=f"Revert {result.quarantined_commit[:12]} ({app_name}/{env} rolled back to version {to})",
+        )
+        context.write(f"prepared revert commit {sha[:12]} on branch {branch}: push it and open a pull request")
+
+
+@app.command(epilog="Example:\n\n  configctl release checkout production")
+@context.boundary
+def release(
+    app_name: Annotated[str, typer.Argument(metavar="APP")],
+    env: Annotated[str, typer.Argument(metavar="ENV")],
+    *,
+    repo: context.RepoOption = None,
+    db: sources.DbOption = None,
+) -> None:
+    """Remove a rollback's pin: the next apply serves git again (except the quarantined commit)."""
+    from configctl.services import rollback as rollback_service
+
+    store = sources.open_store(context.repo_path(repo), db)
+    try:
+        result = rollback_service.release(store=store, app=app_name, env=env, actor=sources.actor(), host=sources.host())
+    finally:
+        store.close()
+    context.write(f"{app_name}/{env}: released (version {result['version']} stays in service until git changes it)")
+
+
+@app.command(
+    epilog=(
+        "Examples:\n\n"
+        "  configctl revert 3f2a9c1                     # undo a whole commit\n\n"
+        "  configctl revert 3f2a9c1 --keys database.pool.max,replicas"
+    )
+)
+@context.boundary
+def revert(
+    commit: Annotated[str, typer.Argument(metavar="COMMIT")],
+    *,
+    keys: Annotated[str | None, typer.Option("--keys", help="Undo only these dotted keys (comma-separated).")] = None,
+    branch: Annotated[str | None, typer.Option("--branch", help="Branch to create (default: configctl/revert-<sha>).")] = None,
+    repo: context.RepoOption = None,
+) -> None:
+    """Prepare a git commit that undoes COMMIT (or only some keys of it) on a new branch, for review."""
+    from configctl.services import revert as revert_service
+
+    root = context.repo_path(repo)
+    git, prefix = sources.git_source(root)
+    sha = git.resolve(commit)
+    target = branch or f"configctl/revert-{sha[:12]}"
+    if keys is None:
+        new = git.prepare_revert(sha, branch=target, message=f"Revert {sha[:12]}")
+    else:
+        wanted = [k.strip() for k in keys.split(",") if k.strip()]
+        parent = git.resolve(f"{sha}^")
+        before = git.read_tree(parent)
+        after = git.read_tree(sha)
+        head = git.read_tree(git.resolve("HEAD"))
+        patch = revert_service.revert_keys(before=before, after=after, head=head, keys=wanted, prefix=prefix)
+        new = git.prepare_revert(
+            sha, branch=target, message=f"Revert {', '.join(wanted)} of {sha[:12]}", paths_patch=patch
+        )
+    context.write(f"prepared commit {new[:12]} on branch {target}: push it and open a pull request")

@@ -1,0 +1,121 @@
+"""Reconciler settings: typed, grouped, documented once.
+
+Precedence is written here and nowhere else: command-line flag > ``CONFIGCTL_*``
+environment variable > default. ``from_env`` is a pure function of a mapping, so it is
+unit-tested without touching ``os.environ``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReconcilerSettings:
+    repo: str
+    """Git URL (https://, ssh://, file://) or local path of the config repository."""
+    branch: str = "main"
+    """The branch whose commits are applied, in order."""
+    path: str = ""
+    """The config tree's folder inside the repository ('' = the root)."""
+    db: str | None = None
+    """Store URL. PostgreSQL in a cluster; the SQLite default is for one machine."""
+    redis: str | None = None
+    """Redis URL; without it snapshots go to ``snapshot_dir``."""
+    amqp: str | None = None
+    """RabbitMQ URL; without it notifications are log lines."""
+    exchange: str = "configctl.changes"
+    """Durable topic exchange for change notifications (routing key ``<app>.<env>``)."""
+    redis_prefix: str = "configctl"
+    """Prefix of every Redis key (see docs/redis-layout.md)."""
+    workdir: str = ".configctl/reconciler"
+    """Where the clone, the SQLite file lock and the snapshot directory live."""
+    snapshot_dir: str | None = None
+    """Snapshot directory of the embedded mode (default: <workdir>/snapshots)."""
+    interval: float = 30.0
+    """Seconds between polls; each wait is jittered by ±20% so replicas do not herd."""
+    git_timeout: float = 60.0
+    """Hard timeout of one git call; a hung fetch is killed with its process group."""
+    lease: str | None = None
+    """Kubernetes Lease name: elect the leader through coordination.k8s.io."""
+    lease_namespace: str = "default"
+    """Namespace of the Lease."""
+    lock_name: str = "configctl-reconciler"
+    """Name of the leadership lock and of its fencing epoch in the store."""
+    http_host: str = "0.0.0.0"  # noqa: S104 - the probes must be reachable by the kubelet
+    """Address of the HTTP server (probes, metrics, webhook)."""
+    http_port: int = 8080
+    """Port of the HTTP server; 0 picks a free one."""
+    webhook_secret: str | None = field(default=None, repr=False)
+    """Shared secret for GitHub/Gitea HMAC signatures and GitLab's token."""
+    require_signed: bool = False
+    """Apply only commits signed by an allowed key."""
+    allowed_signers: str | None = None
+    """SSH allowed-signers file for signature checks."""
+    gnupg_home: str | None = None
+    """GnuPG home holding only the allowed keys."""
+    allowed_fingerprints: tuple[str, ...] = ()
+    """GPG fingerprints allowed to sign."""
+    once: bool = False
+    """Apply what is pending and exit."""
+    log_format: str = "text"
+    """``text`` or ``json`` (one object per line)."""
+
+
+_ENV: Mapping[str, tuple[str, type]] = {
+    "repo": ("CONFIGCTL_REPO_URL", str),
+    "branch": ("CONFIGCTL_BRANCH", str),
+    "path": ("CONFIGCTL_PATH", str),
+    "db": ("CONFIGCTL_DB", str),
+    "redis": ("CONFIGCTL_REDIS", str),
+    "amqp": ("CONFIGCTL_AMQP", str),
+    "exchange": ("CONFIGCTL_EXCHANGE", str),
+    "redis_prefix": ("CONFIGCTL_REDIS_PREFIX", str),
+    "workdir": ("CONFIGCTL_WORKDIR", str),
+    "snapshot_dir": ("CONFIGCTL_SNAPSHOT_DIR", str),
+    "interval": ("CONFIGCTL_INTERVAL", float),
+    "git_timeout": ("CONFIGCTL_GIT_TIMEOUT", float),
+    "lease": ("CONFIGCTL_LEASE", str),
+    "lease_namespace": ("CONFIGCTL_LEASE_NAMESPACE", str),
+    "lock_name": ("CONFIGCTL_LOCK_NAME", str),
+    "http_host": ("CONFIGCTL_HTTP_HOST", str),
+    "http_port": ("CONFIGCTL_HTTP_PORT", int),
+    "webhook_secret": ("CONFIGCTL_WEBHOOK_SECRET", str),
+    "require_signed": ("CONFIGCTL_REQUIRE_SIGNED", bool),
+    "allowed_signers": ("CONFIGCTL_ALLOWED_SIGNERS", str),
+    "gnupg_home": ("CONFIGCTL_GNUPG_HOME", str),
+    "log_format": ("CONFIGCTL_LOG_FORMAT", str),
+}
+
+
+def _convert(kind: type, raw: str) -> Any:
+    if kind is bool:
+        return raw.strip().lower() in ("1", "true", "yes", "on")
+    return kind(raw)
+
+
+def from_env(environ: Mapping[str, str], **flags: Any) -> ReconcilerSettings:
+    """Settings from flags (given, not None) over environment variables over defaults."""
+    values: dict[str, Any] = {}
+    for name, (var, kind) in _ENV.items():
+        if var in environ and environ[var] != "":
+            values[name] = _convert(kind, environ[var])
+    if "CONFIGCTL_ALLOWED_FINGERPRINTS" in environ:
+        values["allowed_fingerprints"] = tuple(
+            f.strip() for f in environ["CONFIGCTL_ALLOWED_FINGERPRINTS"].split(",") if f.strip()
+        )
+    for name, value in flags.items():
+        if value is not None:
+            values[name] = value
+    if "repo" not in values:
+        from configctl.errors import UsageError
+
+        raise UsageError("the reconciler needs a repository: --repo URL or CONFIGCTL_REPO_URL")
+    settings = ReconcilerSettings(**values)
+    if settings.interval <= 0:
+        from configctl.errors import UsageError
+
+        raise UsageError("--interval must be positive")
+    return replace(settings)
