@@ -52,6 +52,8 @@ def setup_logging(fmt: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.INFO)
+    for noisy in ("alembic", "pika"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 @dataclass(slots=True)

@@ -32,6 +32,8 @@ def reconcile(
     redis: Annotated[str | None, typer.Option("--redis", help="Redis URL (default: a snapshot directory).")] = None,
     amqp: Annotated[str | None, typer.Option("--amqp", help="RabbitMQ URL (default: log lines).")] = None,
     exchange: Annotated[str | None, typer.Option("--exchange", help="Topic exchange for notifications.")] = None,
+    redis_prefix: Annotated[str | None, typer.Option("--redis-prefix", help="Prefix of every Redis key (default configctl).")] = None,
+    webhook_secret: Annotated[str | None, typer.Option("--webhook-secret", help="Webhook secret (better: CONFIGCTL_WEBHOOK_SECRET).", show_default=False)] = None,
     workdir: Annotated[str | None, typer.Option("--workdir", help="Clone, lock and snapshot folder.")] = None,
     interval: Annotated[float | None, typer.Option("--interval", help="Seconds between polls (jittered; default 30).")] = None,
     git_timeout: Annotated[float | None, typer.Option("--git-timeout", help="Hard timeout of one git call, seconds.")] = None,
@@ -51,6 +53,7 @@ def reconcile(
     cfg = settings.from_env(
         os.environ,
         repo=repo, branch=branch, path=path, db=db, redis=redis, amqp=amqp, exchange=exchange,
+        redis_prefix=redis_prefix, webhook_secret=webhook_secret,
         workdir=workdir, interval=interval, git_timeout=git_timeout, lease=lease,
         lease_namespace=lease_namespace, http_host=http_host, http_port=http_port,
         require_signed=require_signed, allowed_signers=allowed_signers, gnupg_home=gnupg_home,
