@@ -14,6 +14,7 @@ the store: the cache is repaired and the outbox relayed when they return.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -208,10 +209,8 @@ def relay(deps: Deps, result: PassResult) -> None:
         result.broker_errors += 1
     _up(deps, "rabbitmq", not failed)
     if deps.metrics is not None:
-        try:
+        with contextlib.suppress(BackendError):
             deps.metrics.set_outbox_backlog(deps.store.outbox_backlog())
-        except BackendError:
-            pass
 
 
 def _up(deps: Deps, dependency: str, up: bool) -> None:

@@ -13,6 +13,7 @@ The loop (one thread, the caller's):
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -319,17 +320,13 @@ class Reconciler:
         if self.http is not None:
             self.http.stop()
         if self.leader is not None:
-            try:
+            with contextlib.suppress(ConfigctlError):
                 self.leader.release()
-            except ConfigctlError:
-                pass
         if self._deps is not None:
             for closer in (getattr(self._deps.publisher, "close", None), getattr(self._deps.store, "close", None)):
                 if closer is not None:
-                    try:
+                    with contextlib.suppress(ConfigctlError):
                         closer()
-                    except ConfigctlError:
-                        pass
 
 
 def main(settings: ReconcilerSettings) -> int:

@@ -14,7 +14,19 @@ from typing import Annotated
 import typer
 
 from configctl import __version__
-from configctl.cli.commands import apply, db, diff, get, history, init, ls, reconcile, rollback, schema, validate
+from configctl.cli.commands import (
+    apply,
+    db,
+    diff,
+    get,
+    history,
+    init,
+    ls,
+    reconcile,
+    rollback,
+    schema,
+    validate,
+)
 from configctl.cli.exit_codes import ExitCode
 
 app = typer.Typer(

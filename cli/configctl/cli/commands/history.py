@@ -34,8 +34,8 @@ def _author(name: str | None, email: str | None) -> str | None:
     return name or email or None
 
 
-def _short(sha: str | None) -> str:
-    return sha[:12] if sha else "-"
+def _short(sha: Any) -> str:
+    return str(sha)[:12] if sha else "-"
 
 
 def parse_since(text: str) -> datetime:

@@ -1,0 +1,31 @@
+"""Reconciler settings: flag > environment > default, written once."""
+
+from __future__ import annotations
+
+import pytest
+
+from configctl.errors import UsageError
+from configctl_reconciler import settings
+
+
+def test_defaults_and_env() -> None:
+    s = settings.from_env({"CONFIGCTL_REPO_URL": "file:///r.git", "CONFIGCTL_INTERVAL": "5", "CONFIGCTL_REQUIRE_SIGNED": "true"})
+    assert s.repo == "file:///r.git"
+    assert s.interval == 5.0
+    assert s.require_signed is True
+    assert s.branch == "main"
+
+
+def test_flags_win_over_env() -> None:
+    s = settings.from_env({"CONFIGCTL_REPO_URL": "a", "CONFIGCTL_BRANCH": "dev"}, repo="b", branch=None)
+    assert (s.repo, s.branch) == ("b", "dev")
+
+
+def test_repo_is_required() -> None:
+    with pytest.raises(UsageError):
+        settings.from_env({})
+
+
+def test_secret_not_in_repr() -> None:
+    s = settings.from_env({"CONFIGCTL_REPO_URL": "a", "CONFIGCTL_WEBHOOK_SECRET": "topsecret"})
+    assert "topsecret" not in repr(s)
