@@ -1,0 +1,83 @@
+"""Ports: what the use cases and the reconciler need from the outside, as typing.Protocol.
+
+Adapters (``configctl.adapters``, ``configctl_reconciler``) satisfy these structurally;
+tests satisfy them with small fakes. Nothing here does I/O.
+
+Error contract: implementations raise only ``configctl.errors`` types for backend
+failures (``StoreError`` for the outbox, ``BrokerError`` for a publisher), so a use case
+can tell "retry later" from a bug without knowing the library underneath.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Protocol
+
+from configctl.core.records import OutboxRecord
+
+__all__ = ["Leader", "OutboxPort", "PublisherPort"]
+
+
+class OutboxPort(Protocol):
+    """The transactional outbox as the relay sees it."""
+
+    def pending_outbox(self, limit: int) -> list[OutboxRecord]:
+        """Up to ``limit`` unpublished rows, oldest first (ascending ``id``).
+
+        The order matters: the relay publishes in this order and stops at the first
+        failure, which is what keeps messages of one (app, env) in version order.
+        """
+        ...
+
+    def mark_outbox_published(self, ids: Sequence[int], at: datetime) -> None:
+        """Record that the broker confirmed the rows ``ids`` at ``at``."""
+        ...
+
+    def mark_outbox_failed(self, id: int, error: str) -> None:
+        """Count a failed attempt on row ``id`` and keep ``error`` (no config values in it)."""
+        ...
+
+
+class PublisherPort(Protocol):
+    """Something that delivers one message and returns only once it is safely accepted.
+
+    For RabbitMQ that means after the publisher confirm. Raises ``BrokerError`` when the
+    message may not have been accepted; the caller will publish it again (at-least-once),
+    consumers de-duplicate by ``message_id``.
+    """
+
+    def publish(self, routing_key: str, body: bytes, message_id: str) -> None: ...
+
+
+class Leader(Protocol):
+    """Single-leader election for the reconciler.
+
+    Leadership is a hint, never a guarantee: a lock can be lost without the holder
+    noticing until its next round trip. Every write therefore also carries ``epoch`` (a
+    fencing token the store checks inside the write transaction); ``check`` is called
+    before each unit of work so a deposed leader stops early, and the fencing epoch stops
+    it for sure.
+    """
+
+    @property
+    def is_leader(self) -> bool:
+        """What this replica last knew, without a round trip."""
+        ...
+
+    @property
+    def epoch(self) -> int | None:
+        """The fencing epoch obtained when leadership was acquired, None when not leader."""
+        ...
+
+    def try_acquire(self) -> bool:
+        """Try once, without blocking for long; True if this replica now leads."""
+        ...
+
+    def check(self) -> bool:
+        """Re-verify leadership now (a round trip where the backend allows); False if lost."""
+        ...
+
+    def release(self) -> None:
+        """Give leadership up (idempotent); a rival may acquire at once."""
+        ...
