@@ -86,7 +86,13 @@ class PlainScalar:
     """A plain (unquoted) scalar that YAML read as something other than a string."""
 
     text: str
-    read_as: str
+    tag: str
+    value: Any
+
+    @property
+    def read_as(self) -> str:
+        """What YAML made of the text, in words (computed only when a message needs it)."""
+        return _describe(self.tag, self.value, self.text)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -123,7 +129,47 @@ class _Stop(Exception):
 
 
 _resolver = yaml.resolver.Resolver()
-_constructor = yaml.constructor.SafeConstructor()
+_TRUE: Final = frozenset({"yes", "true", "on"})
+
+
+def _yaml_int(text: str) -> int:
+    """YAML 1.1 integers as PyYAML's safe constructor reads them (signs, _, 0b, 0x, 0 octal, base 60)."""
+    value = text.replace("_", "")
+    sign = -1 if value[:1] == "-" else 1
+    if value[:1] in "+-":
+        value = value[1:]
+    if value == "0":
+        return 0
+    if value.startswith("0b"):
+        return sign * int(value[2:], 2)
+    if value.startswith("0x"):
+        return sign * int(value[2:], 16)
+    if value.startswith("0"):
+        return sign * int(value, 8)
+    if ":" in value:
+        total = 0
+        for part in value.split(":"):
+            total = total * 60 + int(part)
+        return sign * total
+    return sign * int(value)
+
+
+def _yaml_float(text: str) -> float:
+    """YAML 1.1 floats as PyYAML's safe constructor reads them (_, .inf, .nan, base 60)."""
+    value = text.replace("_", "").lower()
+    sign = -1.0 if value[:1] == "-" else 1.0
+    if value[:1] in "+-":
+        value = value[1:]
+    if value == ".inf":
+        return sign * math.inf
+    if value == ".nan":
+        return math.nan
+    if ":" in value:
+        total = 0.0
+        for part in value.split(":"):
+            total = total * 60 + float(part)
+        return sign * total
+    return sign * float(value)
 
 
 def _resolve_tag(value: str) -> str:
@@ -149,22 +195,35 @@ def _describe(tag: str, value: Any, text: str) -> str:
     return f"a {tag.rsplit(':', 1)[-1]}"
 
 
+class _BadKey:
+    pass
+
+
+_BAD_KEY: Final = _BadKey()
+_ScalarNode = yaml.ScalarNode
+_MappingNode = yaml.MappingNode
+_SequenceNode = yaml.SequenceNode
+_ALLOWED_SCALAR_TAGS: Final = frozenset({_STR, _INT, _FLOAT, _BOOL, _NULL, _TIMESTAMP, _VALUE, _MERGE})
+
+
 class _Builder:
-    """Builds one document from the event stream with an explicit stack."""
+    """Builds values from a composed node graph (libyaml composes; we construct).
+
+    The composer shares one node object between an anchor and its aliases, so a node seen
+    twice is an alias: its already-built value is reused and its size counted against the
+    alias bound, which stops a billion-laughs document without ever expanding it.
+    """
 
     def __init__(self, file: str) -> None:
         self.file = file
         self.findings: list[Finding] = []
         self.locations: dict[Path, SourceLocation] = {}
         self.plain: dict[Path, PlainScalar] = {}
-        self.anchors: dict[str, tuple[Any, int]] = {}
         self.nodes = 0
         self.alias_nodes = 0
-        # frames: [kind, container, path, pending_key, seen_keys, node_count_at_start, anchor]
-        self.stack: list[list[Any]] = []
-        self.root: Any = None
-        self.have_root = False
-        self.skip_depth = 0  # > 0 while skipping a complex (non-scalar) mapping key
+        self.built: dict[int, tuple[Any, int]] = {}
+        self.scalars: set[int] = set()
+        """Ids of scalar nodes already used: one seen again is an alias."""
 
     def loc(self, mark: Any) -> SourceLocation:
         return SourceLocation(file=self.file, line=mark.line + 1, column=mark.column + 1)
@@ -172,241 +231,249 @@ class _Builder:
     def error(self, mark: Any, rule: str, message: str, hint: str | None = None) -> None:
         self.findings.append(Finding.at(self.loc(mark), rule, message, hint=hint))
 
-    # --- values -------------------------------------------------------------------
-
-    def child_path(self) -> Path | None:
-        """The path of the next value, or None when it is a mapping key."""
-        if not self.stack:
-            return ()
-        frame = self.stack[-1]
-        if frame[0] == "map":
-            if frame[3] is None:
-                return None
-            return (*frame[2], frame[3][0])
-        return (*frame[2], len(frame[1]))
-
-    def attach(self, value: Any, event: Any, path: Path) -> None:
-        if not self.stack:
-            self.root = value
-            self.have_root = True
-            return
-        frame = self.stack[-1]
-        if frame[0] == "seq":
-            self.locations[path] = self.loc(event.start_mark)
-            frame[1].append(value)
-            return
-        key, key_mark = frame[3]
-        frame[3] = None
-        if key is _BAD_KEY:
-            return
-        self.locations[path] = self.loc(key_mark)
-        frame[1][key] = value
-
-    def count(self, n: int, mark: Any) -> None:
-        self.nodes += n
-        if self.nodes > MAX_NODES:
-            self.error(mark, "too-many-nodes", f"the file has more than {MAX_NODES} values")
-            raise _Stop
-
-    def key_from_scalar(self, event: Any) -> Any:
-        """Check a scalar in key position; return the key or _BAD_KEY."""
-        value = event.value
-        if event.tag not in (None, "!") and event.tag != _STR:
-            self.error(
-                event.start_mark, "key-not-string", f"a key with tag {event.tag} is not allowed; keys are strings"
-            )
-            return _BAD_KEY
-        if event.style in (None, "") and event.implicit[0] and event.tag in (None,):
-            tag = _resolve_tag(value)
-            if tag == _MERGE:
-                self.error(
-                    event.start_mark,
-                    "merge-key",
-                    "merge keys (<<) are not supported",
-                    hint="write the keys out, or move shared values to a lower layer (global.yaml or environments/<env>.yaml)",
-                )
-                return _BAD_KEY
-            if tag not in (_STR, _TIMESTAMP, _VALUE):
-                read_as = _describe(tag, self.construct(tag, event, report=False), value)
-                self.error(
-                    event.start_mark,
-                    "key-not-string",
-                    f"the key `{value}` is read as {read_as}; keys must be strings",
-                    hint=f"quote it: '{value}':",
-                )
-                return _BAD_KEY
-        if value == "":
-            self.error(event.start_mark, "key-empty", "empty key")
-            return _BAD_KEY
-        bad = [c for c in value if unicodedata.category(c) in ("Cc", "Cf")]
-        if bad:
-            self.error(
-                event.start_mark,
-                "key-invisible-character",
-                f"the key contains the invisible character U+{ord(bad[0]):04X}",
-            )
-            return _BAD_KEY
-        return value
-
-    def construct(self, tag: str, event: Any, *, report: bool = True) -> Any:
-        node = yaml.ScalarNode(tag, event.value, event.start_mark, event.end_mark, event.style)
-        if tag == _INT:
-            digits = event.value.lstrip("+-")
-            if len(digits) > 100:
-                if report:
-                    self.error(event.start_mark, "number-out-of-range", "integer out of range")
-                return event.value
-            try:
-                return _constructor.construct_yaml_int(node)
-            except ValueError:
-                if report:
-                    self.error(event.start_mark, "bad-number", f"`{event.value}` is not a valid integer")
-                return event.value
-        if tag == _FLOAT:
-            try:
-                number = _constructor.construct_yaml_float(node)
-            except ValueError:
-                if report:
-                    self.error(event.start_mark, "bad-number", f"`{event.value}` is not a valid number")
-                return event.value
-            if report and not math.isfinite(number):
-                self.error(
-                    event.start_mark,
-                    "non-finite-number",
-                    f"`{event.value}` is not a finite number; NaN and infinities are not allowed",
-                    hint="use a string or a large finite number",
-                )
-                return event.value
-            return number
-        if tag == _BOOL:
-            return _constructor.construct_yaml_bool(node)
-        if tag == _NULL:
-            return None
-        return event.value
-
-    def scalar(self, event: Any) -> None:
-        path = self.child_path()
-        if path is None:  # a mapping key
-            frame = self.stack[-1]
-            key = self.key_from_scalar(event)
-            if key is not _BAD_KEY:
-                seen: dict[str, SourceLocation] = frame[4]
-                first = seen.get(key)
-                if first is not None:
-                    self.error(
-                        event.start_mark,
-                        "duplicate-key",
-                        f"duplicate key `{key}` (first defined at line {first.line})",
-                    )
-                    key = _BAD_KEY
-                else:
-                    seen[key] = self.loc(event.start_mark)
-            frame[3] = (key, event.start_mark)
-            return
-        self.count(1, event.start_mark)
-        tag = event.tag
-        plain = event.style in (None, "") and event.implicit[0]
-        if tag in (None, "!"):
-            tag = _resolve_tag(event.value) if plain and tag is None else _STR
-        elif tag == UNSET_TAG:
-            if event.value != "":
-                self.error(event.start_mark, "unset-with-value", "`!unset` takes no value")
-            value: Any = UNSET
-            self.finish_value(value, event, path)
-            return
-        elif tag not in (_STR, _INT, _FLOAT, _BOOL, _NULL):
-            self.bad_tag(event)
-            self.finish_value(event.value, event, path)
-            return
-        if tag in (_TIMESTAMP, _MERGE, _VALUE):
-            tag = _STR  # dates stay strings; a schema with format: date checks them
-        value = self.construct(tag, event)
-        if plain and event.tag is None and tag != _STR and isinstance(value, bool | int | float | type(None)):
-            self.plain[path] = PlainScalar(text=event.value, read_as=_describe(tag, value, event.value))
-        self.finish_value(value, event, path)
-
-    def bad_tag(self, event: Any) -> None:
-        tag = event.tag
+    def bad_tag(self, node: Any) -> None:
+        tag = node.tag
         if tag.startswith(("tag:yaml.org,2002:python/", "!!python/")):
             message = f"the Python tag {tag} is not allowed (it could run code)"
         else:
             message = f"unknown tag {tag}"
-        self.error(
-            event.start_mark,
-            "unknown-tag",
-            message,
-            hint="only plain YAML values and `!unset` are allowed",
-        )
+        self.error(node.start_mark, "unknown-tag", message, hint="only plain YAML values and `!unset` are allowed")
 
-    def finish_value(self, value: Any, event: Any, path: Path) -> None:
-        if event.anchor:
-            self.anchors[event.anchor] = (value, 1)
-        self.attach(value, event, path)
+    def construct(self, tag: str, node: Any, *, report: bool = True) -> Any:
+        text = node.value
+        if tag == _INT:
+            if len(text) > 100:
+                if report:
+                    self.error(node.start_mark, "number-out-of-range", "integer out of range")
+                return text
+            try:
+                return _yaml_int(text)
+            except ValueError:
+                if report:
+                    self.error(node.start_mark, "bad-number", f"`{text}` is not a valid integer")
+                return text
+        if tag == _FLOAT:
+            try:
+                number = _yaml_float(text)
+            except ValueError:
+                if report:
+                    self.error(node.start_mark, "bad-number", f"`{text}` is not a valid number")
+                return text
+            if report and not math.isfinite(number):
+                self.error(
+                    node.start_mark,
+                    "non-finite-number",
+                    f"`{text}` is not a finite number; NaN and infinities are not allowed",
+                    hint="use a string or a large finite number",
+                )
+                return text
+            return number
+        if tag == _BOOL:
+            return text.lower() in _TRUE
+        if tag == _NULL:
+            return None
+        return text
 
-    def start(self, kind: str, event: Any) -> None:
-        path = self.child_path()
-        if path is None:
+    def scalar(self, node: Any, path: Path) -> Any:
+        tag = node.tag
+        if tag == UNSET_TAG:
+            if node.value != "":
+                self.error(node.start_mark, "unset-with-value", "`!unset` takes no value")
+            return UNSET
+        if tag not in _ALLOWED_SCALAR_TAGS:
+            self.bad_tag(node)
+            return node.value
+        if tag in (_STR, _TIMESTAMP, _MERGE, _VALUE):
+            return node.value  # dates stay strings; a schema with format: date checks them
+        value = self.construct(tag, node)
+        if not node.style:  # plain: None from PyYAML, '' from libyaml's composer
+            self.plain[path] = PlainScalar(text=node.value, tag=tag, value=value)
+        return value
+
+    def key(self, node: Any) -> Any:
+        """Check a mapping key; return it, or _BAD_KEY."""
+        if not isinstance(node, _ScalarNode):
+            self.error(node.start_mark, "key-not-string", "a mapping or list cannot be a key; keys are strings")
+            return _BAD_KEY
+        if id(node) in self.scalars:
+            self.error(node.start_mark, "alias-key", "an alias cannot be a key")
+            return _BAD_KEY
+        self.scalars.add(id(node))
+        tag = node.tag
+        value = node.value
+        if tag == _MERGE:
             self.error(
-                event.start_mark,
-                "key-not-string",
-                "a mapping or list cannot be a key; keys are strings",
+                node.start_mark,
+                "merge-key",
+                "merge keys (<<) are not supported",
+                hint="write the keys out, or move shared values to a lower layer (global.yaml or environments/<env>.yaml)",
             )
-            self.skip_depth = 1
-            return
-        if len(self.stack) >= MAX_DEPTH:
-            self.error(event.start_mark, "too-deep", f"nesting deeper than {MAX_DEPTH} levels")
-            raise _Stop
-        self.count(1, event.start_mark)
-        tag = event.tag
-        expected = _MAP if kind == "map" else _SEQ
-        if tag not in (None, "!", expected):
-            self.bad_tag(event)
-        container: Any = {} if kind == "map" else []
-        self.stack.append([kind, container, path, None, {}, self.nodes, event.anchor, event])
+            return _BAD_KEY
+        if tag not in (_STR, _TIMESTAMP, _VALUE):
+            if not node.style and tag in (_INT, _FLOAT, _BOOL, _NULL):
+                read_as = _describe(tag, self.construct(tag, node, report=False), value)
+                self.error(
+                    node.start_mark,
+                    "key-not-string",
+                    f"the key `{value}` is read as {read_as}; keys must be strings",
+                    hint=f"quote it: '{value}':",
+                )
+            else:
+                self.error(node.start_mark, "key-not-string", f"a key with tag {tag} is not allowed; keys are strings")
+            return _BAD_KEY
+        if value == "":
+            self.error(node.start_mark, "key-empty", "empty key")
+            return _BAD_KEY
+        if not value.isprintable():
+            bad = [c for c in value if unicodedata.category(c) in ("Cc", "Cf")]
+            if bad:
+                self.error(
+                    node.start_mark,
+                    "key-invisible-character",
+                    f"the key contains the invisible character U+{ord(bad[0]):04X}",
+                )
+                return _BAD_KEY
+        return value
 
-    def end(self) -> None:
-        _, container, path, _, _, start_nodes, anchor, start_event = self.stack.pop()
-        if anchor:
-            self.anchors[anchor] = (container, self.nodes - start_nodes + 1)
-        self.attach(container, start_event, path)
-
-    def alias(self, event: Any) -> None:
-        path = self.child_path()
-        if path is None:
-            self.error(event.start_mark, "key-not-string", "an alias cannot be a key")
-            self.stack[-1][3] = (_BAD_KEY, event.start_mark)
-            return
-        found = self.anchors.get(event.anchor)
-        if found is None:
-            self.error(event.start_mark, "unknown-alias", f"alias *{event.anchor} has no anchor")
+    def build(self, node: Any, path: Path, depth: int) -> tuple[Any, int]:
+        """The value of ``node`` and the number of nodes it holds (aliases expanded)."""
+        if isinstance(node, _ScalarNode):
+            self.scalars.add(id(node))
+            self.nodes += 1
+            if self.nodes > MAX_NODES:
+                self.error(node.start_mark, "too-many-nodes", f"the file has more than {MAX_NODES} values")
+                raise _Stop
+            return self.scalar(node, path), 1
+        seen = self.built.get(id(node))
+        if seen is not None:
+            value, size = seen
+            self.alias_nodes += size
+            if self.alias_nodes > MAX_ALIAS_NODES:
+                self.error(
+                    node.start_mark,
+                    "alias-bomb",
+                    f"aliases expand to more than {MAX_ALIAS_NODES} values",
+                    hint="write the shared values out or move them to a lower layer",
+                )
+                raise _Stop
+            self.nodes += size
+            if self.nodes > MAX_NODES:
+                self.error(node.start_mark, "too-many-nodes", f"the file has more than {MAX_NODES} values")
+                raise _Stop
+            return value, size
+        if depth >= MAX_DEPTH:
+            self.error(node.start_mark, "too-deep", f"nesting deeper than {MAX_DEPTH} levels")
             raise _Stop
-        value, size = found
-        self.alias_nodes += size
-        if self.alias_nodes > MAX_ALIAS_NODES:
-            self.error(
-                event.start_mark,
-                "alias-bomb",
-                f"aliases expand to more than {MAX_ALIAS_NODES} values",
-                hint="write the shared values out or move them to a lower layer",
+        self.nodes += 1
+        size = 1
+        if isinstance(node, _MappingNode):
+            if node.tag != _MAP:
+                self.bad_tag(node)
+            out: dict[str, Any] = {}
+            self.built[id(node)] = (out, 1)  # a self-referencing alias sees a small size
+            first: dict[str, int] = {}
+            locations = self.locations
+            for key_node, value_node in node.value:
+                key = self.key(key_node)
+                if key is _BAD_KEY:
+                    continue
+                if key in first:
+                    self.error(
+                        key_node.start_mark,
+                        "duplicate-key",
+                        f"duplicate key `{key}` (first defined at line {first[key]})",
+                    )
+                    continue
+                first[key] = key_node.start_mark.line + 1
+                child = (*path, key)
+                mark = key_node.start_mark
+                locations[child] = SourceLocation(file=self.file, line=mark.line + 1, column=mark.column + 1)
+                value, n = self.build(value_node, child, depth + 1)
+                out[key] = value
+                size += n
+            self.built[id(node)] = (out, size)
+            return out, size
+        if node.tag != _SEQ:
+            self.bad_tag(node)
+        items: list[Any] = []
+        self.built[id(node)] = (items, 1)
+        for i, item in enumerate(node.value):
+            child = (*path, i)
+            mark = item.start_mark
+            self.locations[child] = SourceLocation(file=self.file, line=mark.line + 1, column=mark.column + 1)
+            value, n = self.build(item, child, depth + 1)
+            items.append(value)
+            size += n
+        self.built[id(node)] = (items, size)
+        return items, size
+
+
+def _relocate_alias_findings(text: str, findings: list[Finding]) -> list[Finding]:
+    """Point alias errors at the alias itself.
+
+    libyaml's composer hands back the anchored node for an alias, so the builder only
+    knows where the anchor was written. On the rare file with such an error, one pass over
+    the events finds the alias: the first one in key position, and the one at which the
+    expansion passed the bound (sizes counted as the builder counts them).
+    """
+    wanted = {f.rule for f in findings}
+    if not wanted & {"alias-key", "alias-bomb"}:
+        return findings
+    key_mark: Any = None
+    bomb_mark: Any = None
+    sizes: dict[str, int] = {}
+    stack: list[list[Any]] = []  # [is_mapping, expecting_key, size, anchor]
+    expanded = 0
+
+    def added(size: int) -> None:
+        if stack:
+            top = stack[-1]
+            top[2] += size
+            if top[0]:
+                top[1] = not top[1]
+
+    try:
+        for event in yaml.parse(text, Loader=_Loader):
+            if isinstance(event, yaml.AliasEvent):
+                if stack and stack[-1][0] and stack[-1][1] and key_mark is None:
+                    key_mark = event.start_mark
+                size = sizes.get(event.anchor or "", 1)
+                expanded += size
+                if expanded > MAX_ALIAS_NODES and bomb_mark is None:
+                    bomb_mark = event.start_mark
+                added(size)
+            elif isinstance(event, yaml.ScalarEvent):
+                if event.anchor:
+                    sizes[event.anchor] = 1
+                added(1)
+            elif isinstance(event, yaml.MappingStartEvent | yaml.SequenceStartEvent):
+                stack.append([isinstance(event, yaml.MappingStartEvent), True, 1, event.anchor])
+            elif isinstance(event, yaml.MappingEndEvent | yaml.SequenceEndEvent):
+                _, _, size, anchor = stack.pop()
+                if anchor:
+                    sizes[anchor] = size
+                added(size)
+            if key_mark is not None and bomb_mark is not None:
+                break
+    except yaml.YAMLError:
+        return findings
+    out = []
+    for f in findings:
+        mark = key_mark if f.rule == "alias-key" else bomb_mark if f.rule == "alias-bomb" else None
+        if mark is not None:
+            f = Finding(
+                file=f.file,
+                line=mark.line + 1,
+                column=mark.column + 1,
+                rule="key-not-string" if f.rule == "alias-key" else f.rule,
+                message=f.message,
+                severity=f.severity,
+                hint=f.hint,
             )
-            raise _Stop
-        self.count(size, event.start_mark)
-        self.attach(value, event, path)
-
-    def skip(self, event: Any) -> None:
-        if isinstance(event, yaml.MappingStartEvent | yaml.SequenceStartEvent):
-            self.skip_depth += 1
-        elif isinstance(event, yaml.MappingEndEvent | yaml.SequenceEndEvent):
-            self.skip_depth -= 1
-            if self.skip_depth == 0:
-                self.stack[-1][3] = (_BAD_KEY, event.start_mark)
-
-
-class _BadKey:
-    pass
-
-
-_BAD_KEY: Final = _BadKey()
+        elif f.rule == "alias-key":
+            f = Finding(file=f.file, line=f.line, column=f.column, rule="key-not-string", message=f.message, hint=f.hint)
+        out.append(f)
+    return out
 
 
 def _decode(file: str, data: bytes) -> tuple[str | None, list[Finding]]:
@@ -469,33 +536,34 @@ def parse(file: str, data: bytes) -> Document:
     if text is None:
         return Document(file=file, value=None, findings=tuple(problems))
     builder = _Builder(file)
-    documents = 0
+    root: Any = None
     try:
-        for event in yaml.parse(text, Loader=_Loader):
-            if builder.skip_depth:
-                builder.skip(event)
-                continue
-            if isinstance(event, yaml.ScalarEvent):
-                builder.scalar(event)
-            elif isinstance(event, yaml.MappingStartEvent):
-                builder.start("map", event)
-            elif isinstance(event, yaml.SequenceStartEvent):
-                builder.start("seq", event)
-            elif isinstance(event, yaml.MappingEndEvent | yaml.SequenceEndEvent):
-                builder.end()
-            elif isinstance(event, yaml.AliasEvent):
-                builder.alias(event)
-            elif isinstance(event, yaml.DocumentStartEvent):
-                documents += 1
-                if documents > 1:
-                    builder.error(
-                        event.start_mark,
-                        "multiple-documents",
-                        "several YAML documents in one file; a config file holds one",
-                        hint="remove the `---` separator or split the file",
-                    )
-                    raise _Stop
+        node = yaml.compose(text, Loader=_Loader)
+        if node is not None:
+            root, _ = builder.build(node, (), 0)
     except _Stop:
+        return Document(file=file, value=None, findings=tuple(_relocate_alias_findings(text, builder.findings)))
+    except yaml.composer.ComposerError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line, column = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
+        if "undefined alias" in (exc.problem or ""):
+            builder.findings.append(
+                Finding(file=file, line=line, column=column, rule="unknown-alias", message=exc.problem or "undefined alias")
+            )
+        elif "single document" in (exc.problem or "") or "single document" in (exc.context or ""):
+            builder.findings.append(
+                Finding(
+                    file=file,
+                    line=line,
+                    column=column,
+                    rule="multiple-documents",
+                    message="several YAML documents in one file; a config file holds one",
+                    hint="remove the `---` separator or split the file",
+                )
+            )
+        else:
+            message = " ".join(part for part in (exc.context, exc.problem) if part) or "invalid YAML"
+            builder.findings.append(Finding(file=file, line=line, column=column, rule="yaml-syntax", message=message))
         return Document(file=file, value=None, findings=tuple(builder.findings))
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
@@ -506,19 +574,26 @@ def parse(file: str, data: bytes) -> Document:
         )
         return Document(file=file, value=None, findings=tuple(builder.findings))
     except yaml.YAMLError as exc:  # reader errors: control characters and the like
-        mark = getattr(exc, "position", None)
-        line, column = _line_col(text, mark) if isinstance(mark, int) else (1, 1)
+        position = getattr(exc, "position", None)
+        line, column = _line_col(text, position) if isinstance(position, int) else (1, 1)
         reason = getattr(exc, "reason", None) or str(exc).splitlines()[0]
         builder.findings.append(
             Finding(file=file, line=line, column=column, rule="yaml-syntax", message=str(reason))
         )
         return Document(file=file, value=None, findings=tuple(builder.findings))
-    except (RecursionError, ValueError, MemoryError) as exc:  # belt and braces: never a traceback
+    except RecursionError:
+        # libyaml's composer recurses once per level; far past MAX_DEPTH it runs out of stack.
+        builder.findings.append(
+            Finding(file=file, line=1, column=1, rule="too-deep", message=f"nesting deeper than {MAX_DEPTH} levels")
+        )
+        return Document(file=file, value=None, findings=tuple(builder.findings))
+    except (ValueError, MemoryError) as exc:  # belt and braces: never a traceback
         builder.findings.append(
             Finding(file=file, line=1, column=1, rule="yaml-syntax", message=f"cannot read the file: {type(exc).__name__}")
         )
         return Document(file=file, value=None, findings=tuple(builder.findings))
-    empty = not builder.have_root or builder.root is None
+    have_root = node is not None
+    empty = not have_root or root is None
     if empty:
         builder.findings.append(
             Finding(
@@ -530,14 +605,14 @@ def parse(file: str, data: bytes) -> Document:
                 severity=Severity.WARNING,
             )
         )
-    if builder.have_root:
+    if have_root:
         builder.locations.setdefault((), SourceLocation(file=file))
     return Document(
         file=file,
-        value=None if empty else builder.root,
+        value=None if empty else root,
         locations=builder.locations,
         plain=builder.plain,
-        findings=tuple(builder.findings),
+        findings=tuple(_relocate_alias_findings(text, builder.findings)),
         empty=empty,
     )
 

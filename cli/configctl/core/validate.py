@@ -68,14 +68,20 @@ _KNOWN_KEYWORDS: Final = (
 )
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class CompiledSchema:
-    """An app's value schema, checked and compiled once."""
+    """An app's value schema, checked and compiled once (the precise validator on demand)."""
 
     file: str
     schema: Any
-    python: jsonschema.protocols.Validator
     fast: Any | None
+    _python: jsonschema.protocols.Validator | None = None
+
+    @property
+    def python(self) -> jsonschema.protocols.Validator:
+        if self._python is None:
+            self._python = _python_validator(self.schema)
+        return self._python
 
 
 def _no_retrieve(uri: str) -> referencing.Resource[Any]:
@@ -134,8 +140,6 @@ def _meta_validator() -> jsonschema.protocols.Validator:
 
 def _meta_valid_fast(schema: Any) -> bool:
     """jsonschema-rs checks the metaschema ~100x faster; any doubt goes to the slow path."""
-    if _rs is None:
-        return False
     try:
         return bool(_rs.meta.is_valid(schema))
     except Exception:  # noqa: BLE001 - the precise validator decides and reports
@@ -192,8 +196,7 @@ def compile_schema(file: str, data: bytes, *, parse_file: Any = parse_mod.parse)
             fast = _rs.validator_for(schema, validate_formats=True, retriever=_rs_retriever)
         except Exception:  # noqa: BLE001 - the slow path reports the real problem below
             fast = None
-    python = _python_validator(schema)
-    return CompiledSchema(file=file, schema=schema, python=python, fast=fast), findings
+    return CompiledSchema(file=file, schema=schema, fast=fast), findings
 
 
 def _dotted(path: Path) -> str:
