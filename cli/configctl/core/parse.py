@@ -110,6 +110,8 @@ class Document:
     plain: Mapping[Path, PlainScalar] = field(default_factory=dict)
     findings: tuple[Finding, ...] = ()
     empty: bool = False
+    has_unset: bool = False
+    """The file uses `!unset` (resolution then reports removals of nothing)."""
 
     @property
     def ok(self) -> bool:
@@ -223,6 +225,7 @@ class _Builder:
         self.alias_nodes = 0
         self.built: dict[int, tuple[Any, int]] = {}
         self.scalars: set[int] = set()
+        self.has_unset = False
         """Ids of scalar nodes already used: one seen again is an alias."""
 
     def loc(self, mark: Any) -> SourceLocation:
@@ -279,6 +282,15 @@ class _Builder:
         if tag == UNSET_TAG:
             if node.value != "":
                 self.error(node.start_mark, "unset-with-value", "`!unset` takes no value")
+            if not path or isinstance(path[-1], int):
+                self.error(
+                    node.start_mark,
+                    "unset-not-in-mapping",
+                    "`!unset` removes a mapping key; it cannot stand in a list or alone",
+                    hint="to drop list items, write the whole list without them",
+                )
+                return None
+            self.has_unset = True
             return UNSET
         if tag not in _ALLOWED_SCALAR_TAGS:
             self.bad_tag(node)
@@ -614,6 +626,7 @@ def parse(file: str, data: bytes) -> Document:
         plain=builder.plain,
         findings=tuple(_relocate_alias_findings(text, builder.findings)),
         empty=empty,
+        has_unset=builder.has_unset,
     )
 
 

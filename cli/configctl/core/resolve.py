@@ -112,8 +112,12 @@ def _merge(base: dict[str, Any], layer: Mapping[str, Any], path: Path, t: _Track
             _merge(target, value, p, t)
             if t.track:
                 t.removed.pop(p, None)
-                if not value and not target:
+                if not value:
+                    # `key: {}` written here: an empty mapping is a value of its own.
                     t.provenance.setdefault(p, []).append(t.setting(p, {}))
+                elif not target:
+                    # Every key was removed here: this layer leaves the mapping empty.
+                    t.provenance[p] = [t.setting(p, {})]
             continue
         if t.track:
             if isinstance(current, dict):

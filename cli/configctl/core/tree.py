@@ -266,6 +266,9 @@ def build(
     app_paths: dict[str, dict[str, str]] = {}
     for path in sorted(files):
         parts = path.split("/")
+        if path == "global.yml":
+            findings.append(_finding(path, "yml-extension", "config files end in .yaml", hint="rename it to global.yaml"))
+            continue
         if path == GLOBAL_FILE:
             global_doc = load(path)
             if global_doc is not None:

@@ -214,11 +214,24 @@ def _is_secret(schema: Any) -> bool:
     return isinstance(schema, dict) and (schema.get("x-secret") is True or schema.get("writeOnly") is True)
 
 
-def _plain_hint(doc: Document | None, path: Path) -> str | None:
+def _wants_string(err: ValidationError) -> bool:
+    """Would the text of the value, as a string, have satisfied the failing keyword?"""
+    if err.validator == "type":
+        types = err.validator_value if isinstance(err.validator_value, list) else [err.validator_value]
+        return "string" in types
+    if err.validator == "enum":
+        return any(isinstance(v, str) for v in err.validator_value)  # type: ignore[union-attr]  # enum holds a list
+    if err.validator == "const":
+        return isinstance(err.validator_value, str)
+    return False
+
+
+def _plain_hint(doc: Document | None, path: Path, err: ValidationError) -> str | None:
+    """Say what a plain scalar was read as; suggest quotes only where a string would do."""
     if doc is None:
         return None
     scalar = doc.plain.get(path)
-    if scalar is None:
+    if scalar is None or not _wants_string(err):
         return None
     return f"`{scalar.text}` was read as {scalar.read_as}; if you meant the text, quote it: \"{scalar.text}\""
 
@@ -258,7 +271,7 @@ def _document_error(doc: Document, err: ValidationError) -> list[Finding]:
             doc.location(path),
             "schema",
             f"{where + ': ' if where else ''}{_short(err.message)}",
-            hint=_plain_hint(doc, path),
+            hint=_plain_hint(doc, path, err),
         )
     ]
 
@@ -365,8 +378,16 @@ def evaluate(
             else:
                 values = resolve_mod.merge(docs)
                 pair_findings: list[Finding] = []
+                if any(doc.has_unset for doc in docs):
+                    pair_findings.extend(resolve_mod.resolve(layers).findings)
+                layers_ok = all(doc.ok and doc.file not in broken_files for doc in docs)
                 if compiled is not None and not (compiled.fast is not None and _fast_valid(compiled.fast, values)):
-                    pair_findings = _resolved_errors(app.name, env, layers, compiled)
+                    found = _resolved_errors(app.name, env, layers, compiled)
+                    if not layers_ok:
+                        # A layer that failed to parse is missing values: "required" would only
+                        # echo that failure in another file. Its own errors come first.
+                        found = [f for f in found if f.rule != "required"]
+                    pair_findings.extend(found)
                 result = PairResult(docs=docs, schema_key=key, values=values, findings=pair_findings)
             live[(app.name, env)] = result
             all_values[(app.name, env)] = result.values
@@ -440,6 +461,11 @@ def _resolved_errors(
     def locate(path: Path) -> tuple[SourceLocation, Document | None]:
         winner = resolution.winner(tuple(p for p in path))
         if winner is None:
+            # A mapping-valued path: the last layer that writes it (or its nearest ancestor).
+            for i in range(len(path), 0, -1):
+                for _, layer_doc in reversed(layers):
+                    if path[:i] in layer_doc.locations:
+                        return layer_doc.location(path), layer_doc
             return _default_location(app, layers), None
         doc = docs_by_file.get(winner.location.file)
         if doc is None:
@@ -492,7 +518,7 @@ def _resolved_errors(
                 loc,
                 "schema",
                 f"`{_dotted(path)}`: {message}" if path else message,
-                hint=None if secret else _plain_hint(doc, path),
+                hint=None if secret else _plain_hint(doc, path, err),
             )
         )
     return out
