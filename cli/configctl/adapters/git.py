@@ -1,0 +1,482 @@
+"""The git source: trees and commits of any revision, read from git objects; prepared reverts.
+
+Invariants:
+
+- **Objects only.** :meth:`GitSource.read_tree` lists a commit's tree (``git ls-tree``) and
+  reads blobs (``git cat-file --batch``); it never checks out, never reads the work tree
+  or the index, so what it returns is exactly what was committed. Symlinks are reported
+  (``FileEntry(symlink=True)``), never followed; blobs above the parser's size bound are
+  reported by size, not read. Like the filesystem adapter, folders whose name starts with a
+  dot (``.github``, ``.configctl``) are skipped.
+- **Work follows the size of a change.** Blob bytes are kept in a bounded in-process LRU by
+  blob id, and :meth:`GitSource.read_tree_with_ids` hands out the blob ids so callers can
+  cache parses per blob: reading the next commit costs one ``ls-tree`` plus the blobs that
+  changed.
+- **Nothing hangs.** Every git call is a subprocess with a hard timeout (default 60 s), no
+  terminal prompt and the C locale; failures become :class:`GitError` (an unknown revision
+  :class:`RevisionNotFound`) with the original exception chained.
+- **The user's checkout is never touched.** :meth:`GitSource.prepare_revert` works in a
+  temporary ``git worktree`` and removes it afterwards; only the new branch remains.
+
+GitPython finds and validates the repository (``import git`` happens inside the functions
+that need it, so importing this module stays cheap); commands run through one
+``subprocess.run`` wrapper, because GitPython's long-lived ``cat-file`` helpers have no
+timeout.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path, PurePosixPath
+
+from configctl.core.model import FileEntry
+from configctl.core.records import CommitInfo
+from configctl.errors import GitError, RevisionNotFound, UsageError
+
+__all__ = ["DEFAULT_TIMEOUT", "SUFFIXES", "GitSource"]
+
+SUFFIXES = (".yaml", ".yml", ".json")
+#: Seconds any single git command may run before it is killed.
+DEFAULT_TIMEOUT = 60.0
+#: Bytes of blob content kept in memory per source (the LRU evicts beyond this).
+DEFAULT_BLOB_CACHE_BYTES = 64 * 1024 * 1024
+
+_SYMLINK_MODE = "120000"
+_GITLINK_MODE = "160000"
+# git log fields, NUL-separated; the message comes last because only it may hold newlines.
+_LOG_FIELDS = ("%H", "%P", "%an", "%ae", "%at", "%cn", "%ce", "%ct", "%G?", "%GF", "%GS", "%B")
+_LOG_FORMAT = "%x00".join(_LOG_FIELDS)
+_FALLBACK_IDENT = {
+    "GIT_AUTHOR_NAME": "configctl",
+    "GIT_AUTHOR_EMAIL": "configctl@localhost",
+    "GIT_COMMITTER_NAME": "configctl",
+    "GIT_COMMITTER_EMAIL": "configctl@localhost",
+}
+
+
+def _max_file_bytes() -> int:
+    from configctl.core.parse import MAX_FILE_BYTES
+
+    return int(MAX_FILE_BYTES)
+
+
+def _wanted(path: str) -> bool:
+    if not path.endswith(SUFFIXES):
+        return False
+    folders = path.split("/")[:-1]
+    return not any(part.startswith(".") for part in folders)
+
+
+class _BlobCache:
+    """LRU of blob id -> bytes, bounded by total size."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self._data: OrderedDict[str, bytes] = OrderedDict()
+        self._bytes = 0
+        self._max = max_bytes
+
+    def get(self, sha: str) -> bytes | None:
+        data = self._data.get(sha)
+        if data is not None:
+            self._data.move_to_end(sha)
+        return data
+
+    def put(self, sha: str, data: bytes) -> None:
+        if sha in self._data or len(data) > self._max:
+            return
+        self._data[sha] = data
+        self._bytes += len(data)
+        while self._bytes > self._max:
+            _, old = self._data.popitem(last=False)
+            self._bytes -= len(old)
+
+
+class GitSource:
+    """Read-only access to one git repository (plus :meth:`prepare_revert`).
+
+    ``config`` adds ``-c key=value`` to every git call and ``env`` extra environment
+    variables (e.g. ``GNUPGHOME`` or ``gpg.ssh.allowedSignersFile`` for signature status).
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        config: Mapping[str, str] | None = None,
+        env: Mapping[str, str] | None = None,
+        blob_cache_bytes: int = DEFAULT_BLOB_CACHE_BYTES,
+    ) -> None:
+        import git
+
+        try:
+            repo = git.Repo(str(path))
+        except (git.InvalidGitRepositoryError, git.NoSuchPathError) as exc:
+            raise UsageError(f"{path}: not a git repository") from exc
+        # A work tree's top, or the git dir of a bare repository (a reconciler mirror).
+        self.path = Path(repo.working_tree_dir or repo.git_dir).resolve()
+        self.bare = repo.bare
+        repo.close()
+        self.timeout = timeout
+        self._config = dict(config or {})
+        self._env = dict(env or {})
+        self._blobs = _BlobCache(blob_cache_bytes)
+
+    @classmethod
+    def discover(
+        cls,
+        path: Path,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        config: Mapping[str, str] | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> tuple[GitSource, str]:
+        """The repository holding ``path``, and ``path``'s prefix inside it ('' at the top)."""
+        import git
+
+        try:
+            repo = git.Repo(str(path), search_parent_directories=True)
+        except (git.InvalidGitRepositoryError, git.NoSuchPathError) as exc:
+            raise UsageError(
+                f"{path}: not inside a git repository", hint="run `git init` and commit the tree"
+            ) from exc
+        top = Path(repo.working_tree_dir or repo.git_dir).resolve()
+        repo.close()
+        prefix = Path(path).resolve().relative_to(top).as_posix()
+        source = cls(top, timeout=timeout, config=config, env=env)
+        return source, "" if prefix == "." else prefix
+
+    def __repr__(self) -> str:
+        return f"GitSource({str(self.path)!r})"
+
+    # -- running git --------------------------------------------------------------------
+
+    def _run(
+        self,
+        args: Sequence[str],
+        *,
+        input: bytes | None = None,
+        cwd: Path | None = None,
+        ok: tuple[int, ...] = (0,),
+        extra_env: Mapping[str, str] | None = None,
+    ) -> subprocess.CompletedProcess[bytes]:
+        argv = ["git"]
+        for key, value in self._config.items():
+            argv += ["-c", f"{key}={value}"]
+        argv += list(args)
+        env = {
+            **os.environ,
+            "GIT_TERMINAL_PROMPT": "0",
+            "LC_ALL": "C",
+            "LANGUAGE": "C",
+            **self._env,
+            **(extra_env or {}),
+        }
+        what = f"git {args[0]}"
+        try:
+            done = subprocess.run(
+                argv,
+                input=input,
+                cwd=cwd or self.path,
+                env=env,
+                capture_output=True,
+                timeout=self.timeout,
+                check=False,
+                stdin=None if input is not None else subprocess.DEVNULL,
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise GitError(f"{what} timed out after {self.timeout:g} s in {self.path}") from exc
+        except OSError as exc:
+            raise GitError(f"cannot run git: {exc.strerror or exc}", hint="install git") from exc
+        if done.returncode not in ok:
+            lines = done.stderr.decode("utf-8", "replace").strip().splitlines()
+            cause = subprocess.CalledProcessError(done.returncode, argv, done.stdout, done.stderr)
+            detail = lines[-1] if lines else f"exit status {done.returncode}"
+            raise GitError(f"{what} failed in {self.path}: {detail}") from cause
+        return done
+
+    def _text(self, args: Sequence[str], *, cwd: Path | None = None) -> str:
+        return self._run(args, cwd=cwd).stdout.decode("utf-8", "replace")
+
+    # -- revisions ----------------------------------------------------------------------
+
+    def resolve(self, rev: str) -> str:
+        """The full commit id ``rev`` names; :class:`RevisionNotFound` if it names none."""
+        if not rev or rev.startswith("-") or "\0" in rev:
+            raise RevisionNotFound(f"revision {rev!r} is not valid")
+        done = self._run(
+            ["rev-parse", "--verify", "--quiet", "--end-of-options", f"{rev}^{{commit}}"],
+            ok=(0, 1, 128),
+        )
+        sha = done.stdout.decode().strip()
+        if done.returncode != 0 or not sha:
+            raise RevisionNotFound(f"revision {rev!r} does not name a commit in {self.path}")
+        return sha
+
+    def head(self) -> str | None:
+        """The commit HEAD points at, or None in a repository without commits."""
+        try:
+            return self.resolve("HEAD")
+        except RevisionNotFound:
+            return None
+
+    def is_ancestor(self, a: str, b: str) -> bool:
+        """Whether commit ``a`` is ``b`` or one of its ancestors."""
+        done = self._run(
+            ["merge-base", "--is-ancestor", self.resolve(a), self.resolve(b)], ok=(0, 1)
+        )
+        return done.returncode == 0
+
+    # -- trees --------------------------------------------------------------------------
+
+    def read_tree_with_ids(self, rev: str, prefix: str = "") -> dict[str, tuple[str, FileEntry]]:
+        """``{path: (blob id, FileEntry)}`` of every config file in ``rev``'s tree.
+
+        Paths are relative to the repository root; ``prefix`` (a folder) limits the
+        listing to that folder without changing the paths.
+        """
+        sha = self.resolve(rev)
+        args = ["ls-tree", "-r", "-z", "-l", "--full-tree", sha]
+        if prefix.strip("/"):
+            args += ["--", prefix.strip("/") + "/"]
+        listing = self._run(args).stdout
+        limit = _max_file_bytes()
+        found: dict[str, tuple[str, str, int]] = {}
+        for raw in listing.split(b"\0"):
+            if not raw:
+                continue
+            meta, _, raw_path = raw.partition(b"\t")
+            mode, kind, blob, size_text = meta.decode().split()
+            path = raw_path.decode("utf-8", "surrogateescape")
+            if kind != "blob" or mode == _GITLINK_MODE or not _wanted(path):
+                continue
+            found[path] = (mode, blob, int(size_text) if size_text.isdigit() else 0)
+
+        needed = sorted(
+            {
+                blob
+                for mode, blob, size in found.values()
+                if mode != _SYMLINK_MODE and size <= limit and self._blobs.get(blob) is None
+            }
+        )
+        fetched = self._cat_blobs(needed) if needed else {}
+        out: dict[str, tuple[str, FileEntry]] = {}
+        for path, (mode, blob, size) in sorted(found.items()):
+            if mode == _SYMLINK_MODE:
+                out[path] = (blob, FileEntry(symlink=True))
+            elif size > limit:
+                out[path] = (blob, FileEntry(size=size))  # not read; the core reports the size
+            else:
+                data = fetched.get(blob)
+                if data is None:
+                    data = self._blobs.get(blob)
+                if data is None:  # evicted between listing and now: read it again
+                    data = self._cat_blobs([blob])[blob]
+                out[path] = (blob, FileEntry(data=data, size=len(data)))
+        return out
+
+    def read_tree(self, rev: str, prefix: str = "") -> dict[str, FileEntry]:
+        """``{path: FileEntry}`` of every config file in ``rev``'s tree (see above)."""
+        return {path: entry for path, (_, entry) in self.read_tree_with_ids(rev, prefix).items()}
+
+    def _cat_blobs(self, shas: Sequence[str]) -> dict[str, bytes]:
+        """Blob contents by id, in one ``git cat-file --batch`` call; cached."""
+        out = self._run(["cat-file", "--batch"], input=("\n".join(shas) + "\n").encode()).stdout
+        result: dict[str, bytes] = {}
+        pos = 0
+        for sha in shas:
+            end = out.find(b"\n", pos)
+            header = out[pos:end].decode("utf-8", "replace").split()
+            if end < 0 or len(header) != 3:
+                raise GitError(
+                    f"git cat-file: object {sha} is missing or unreadable in {self.path}"
+                )
+            size = int(header[2])
+            data = out[end + 1 : end + 1 + size]
+            pos = end + 1 + size + 1
+            result[sha] = data
+            self._blobs.put(sha, data)
+        return result
+
+    # -- commits ------------------------------------------------------------------------
+
+    def _log(self, args: Sequence[str]) -> list[CommitInfo]:
+        raw = self._text(
+            ["log", "-z", "--no-color", "--no-show-signature", f"--format={_LOG_FORMAT}", *args]
+        )
+        fields = raw.split("\0")
+        n = len(_LOG_FIELDS)
+        commits: list[CommitInfo] = []
+        for i in range(0, len(fields) - n + 1, n):
+            (sha, parents, an, ae, at, cn, ce, ct, status, fpr, signer, message) = fields[i : i + n]
+            commits.append(
+                CommitInfo(
+                    sha=sha.strip(),
+                    parents=tuple(parents.split()),
+                    author_name=an,
+                    author_email=ae,
+                    authored_at=datetime.fromtimestamp(int(at), UTC),
+                    committer_name=cn,
+                    committer_email=ce,
+                    committed_at=datetime.fromtimestamp(int(ct), UTC),
+                    message=message.rstrip("\n"),
+                    signature_status=status or "N",
+                    signer=signer or fpr or None,
+                )
+            )
+        return commits
+
+    def commit_info(self, rev: str) -> CommitInfo:
+        """One commit, with git's signature status letter (``%G?``) and signer.
+
+        The status is reported, not judged: the verification policy lives with the caller.
+        ``signer`` is the signer's name (``%GS``), or the key fingerprint (``%GF``).
+        """
+        sha = self.resolve(rev)
+        commits = self._log(["-1", sha, "--"])
+        if not commits:
+            raise RevisionNotFound(f"revision {rev!r} does not name a commit in {self.path}")
+        return commits[0]
+
+    def commits_between(self, base: str | None, head: str) -> list[CommitInfo]:
+        """Commits after ``base`` up to and including ``head``, oldest first.
+
+        First-parent order: a merged branch shows up as its merge commit, which is what
+        the main branch actually went through. ``base=None`` means from the root commit.
+        """
+        head_sha = self.resolve(head)
+        spec = f"{self.resolve(base)}..{head_sha}" if base else head_sha
+        return self._log(["--first-parent", "--reverse", spec, "--"])
+
+    # -- reverts ------------------------------------------------------------------------
+
+    def prepare_revert(
+        self,
+        commit: str,
+        *,
+        branch: str,
+        message: str,
+        paths_patch: Mapping[str, bytes] | None = None,
+    ) -> str:
+        """Create ``branch`` at HEAD with one new commit, and return that commit's id.
+
+        Without ``paths_patch`` the commit reverts ``commit`` entirely (``git revert``; a
+        merge commit is reverted against its first parent). With it, the commit writes
+        exactly those files (repository-relative paths -> bytes) and nothing else. The work
+        happens in a temporary worktree that is removed afterwards: the user's checkout,
+        index and current branch are untouched. On failure nothing is left behind (the
+        branch is deleted again). Commit hooks do not run.
+        """
+        if self.bare:
+            raise UsageError(f"{self.path} is a bare repository: prepare the revert in a clone")
+        sha = self.resolve(commit)
+        head = self.head()
+        if head is None:
+            raise UsageError(f"{self.path} has no commits to revert")
+        self._check_branch_name(branch)
+        patch = {self._safe_path(p): data for p, data in (paths_patch or {}).items()}
+        ident = self._identity_env()
+
+        tmp = Path(tempfile.mkdtemp(prefix="configctl-revert-"))
+        work = tmp / "worktree"
+        created = False
+        try:
+            self._run(["worktree", "add", "--quiet", "-b", branch, str(work), head])
+            created = True
+            if paths_patch is None:
+                self._revert_in(work, sha, message, ident)
+            else:
+                self._patch_in(work, patch, message, ident)
+            new = self._text(["rev-parse", "HEAD"], cwd=work).strip()
+        except BaseException:
+            self._remove_worktree(work)
+            if created:
+                self._run(["branch", "-D", "--", branch], ok=(0, 1))
+            raise
+        else:
+            self._remove_worktree(work)
+            return new
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    def _revert_in(self, work: Path, sha: str, message: str, ident: Mapping[str, str]) -> None:
+        parents = self.commit_info(sha).parents
+        args = ["revert", "--no-commit"]
+        if len(parents) > 1:
+            args += ["-m", "1"]
+        try:
+            self._run([*args, sha], cwd=work, extra_env=ident)
+        except GitError as exc:
+            raise GitError(
+                f"reverting {sha[:12]} conflicts with later changes",
+                hint="revert only some keys (--keys), or revert by hand",
+            ) from exc
+        body = f"{message}\n\nThis reverts commit {sha}."
+        self._commit_in(work, body, ident, what=f"reverting {sha[:12]}")
+
+    def _patch_in(
+        self, work: Path, patch: Mapping[str, bytes], message: str, ident: Mapping[str, str]
+    ) -> None:
+        for rel, data in patch.items():
+            target = work / rel
+            if target.is_symlink():
+                target.unlink()
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
+        if patch:
+            self._run(["add", "--", *patch], cwd=work)
+        self._commit_in(work, message, ident, what="the patch")
+
+    def _commit_in(self, work: Path, message: str, ident: Mapping[str, str], *, what: str) -> None:
+        staged = self._run(["diff", "--cached", "--quiet"], cwd=work, ok=(0, 1))
+        if staged.returncode == 0:
+            raise UsageError(f"nothing to commit: HEAD already has the result of {what}")
+        self._run(
+            ["commit", "--quiet", "--no-verify", "--file", "-"],
+            cwd=work,
+            input=message.encode(),
+            extra_env=ident,
+        )
+
+    def _remove_worktree(self, work: Path) -> None:
+        if work.exists():
+            self._run(["worktree", "remove", "--force", str(work)], ok=(0, 128))
+        self._run(["worktree", "prune"], ok=(0, 128))
+
+    def _check_branch_name(self, branch: str) -> None:
+        done = self._run(["check-ref-format", "--branch", branch], ok=(0, 1, 128))
+        if done.returncode != 0 or branch.startswith("-"):
+            raise UsageError(f"{branch!r} is not a valid branch name")
+        exists = self._run(
+            ["show-ref", "--verify", "--quiet", f"refs/heads/{branch}"], ok=(0, 1, 128)
+        )
+        if exists.returncode == 0:
+            raise UsageError(
+                f"branch {branch!r} already exists", hint="pick another name with --branch"
+            )
+
+    @staticmethod
+    def _safe_path(path: str) -> str:
+        pure = PurePosixPath(path)
+        if (
+            not path
+            or pure.is_absolute()
+            or ".." in pure.parts
+            or (pure.parts and pure.parts[0] == ".git")
+            or "\\" in path
+        ):
+            raise UsageError(f"refusing to write {path!r}: not a plain repository-relative path")
+        return pure.as_posix()
+
+    def _identity_env(self) -> dict[str, str]:
+        """git's own identity when one is configured, else ``configctl <configctl@localhost>``
+        (a reconciler container has no user.name)."""
+        author = self._run(["var", "GIT_AUTHOR_IDENT"], ok=(0, 128)).returncode == 0
+        committer = self._run(["var", "GIT_COMMITTER_IDENT"], ok=(0, 128)).returncode == 0
+        return {} if author and committer else dict(_FALLBACK_IDENT)

@@ -1,0 +1,136 @@
+"""Engines for the store: one function, both backends, no module-level engine.
+
+SQLite (the embedded default) is set up for several processes writing one file:
+
+- WAL journal (readers never block the writer), ``busy_timeout`` (a writer waits for the
+  lock instead of failing at once), foreign keys on;
+- pysqlite's own transaction handling is switched off (``isolation_level = None``) and
+  SQLAlchemy's ``begin`` event issues the ``BEGIN`` itself, as the SQLAlchemy docs'
+  "Serializable isolation / Savepoints / Transactional DDL" recipe for pysqlite does. That
+  is what lets a unit of work start with ``BEGIN IMMEDIATE`` (the write lock taken up front,
+  so two writers queue instead of deadlocking on a lock upgrade), chosen per connection with
+  the execution option :data:`SQLITE_BEGIN`. Reads begin ``DEFERRED``.
+
+PostgreSQL URLs are spelt with the psycopg 3 driver (``postgresql://`` and ``postgres://``
+become ``postgresql+psycopg://``); connections get a connect timeout and an
+``application_name`` unless the URL sets them, and are pinged before reuse.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.exc import ArgumentError
+
+from configctl.errors import StoreError
+
+#: Execution option naming the SQLite ``BEGIN`` mode: "DEFERRED" (default) or "IMMEDIATE".
+SQLITE_BEGIN = "configctl_sqlite_begin"
+#: Seconds a writer waits for another writer's lock before failing (both backends): long
+#: enough for any real apply, short enough that a stuck writer surfaces as an error.
+WRITER_LOCK_TIMEOUT_S = 60
+#: Seconds to wait for a PostgreSQL connection before giving up.
+PG_CONNECT_TIMEOUT_S = 10
+
+_json_dumps = functools.partial(json.dumps, ensure_ascii=False, allow_nan=False)
+
+
+def normalize_url(url: str) -> str:
+    """``url`` with the driver configctl uses: psycopg 3 for PostgreSQL."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def parse_url(url: str) -> URL:
+    """The parsed, normalised URL; a malformed one is a ``StoreError`` (without the URL,
+    which may hold a password)."""
+    try:
+        parsed = make_url(normalize_url(url))
+    except ArgumentError as exc:
+        raise StoreError(
+            "the store URL is malformed",
+            hint="use postgresql://user@host:5432/db or sqlite:///path/to/file.db",
+        ) from exc
+    if parsed.get_backend_name() not in ("sqlite", "postgresql"):
+        raise StoreError(
+            f"unsupported store backend {parsed.get_backend_name()!r}",
+            hint="use postgresql://... or sqlite:///...",
+        )
+    return parsed
+
+
+def describe_url(url: str | URL) -> str:
+    """Where the store is, for messages: never the password."""
+    try:
+        parsed = url if isinstance(url, URL) else make_url(normalize_url(url))
+    except ArgumentError:
+        return "the configured store"
+    if parsed.get_backend_name() == "sqlite":
+        return f"SQLite {parsed.database or ':memory:'}"
+    host = parsed.host or "localhost"
+    port = f":{parsed.port}" if parsed.port else ""
+    return f"PostgreSQL {host}{port}/{parsed.database or ''}"
+
+
+def default_sqlite_url(repo_root: Path) -> str:
+    """The embedded store of a repository: ``<repo>/.configctl/configctl.db`` (folder created)."""
+    folder = Path(repo_root).resolve() / ".configctl"
+    folder.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{folder / 'configctl.db'}"
+
+
+def make_engine(
+    url: str, *, echo: bool = False, lock_timeout: float = WRITER_LOCK_TIMEOUT_S
+) -> Engine:
+    """A new engine for ``url`` (SQLite or PostgreSQL); the caller disposes of it.
+
+    ``lock_timeout`` (seconds) is SQLite's ``busy_timeout``; on PostgreSQL the store sets it
+    per write transaction.
+    """
+    parsed = parse_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        return _sqlite_engine(parsed, echo=echo, busy_timeout_ms=int(lock_timeout * 1000))
+    connect_args: dict[str, Any] = {}
+    if "connect_timeout" not in parsed.query:
+        connect_args["connect_timeout"] = PG_CONNECT_TIMEOUT_S
+    if "application_name" not in parsed.query:
+        connect_args["application_name"] = "configctl"
+    return create_engine(
+        parsed,
+        echo=echo,
+        pool_pre_ping=True,
+        connect_args=connect_args,
+        json_serializer=_json_dumps,
+    )
+
+
+def _sqlite_engine(parsed: URL, *, echo: bool, busy_timeout_ms: int) -> Engine:
+    engine = create_engine(parsed, echo=echo, json_serializer=_json_dumps)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Hand transaction control to the "begin" listener below.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+            cursor.execute("PRAGMA journal_mode = WAL")
+            cursor.execute("PRAGMA foreign_keys = ON")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        mode = conn.get_execution_options().get(SQLITE_BEGIN, "DEFERRED")
+        if mode not in ("DEFERRED", "IMMEDIATE", "EXCLUSIVE"):
+            raise ValueError(f"bad {SQLITE_BEGIN}: {mode!r}")
+        conn.exec_driver_sql(f"BEGIN {mode}")
+
+    return engine

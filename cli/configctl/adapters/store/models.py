@@ -1,0 +1,226 @@
+"""Tables of the version store (SQLAlchemy 2 declarative), one schema for SQLite and PostgreSQL.
+
+Table and column names are a contract: the leader election writes ``leader_lease`` with raw
+SQL and the relay reads ``outbox``. The schema itself is created by the alembic migrations
+(``migrations/versions``), never by ``create_all``; a test compares these models with the
+migrated schema on both backends, so the two cannot drift apart.
+
+Portable types, chosen once here:
+
+- :data:`JsonType` is ``JSON`` everywhere and ``JSONB`` on PostgreSQL;
+- :class:`UtcDateTime` stores timezone-aware UTC: ``timestamptz`` on PostgreSQL, and on
+  SQLite (which has no time zones) the UTC wall time as text, given back as aware UTC;
+- :data:`IdType` is ``BIGINT`` on PostgreSQL and ``INTEGER`` on SQLite, where only an
+  ``INTEGER PRIMARY KEY`` is the autoincrementing rowid.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+#: The alembic revision this code reads and writes; ``SqlStore`` refuses other revisions.
+#: A test checks it is the head of ``migrations/versions``.
+SCHEMA_REVISION = "0001"
+
+#: Deterministic constraint and index names on both backends (alembic can then alter them).
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+JsonType = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
+IdType = BigInteger().with_variant(Integer(), "sqlite")
+SHA_LENGTH = 64  # SHA-1 repositories use 40 hex digits, SHA-256 repositories 64
+NAME_LENGTH = 63  # app and environment names are DNS labels
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC ``datetime`` on every backend; naive values are refused."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError("naive datetime: the store keeps timezone-aware UTC times only")
+        value = value.astimezone(UTC)
+        # SQLite stores text: the UTC wall time, so ordering and comparisons stay textual.
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(
+        self,
+        value: Any,
+        dialect: Dialect,  # noqa: ARG002  # the TypeDecorator signature; same on every backend
+    ) -> datetime | None:
+        if value is None:
+            return None
+        # Raw SQL on SQLite may hand back the stored text instead of a datetime.
+        moment = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+        if moment.tzinfo is None:
+            return moment.replace(tzinfo=UTC)
+        return moment.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Commit(Base):
+    """Every commit configctl looked at, with what it did about it (upserted)."""
+
+    __tablename__ = "commits"
+    __table_args__ = (Index(None, "status", "recorded_at"),)
+
+    sha: Mapped[str] = mapped_column(String(SHA_LENGTH), primary_key=True)
+    parents: Mapped[Any] = mapped_column(JsonType, nullable=False)
+    author_name: Mapped[str] = mapped_column(String(255), nullable=False)
+    author_email: Mapped[str] = mapped_column(String(255), nullable=False)
+    authored_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
+    committer_name: Mapped[str] = mapped_column(String(255), nullable=False)
+    committer_email: Mapped[str] = mapped_column(String(255), nullable=False)
+    committed_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
+    message: Mapped[str] = mapped_column(Text, nullable=False)
+    signature_status: Mapped[str] = mapped_column(String(16), nullable=False)
+    signer: Mapped[str | None] = mapped_column(String(512), nullable=True)
+    status: Mapped[str] = mapped_column(String(16), nullable=False)
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    recorded_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
+
+
+class Version(Base):
+    """One version of one (app, env). ``commit_sha`` is deliberately not a foreign key:
+    a version may be written before its commit row in the same unit of work, and a
+    rollback carries the commit of the version it restores."""
+
+    __tablename__ = "versions"
+    # The unique constraint is also the (app, env, number) index every lookup uses.
+    __table_args__ = (UniqueConstraint("app", "env", "number"),)
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True, autoincrement=True)
+    app: Mapped[str] = mapped_column(String(NAME_LENGTH), nullable=False)
+    env: Mapped[str] = mapped_column(String(NAME_LENGTH), nullable=False)
+    number: Mapped[int] = mapped_column(Integer, nullable=False)
+    values: Mapped[Any] = mapped_column(JsonType, nullable=False)
+    checksum: Mapped[str] = mapped_column(String(64), nullable=False)
+    commit_sha: Mapped[str | None] = mapped_column(String(SHA_LENGTH), nullable=True)
+    reason: Mapped[str] = mapped_column(String(16), nullable=False)
+    rolled_back_to: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    actor: Mapped[str] = mapped_column(String(255), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
+
+
+class KeyChangeRow(Base):
+    """One dotted key a version changed (values redacted by the caller)."""
+
+    __tablename__ = "key_changes"
+    __table_args__ = (Index(None, "version_id"), Index(None, "key", "version_id"))
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True, autoincrement=True)
+    version_id: Mapped[int] = mapped_column(
+        IdType, ForeignKey("versions.id", ondelete="CASCADE"), nullable=False
+    )
+    key: Mapped[str] = mapped_column(String(1024), nullable=False)
+    change: Mapped[str] = mapped_column(String(16), nullable=False)
+    old_value: Mapped[Any] = mapped_column(JsonType, nullable=True)
+    new_value: Mapped[Any] = mapped_column(JsonType, nullable=True)
+
+
+class AuditRow(Base):
+    __tablename__ = "audit_log"
+    __table_args__ = (Index(None, "at"), Index(None, "app", "env"), Index(None, "actor"))
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
+    actor: Mapped[str] = mapped_column(String(255), nullable=False)
+    host: Mapped[str] = mapped_column(String(255), nullable=False)
+    action: Mapped[str] = mapped_column(String(64), nullable=False)
+    app: Mapped[str | None] = mapped_column(String(NAME_LENGTH), nullable=True)
+    env: Mapped[str | None] = mapped_column(String(NAME_LENGTH), nullable=True)
+    commit_sha: Mapped[str | None] = mapped_column(String(SHA_LENGTH), nullable=True)
+    version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    details: Mapped[Any] = mapped_column(JsonType, nullable=False)
+
+
+class OutboxRow(Base):
+    """A notification written in the same transaction as its version (§4.1 of the notes)."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index(None, "published_at", "id"),)
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True, autoincrement=True)
+    event_id: Mapped[str] = mapped_column(String(36), nullable=False, unique=True)
+    routing_key: Mapped[str] = mapped_column(String(255), nullable=False)
+    payload: Mapped[Any] = mapped_column(JsonType, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
+    published_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class Pin(Base):
+    __tablename__ = "pins"
+
+    app: Mapped[str] = mapped_column(String(NAME_LENGTH), primary_key=True)
+    env: Mapped[str] = mapped_column(String(NAME_LENGTH), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, nullable=False)
+    reason: Mapped[str] = mapped_column(Text, nullable=False)
+    actor: Mapped[str] = mapped_column(String(255), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
+    quarantined_commit: Mapped[str | None] = mapped_column(String(SHA_LENGTH), nullable=True)
+
+
+class RolloutState(Base):
+    """Runtime state of a rollout (paused, promoted, stage...); filled in by a later change."""
+
+    __tablename__ = "rollout_state"
+
+    app: Mapped[str] = mapped_column(String(NAME_LENGTH), primary_key=True)
+    env: Mapped[str] = mapped_column(String(NAME_LENGTH), primary_key=True)
+    key: Mapped[str] = mapped_column(String(1024), primary_key=True)
+    state: Mapped[Any] = mapped_column(JsonType, nullable=False)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
+
+
+class SyncState(Base):
+    """Named cursors of the sync loop: last applied / attempted commit, branch head..."""
+
+    __tablename__ = "sync_state"
+
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    value: Mapped[Any] = mapped_column(JsonType, nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
+
+
+class LeaderLease(Base):
+    """The fencing token: ``epoch`` grows by one at every change of leader."""
+
+    __tablename__ = "leader_lease"
+
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(255), nullable=False)
+    epoch: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    acquired_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
+    renewed_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
