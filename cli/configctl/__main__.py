@@ -1,5 +1,5 @@
 """`python -m configctl` runs the command-line interface."""
 
-from configctl.cli.app import main
+from configctl.cli.main import main
 
 main()

@@ -7,10 +7,12 @@ else escapes to ``app.main``, the last resort.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import gc
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar
 
@@ -52,6 +54,23 @@ def stderr() -> Console:
     from rich.console import Console
 
     return Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while a command builds a whole tree.
+
+    Parsing allocates hundreds of thousands of small objects and no cycles; the collector's
+    generation scans cost about a fifth of `validate` on a 5,000-file tree. A command is
+    short-lived; the long-running reconciler does not use this.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def debug_enabled() -> bool:

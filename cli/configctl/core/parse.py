@@ -509,6 +509,26 @@ def _decode(file: str, data: bytes) -> tuple[str | None, list[Finding]]:
             ]
     if data.startswith(codecs.BOM_UTF8):
         data = data[len(codecs.BOM_UTF8) :]
+    nul = data.find(b"\0")
+    if nul >= 0:
+        before = data[:nul]
+        line = before.count(b"\n") + 1
+        column = nul - (before.rfind(b"\n") + 1) + 1
+        wide = nul < 4 and data[:64].count(b"\0") * 3 >= min(len(data), 64)
+        return None, [
+            Finding(
+                file=file,
+                line=line,
+                column=column,
+                rule="encoding",
+                message=(
+                    "the file looks like UTF-16 or UTF-32 (NUL bytes, no byte-order mark); config files must be UTF-8"
+                    if wide
+                    else f"NUL byte at offset {nul}: not a text file"
+                ),
+                hint="re-save the file as UTF-8",
+            )
+        ]
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:

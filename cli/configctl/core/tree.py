@@ -186,11 +186,29 @@ def build(
         findings.extend(doc.findings)
         return doc
 
-    # Case collisions first: they break checkouts on macOS and Windows.
+    # Case collisions first: they break checkouts on macOS and Windows. Two app folders
+    # that differ in case are one finding; files are compared only within one folder name.
+    app_dirs: dict[str, str] = {}
+    colliding: set[str] = set()
+    for path in sorted(files):
+        parts = path.split("/")
+        if len(parts) >= 3 and parts[0] == "apps":
+            first = app_dirs.setdefault(parts[1].casefold(), parts[1])
+            if first != parts[1] and parts[1] not in colliding:
+                colliding.add(parts[1])
+                findings.append(
+                    _finding(
+                        f"apps/{parts[1]}",
+                        "case-collision",
+                        f"app folders `apps/{first}` and `apps/{parts[1]}` differ only in case",
+                    )
+                )
     by_fold: dict[str, str] = {}
     for path in sorted(files):
-        top = path.split("/")
-        if top[0] not in ("apps", "environments") and len(top) > 1:
+        parts = path.split("/")
+        if len(parts) > 1 and parts[0] not in ("apps", "environments"):
+            continue
+        if parts[0] == "apps" and len(parts) >= 3 and parts[1] in colliding:
             continue
         folded = path.casefold()
         other = by_fold.get(folded)
@@ -198,17 +216,35 @@ def build(
             findings.append(_finding(path, "case-collision", f"`{path}` and `{other}` differ only in case"))
         else:
             by_fold[folded] = path
-    app_dirs: dict[str, str] = {}
-    for path in files:
+
+    # Near misses of the layout are ignored by resolution: say so rather than stay silent.
+    known_roots = (REPO_FILE, GLOBAL_FILE)
+    warned_dirs: set[str] = set()
+    for path in sorted(files):
         parts = path.split("/")
-        if len(parts) >= 3 and parts[0] == "apps":
-            folded = parts[1].casefold()
-            if folded in app_dirs and app_dirs[folded] != parts[1]:
-                a, b = sorted((app_dirs[folded], parts[1]))
+        if not _is_yaml(path):
+            continue
+        if len(parts) == 1:
+            close = difflib.get_close_matches(path, known_roots, n=1, cutoff=0.75)
+            if close and path not in (*known_roots, "global.yml", "configctl.yml"):
                 findings.append(
-                    _finding(f"apps/{b}", "case-collision", f"app folders `apps/{a}` and `apps/{b}` differ only in case")
+                    Finding(
+                        file=path, line=1, column=1, rule="unknown-file",
+                        message=f"`{path}` is not part of the layout and is ignored",
+                        severity=Severity.WARNING, hint=f"did you mean `{close[0]}`?",
+                    )
                 )
-            app_dirs.setdefault(folded, parts[1])
+        elif parts[0] not in ("apps", "environments") and parts[0] not in warned_dirs:
+            close = difflib.get_close_matches(parts[0], ("apps", "environments"), n=1, cutoff=0.75)
+            if close:
+                warned_dirs.add(parts[0])
+                findings.append(
+                    Finding(
+                        file=path, line=1, column=1, rule="unknown-file",
+                        message=f"folder `{parts[0]}/` is not part of the layout and is ignored",
+                        severity=Severity.WARNING, hint=f"did you mean `{close[0]}/`?",
+                    )
+                )
 
     repo_doc: Document | None = None
     environments: list[str] = []
@@ -310,8 +346,6 @@ def build(
         manifest: Document | None = None
         schema_path: str | None = None
         if manifest_path not in files:
-            if f"{base}/app.yml" in files:
-                findings.append(_finding(f"{base}/app.yml", "yml-extension", "config files end in .yaml", hint="rename it to app.yaml"))
             findings.append(
                 _finding(
                     manifest_path,

@@ -18,7 +18,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -97,21 +97,26 @@ def _python_validator(schema: Any, registry: referencing.Registry[Any] | None = 
     return jsonschema.Draft202012Validator(schema, registry=reg, format_checker=jsonschema.FormatChecker())
 
 
-def _walk_keywords(schema: Any, path: Path = ()) -> Iterator[tuple[Path, str]]:
+def _walk_keywords(schema: Any) -> list[tuple[Path, str]]:
     """Unknown keywords (typos such as `maximun`) in a schema, with their paths."""
-    if not isinstance(schema, dict):
-        return
-    for key, value in schema.items():
-        if key not in _KNOWN_KEYWORDS and not key.startswith("x-"):
-            yield (*path, key), key
-        if key in _SUBSCHEMA_KEYS:
-            yield from _walk_keywords(value, (*path, key))
-        elif key in _SUBSCHEMA_LISTS and isinstance(value, list):
-            for i, sub in enumerate(value):
-                yield from _walk_keywords(sub, (*path, key, i))
-        elif key in _SUBSCHEMA_MAPS and isinstance(value, dict):
-            for name, sub in value.items():
-                yield from _walk_keywords(sub, (*path, key, name))
+    out: list[tuple[Path, str]] = []
+    stack: list[tuple[Path, Any]] = [((), schema)]
+    known = _KNOWN_KEYWORDS
+    while stack:
+        path, node = stack.pop()
+        if not isinstance(node, dict):
+            continue
+        for key, value in node.items():
+            if key not in known and not key.startswith("x-"):
+                out.append(((*path, key), key))
+            if key in _SUBSCHEMA_KEYS:
+                stack.append(((*path, key), value))
+            elif key in _SUBSCHEMA_LISTS and isinstance(value, list):
+                stack.extend(((*path, key, i), sub) for i, sub in enumerate(value))
+            elif key in _SUBSCHEMA_MAPS and isinstance(value, dict):
+                stack.extend(((*path, key, name), sub) for name, sub in value.items())
+    out.sort(key=lambda item: [str(p) for p in item[0]])
+    return out
 
 
 def _json_document(file: str, data: bytes) -> Document:
@@ -156,8 +161,8 @@ def compile_schema(file: str, data: bytes, *, parse_file: Any = parse_mod.parse)
     """Read, check and compile an app's value schema (JSON, or YAML read strictly)."""
     doc = _json_document(file, data) if file.endswith(".json") else parse_file(file, data)
     findings = list(doc.findings)
-    if doc.value is None:
-        return None, findings
+    if doc.value is None or not doc.ok:
+        return None, findings  # a schema with a duplicate key or a bad tag is not used half-read
     schema = doc.value
     if not isinstance(schema, dict):
         findings.append(Finding.at(doc.location(()), "schema-invalid", "a JSON Schema must be an object"))

@@ -30,8 +30,11 @@ def test_secret_values_never_leave() -> None:
     keys = diff.diff_values(
         {"db": {"password": "hunter2"}}, {"db": {"password": "s3cret!"}}, secrets=["db.password"]
     )
-    assert keys[0].old == diff.REDACTED and keys[0].new == diff.REDACTED and keys[0].secret
-    assert "hunter2" not in repr(keys) and "s3cret!" not in repr(keys)
+    assert keys[0].old == diff.REDACTED
+    assert keys[0].new == diff.REDACTED
+    assert keys[0].secret
+    assert "hunter2" not in repr(keys)
+    assert "s3cret!" not in repr(keys)
 
 
 def test_diff_trees_reports_every_pair_a_shared_change_reaches() -> None:
@@ -39,7 +42,8 @@ def test_diff_trees_reports_every_pair_a_shared_change_reaches() -> None:
     new = {("a", "prod"): {"log": "warn"}, ("b", "prod"): {"log": "warn"}, ("b", "dev"): {"log": "debug"}}
     result = diff.diff_trees(old, new, changed_files=["environments/prod.yaml"])
     assert [(p.app, p.env) for p in result.pairs] == [("a", "prod"), ("b", "prod")]
-    assert result.summary()["apps"] == 2 and result.summary()["keys"] == 2
+    assert result.summary()["apps"] == 2
+    assert result.summary()["keys"] == 2
     assert diff.diff_trees(old, old).empty
 
 

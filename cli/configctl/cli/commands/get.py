@@ -55,7 +55,8 @@ def get(
     from configctl.errors import UserError
     from configctl.services import inspect
 
-    checked = inspect.check(filesystem.read_tree(context.repo_path(repo)), file_schemas=schemas.file_schemas())
+    with context.gc_paused():
+        checked = inspect.check(filesystem.read_tree(context.repo_path(repo)), file_schemas=schemas.file_schemas())
     tree = checked.tree
     resolution = inspect.resolve_pair(tree, app_name, env)
     layer_files = {doc.file for _, doc in tree.layers(app_name, env)}

@@ -32,7 +32,8 @@ def ls(
     from configctl.cli import output
     from configctl.services import inspect
 
-    checked = inspect.check(filesystem.read_tree(context.repo_path(repo)), file_schemas=schemas.file_schemas())
+    with context.gc_paused():
+        checked = inspect.check(filesystem.read_tree(context.repo_path(repo)), file_schemas=schemas.file_schemas())
     tree = checked.tree
     rows = inspect.matrix(checked)
     if out is Output.json:

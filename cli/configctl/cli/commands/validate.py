@@ -46,7 +46,8 @@ def validate(
 
     root = context.repo_path(path if path is not None else repo)
     files = filesystem.read_tree(root)
-    checked = inspect.check(files, file_schemas=schemas.file_schemas())
+    with context.gc_paused():
+        checked = inspect.check(files, file_schemas=schemas.file_schemas())
     report = checked.report
     if fmt is Format.json:
         context.write(output.report_json(report))
