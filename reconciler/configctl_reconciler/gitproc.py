@@ -5,7 +5,7 @@ Why not GitPython for the network calls: its ``kill_after_timeout`` kills ``git`
 the timeout (#892, #1215), and each timed-out poll could leave an ``ssh git-upload-pack``
 behind (reliability-notes §2.8). Here every git command
 
-- runs in its **own process group** (``start_new_session=True``) with a **hard timeout**;
+- runs in its **own process group** (``process_group=0``) with a **hard timeout**;
   when it expires the whole group -- git and every helper it started -- gets SIGKILL and
   is reaped, and we wait until no member of the group is alive;
 - never prompts: ``GIT_TERMINAL_PROMPT=0``, ``GIT_ASKPASS``/``SSH_ASKPASS`` = ``/bin/true``,
@@ -28,9 +28,11 @@ import re
 import signal
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
+from configctl.core.records import CommitInfo
 from configctl.errors import GitError, RevisionNotFound, UsageError
 
 __all__ = [
@@ -40,9 +42,15 @@ __all__ = [
     "clone",
     "fetch",
     "group_members",
+    "is_ancestor",
+    "log_range",
+    "origin_url",
+    "parse_raw",
     "redact",
+    "remove_stale_locks",
     "rev_parse",
     "run_git",
+    "run_git_bytes",
 ]
 
 DEFAULT_TIMEOUT = 120.0
@@ -205,6 +213,53 @@ def run_git(
     ``env`` entries are added to :func:`git_env`. The process group is killed after a
     timeout and, defensively, after every run, so no helper outlives the call.
     """
+    code, out, err = _run_git(args, cwd=cwd, timeout=timeout, env=env)
+    if code != 0:
+        raise _failed(args, code, err)
+    return out
+
+
+def _failed(args: Sequence[str], code: int, err: str) -> GitError:
+    what = args[0] if args else "git"
+    detail = redact(err).strip()
+    tail = " | ".join(line.strip() for line in detail.splitlines()[-3:] if line.strip())
+    return GitError(f"git {what} failed (exit {code}): {tail[:500] or 'no message'}")
+
+
+def run_git_bytes(
+    args: Sequence[str],
+    *,
+    cwd: str | os.PathLike[str] | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+    input: bytes | None = None,
+) -> bytes:
+    """:func:`run_git` with bytes in (on stdin) and out (binary output: blobs)."""
+    code, out, err = _run_git_raw(args, cwd=cwd, timeout=timeout, env=None, input=input)
+    if code != 0:
+        raise _failed(args, code, err.decode("utf-8", "replace"))
+    return out
+
+
+def _run_git(
+    args: Sequence[str],
+    *,
+    cwd: str | os.PathLike[str] | None,
+    timeout: float,
+    env: Mapping[str, str] | None,
+) -> tuple[int, str, str]:
+    """``(exit code, stdout, stderr)`` of ``git <args>``; GitError only if it cannot run or times out."""
+    code, out, err = _run_git_raw(args, cwd=cwd, timeout=timeout, env=env, input=None)
+    return code, out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
+
+
+def _run_git_raw(
+    args: Sequence[str],
+    *,
+    cwd: str | os.PathLike[str] | None,
+    timeout: float,
+    env: Mapping[str, str] | None,
+    input: bytes | None,
+) -> tuple[int, bytes, bytes]:
     what = args[0] if args else "git"
     argv = ["git", *_BASE_CONFIG, *args]
     try:
@@ -212,15 +267,19 @@ def run_git(
             argv,
             cwd=cwd,
             env=git_env(env),
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL if input is None else subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            start_new_session=True,
+            # Its own process group, so a timeout kills git *and* its helpers with one
+            # killpg. Not start_new_session: in CPython 3.11 setsid() rules out vfork(), and
+            # a fork() of the reconciler's big process costs ~3 ms more per git call --
+            # on every webhook's path.
+            process_group=0,
         )
     except OSError as exc:
         raise GitError(f"cannot run git: {exc.strerror or exc}") from exc
     try:
-        out, err = proc.communicate(timeout=timeout)
+        out, err = proc.communicate(input=input, timeout=timeout)
     except subprocess.TimeoutExpired as exc:
         _kill_group(proc)
         raise GitError(
@@ -233,11 +292,27 @@ def run_git(
     # A helper that outlived git (it should not) would be an orphan: end it now.
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
-    if proc.returncode != 0:
-        detail = redact(err.decode("utf-8", "replace")).strip()
-        tail = " | ".join(line.strip() for line in detail.splitlines()[-3:] if line.strip())
-        raise GitError(f"git {what} failed (exit {proc.returncode}): {tail[:500] or 'no message'}")
-    return out.decode("utf-8", "replace")
+    return proc.returncode, out, err
+
+
+def is_ancestor(repo: str | os.PathLike[str], ancestor: str, descendant: str, *, timeout: float = LOCAL_TIMEOUT) -> bool:
+    """Whether commit ``ancestor`` is an ancestor of (or equal to) ``descendant``.
+
+    False when ``ancestor`` is not in the repository at all (a rewritten history whose
+    old commits were never fetched here). Any *other* failure raises GitError: a git that
+    cannot answer must not be mistaken for a force push, which would skip commits.
+    """
+    for rev in (ancestor, descendant):
+        if not rev or rev.startswith("-") or any(ord(ch) < 32 for ch in rev):
+            raise RevisionNotFound(f"not a revision: {rev!r}")
+    code, _, err = _run_git(
+        ["merge-base", "--is-ancestor", "--end-of-options", ancestor, descendant], cwd=repo, timeout=timeout, env=None
+    )
+    if code in (0, 1):
+        return code == 0
+    if not _has_commit(repo, ancestor, timeout=timeout):
+        return False
+    raise _failed(["merge-base"], code, err)
 
 
 def rev_parse(repo: str | os.PathLike[str], rev: str, *, timeout: float = LOCAL_TIMEOUT) -> str:
@@ -262,38 +337,195 @@ def clone(
 ) -> str:
     """Clone ``branch`` of ``url`` into ``dest`` (which must not exist); return its head.
 
-    A clone that fails or times out leaves no half-made ``dest`` behind.
+    The clone is made next to ``dest`` under a temporary name and renamed into place when
+    complete, so ``dest`` either does not exist or is a whole clone -- even if this
+    process is killed half-way (a half-made clone would otherwise be taken for a good one
+    at the next start and fail every fetch). Leftovers of such a kill are removed first.
     """
     check_url(url)
     check_branch(branch)
     target = Path(dest)
     if target.exists():
         raise UsageError(f"clone target {target} already exists")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    for leftover in target.parent.glob(f".{target.name}.tmp-*"):
+        _remove_tree(leftover)
+    partial = target.parent / f".{target.name}.tmp-{os.getpid()}"
     try:
         run_git(
             ["clone", "--quiet", "--no-tags", "--single-branch", "--branch", branch,
-             "--", url, str(target)],
+             "--", url, str(partial)],
             timeout=timeout,
         )
+        os.rename(partial, target)
     except BaseException:
-        _remove_tree(target)
+        _remove_tree(partial)
         raise
     return rev_parse(target, "HEAD")
+
+
+def origin_url(repo: str | os.PathLike[str], *, timeout: float = LOCAL_TIMEOUT) -> str | None:
+    """The URL of ``origin`` in ``repo``, or None if it has none (or is no repository)."""
+    code, out, _ = _run_git(["config", "--get", "remote.origin.url"], cwd=repo, timeout=timeout, env=None)
+    return out.strip() if code == 0 and out.strip() else None
 
 
 def fetch(repo: str | os.PathLike[str], branch: str, *, timeout: float = DEFAULT_TIMEOUT) -> str:
     """Fetch ``branch`` from ``origin`` into ``refs/remotes/origin/<branch>``; return its head.
 
-    The working tree is not touched; the caller reads the returned commit.
+    The working tree is not touched; the caller reads the returned commit. A ref lock
+    left behind by a git that was killed mid-update (older than ``timeout``, so no live
+    fetch of ours can own it) is removed first; otherwise every later fetch would fail.
     """
     check_branch(branch)
+    remove_stale_locks(repo, older_than=timeout)
     run_git(
         ["fetch", "--quiet", "--prune", "--no-tags", "--", "origin",
          f"+refs/heads/{branch}:refs/remotes/origin/{branch}"],
         cwd=repo,
         timeout=timeout,
     )
-    return rev_parse(repo, f"refs/remotes/origin/{branch}")
+    return _read_loose_ref(repo, f"refs/remotes/origin/{branch}") or rev_parse(repo, f"refs/remotes/origin/{branch}")
+
+
+def _read_loose_ref(repo: str | os.PathLike[str], ref: str) -> str | None:
+    """The commit id in a loose ref file, or None (packed, symbolic, absent: ask git).
+
+    A loose ref takes precedence over ``packed-refs`` in git itself, and a fetch that
+    moves a ref writes it loose, so reading the file saves a ``rev-parse`` process per
+    poll -- on the path every webhook takes.
+    """
+    root = Path(repo)
+    gitdir = root / ".git" if (root / ".git").is_dir() else root
+    try:
+        text = (gitdir / ref).read_text(encoding="ascii").strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return text if _OBJECT_ID.fullmatch(text) else None
+
+
+_OBJECT_ID = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
+
+_LOG_FIELDS = ("%H", "%P", "%an", "%ae", "%at", "%cn", "%ce", "%ct", "%G?", "%GF", "%GS", "%B")
+
+
+Change = tuple[str, str, str, str]
+"""One line of a raw diff: (path, new mode, new blob id, status letter)."""
+
+
+def parse_raw(fields: list[str]) -> list[Change]:
+    """The ``-z --raw`` diff lines in ``fields`` (``:old new oldid newid S``, path, ...)."""
+    changes: list[Change] = []
+    i = 0
+    while i + 1 < len(fields):
+        meta, path = fields[i].lstrip("\n"), fields[i + 1]
+        i += 2
+        parts = meta[1:].split(" ") if meta.startswith(":") else []
+        if len(parts) != 5:
+            raise GitError("git printed a raw diff line that cannot be read")
+        _, new_mode, _, new_blob, status = parts
+        changes.append((path, new_mode, new_blob, status))
+    return changes
+
+
+def log_range(
+    repo: str | os.PathLike[str],
+    base: str | None,
+    head: str,
+    *,
+    timeout: float = LOCAL_TIMEOUT,
+    on_changes: Callable[[str, str, list[Change]], None] | None = None,
+) -> list[CommitInfo] | None:
+    """The commits after ``base`` up to ``head``, oldest first, first parents only, in one
+    ``git log`` process; ``base=None`` lists ``head`` alone.
+
+    Returns None when ``base`` is not in the repository (history rewritten before this
+    clone ever saw it). Fields as in :meth:`configctl.adapters.git.GitSource.commit_info`.
+    With ``on_changes``, the same process also reports each single-parent commit's raw
+    diff, ``on_changes(sha, parent, changes)`` (the tree reader then needs no diff of its
+    own); merges are left out -- older gits print no diff for them.
+    """
+    for rev in (base, head):
+        if rev is not None and not _OBJECT_ID.fullmatch(rev):
+            raise RevisionNotFound(f"not a full commit id: {rev!r}")
+    spec = ["-1", head] if base is None else ["--first-parent", "--reverse", f"{base}..{head}"]
+    raw = ["--raw", "--no-renames", "--no-abbrev"] if on_changes is not None and base is not None else []
+    code, out, err = _run_git(
+        ["log", "-z", "--no-color", "--no-show-signature", "--format=" + "%x1f".join(_LOG_FIELDS), *raw, *spec, "--"],
+        cwd=repo, timeout=timeout, env=None,
+    )  # fmt: skip
+    if code != 0:
+        if base is not None and not _has_commit(repo, base, timeout=timeout):
+            return None
+        raise _failed(["log"], code, err)
+    tokens = out.split("\0")
+    commits: list[CommitInfo] = []
+    diffs: list[list[str]] = []
+    i = 0
+    while i < len(tokens):
+        token = tokens[i]
+        if token.lstrip("\n").startswith(":") and diffs:
+            diffs[-1] += tokens[i : i + 2]  # the diff line and its path
+            i += 2
+            continue
+        i += 1
+        if not token.strip():
+            continue
+        commits.append(_commit_record(token))
+        diffs.append([])
+    if on_changes is not None and raw:
+        for info, fields in zip(commits, diffs, strict=True):
+            if len(info.parents) == 1:
+                on_changes(info.sha, info.parents[0], parse_raw(fields))
+    return commits
+
+
+def _commit_record(record: str) -> CommitInfo:
+    parts = record.split("\x1f", len(_LOG_FIELDS) - 1)
+    if len(parts) != len(_LOG_FIELDS) or not _OBJECT_ID.fullmatch(parts[0].strip()):
+        raise GitError("git log printed a record that cannot be read")
+    sha, parents, an, ae, at, cn, ce, ct, status, fpr, signer, message = parts
+    return CommitInfo(
+        sha=sha.strip(),
+        parents=tuple(parents.split()),
+        author_name=an,
+        author_email=ae,
+        authored_at=datetime.fromtimestamp(int(at), UTC),
+        committer_name=cn,
+        committer_email=ce,
+        committed_at=datetime.fromtimestamp(int(ct), UTC),
+        message=message.rstrip("\n"),
+        signature_status=status or "N",
+        signer=signer or fpr or None,
+    )
+
+
+def _has_commit(repo: str | os.PathLike[str], rev: str, *, timeout: float) -> bool:
+    code, _, err = _run_git(["cat-file", "-e", "--end-of-options", f"{rev}^{{commit}}"], cwd=repo, timeout=timeout, env=None)
+    if code != 0 and "not a git repository" in err.lower():
+        raise _failed(["cat-file"], code, err)
+    return code == 0
+
+
+def remove_stale_locks(repo: str | os.PathLike[str], *, older_than: float) -> list[Path]:
+    """Delete ``*.lock`` files a fetch takes (refs, packed-refs, shallow, FETCH_HEAD) that
+    are older than ``older_than`` seconds; return what was removed."""
+    root = Path(repo)
+    gitdir = root / ".git" if (root / ".git").is_dir() else root
+    candidates = [gitdir / "packed-refs.lock", gitdir / "shallow.lock", gitdir / "FETCH_HEAD.lock"]
+    refs = gitdir / "refs"
+    if refs.is_dir():
+        candidates += list(refs.rglob("*.lock"))
+    removed: list[Path] = []
+    now = time.time()
+    for lock in candidates:
+        try:
+            if now - lock.stat().st_mtime > older_than:
+                lock.unlink()
+                removed.append(lock)
+        except FileNotFoundError:
+            continue
+    return removed
 
 
 def _remove_tree(path: Path) -> None:

@@ -111,8 +111,14 @@ class PgAdvisoryLeader:
             "keepalives_count": 3,
             "tcp_user_timeout": tcp_user_timeout_ms,
             "application_name": application_name,
+            # The tcp_keepalives_* settings are the *server's* side of the same idea: when
+            # the leader's host vanishes without closing the connection (power loss, a
+            # partition), the server notices within ~25 s and ends the session, which frees
+            # the lock for a standby; with the server's defaults (the kernel's, often 2 h)
+            # the lock would stay held by a dead session for hours.
             "options": f"-c statement_timeout={statement_timeout_ms} -c idle_session_timeout=0 "
-            "-c idle_in_transaction_session_timeout=0",
+            "-c idle_in_transaction_session_timeout=0 "
+            "-c tcp_keepalives_idle=10 -c tcp_keepalives_interval=5 -c tcp_keepalives_count=3",
         }
         self._conn: psycopg.Connection[Any] | None = None
         self._leading = False

@@ -1,30 +1,42 @@
 """One reconcile pass, as an ordered list of small steps.
 
-fetch → list the commits since the last applied one → for each commit, in order:
+fetch → list the commits since the last processed one → for each commit, in order:
 verify its signature (optional) → apply it exactly as `configctl apply` does (one
 transaction: versions, key changes, audit, outbox; fenced by the leader epoch) → warm the
-cache with each new version → relay the outbox to the broker.
+cache with each new version → relay the outbox to the broker → move the cursor.
 
 Error kinds decide what happens next (Flux's stall/retry split): a bad commit (invalid
-tree, bad signature) is recorded as rejected and the pass goes on to the next commit —
-the last good configuration stays in service. A backend error stops the pass; the loop
-retries with backoff. Redis and RabbitMQ being down never stops a commit from landing in
-the store: the cache is repaired and the outbox relayed when they return.
+tree, bad signature) is recorded as rejected and the pass goes on to the next commit --
+the last good configuration stays in service. A backend error of the store or git stops
+the pass; the loop retries with backoff. Redis and RabbitMQ being down never stops a
+commit from landing in the store: the cache is repaired and the outbox relayed when they
+return (:func:`catch_up`, which the loop also runs on a retry timer between passes, and
+which runs even when the fetch failed -- notifications already in the outbox do not wait
+for git).
+
+Within one pass a dependency that failed once is not tried again for every further
+commit: with a broker or Redis that times out instead of refusing, a backlog of N commits
+would otherwise stall the pass N times the timeout. The rest is left to the catch-up.
+
+Signed commits (``--require-signed``): every commit is verified on its own, so a rejected
+commit never lets a later unsigned one through -- each later commit must carry a valid
+signature itself, and the first that does is applied with its whole tree (the signer
+vouches for the tree, which includes the changes of the rejected commits before it).
 """
 
 from __future__ import annotations
 
-import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from configctl.core.cache import CachedSnapshot
 from configctl.core.records import CommitInfo
-from configctl.errors import BackendError, BrokerError, CacheError
+from configctl.errors import BackendError, CacheError, GitError
 from configctl.services import apply as apply_service
 from configctl.services import relay as relay_service
 from configctl.services.inspect import Evaluator
@@ -33,17 +45,45 @@ log = logging.getLogger(__name__)
 
 ACTOR = "reconciler"
 
+RELAY_BATCH = 500
+"""Outbox rows read per relay round; rounds repeat while batches come back full."""
+
+RELAY_ROUNDS = 20
+"""At most this many full batches per relay call, so one call stays bounded."""
+
+
+class Verdict(NamedTuple):
+    """A signature check's outcome, as the pass needs it."""
+
+    ok: bool
+    status: str
+    """git's ``%G?`` letter (``G`` good, ``N`` unsigned, ...), ``?`` if git could not say."""
+    reason: str
+    signer: str | None
+
 
 @dataclass(slots=True)
 class PassResult:
     head: str | None = None
     applied: list[str] = field(default_factory=list)
     rejected: list[str] = field(default_factory=list)
+    last_rejected: tuple[str, str] | None = None
+    """(commit, why) of the last commit this pass rejected."""
     new_versions: int = 0
     published: int = 0
     cache_errors: int = 0
     broker_errors: int = 0
+    git_error: bool = False
     force_push: bool = False
+    backlog: int | None = None
+    """Outbox rows still unpublished after the pass (None if it could not be read)."""
+    drained: bool = False
+    """A relay in this pass found nothing more to publish after its last commit."""
+
+    @property
+    def behind(self) -> bool:
+        """Redis or RabbitMQ did not get everything: the loop retries on a timer."""
+        return bool(self.cache_errors or self.broker_errors)
 
 
 @dataclass(slots=True)
@@ -60,8 +100,21 @@ class Deps:
     evaluator: Evaluator
     prefix: str = ""
     host: str = "reconciler"
-    verify: Callable[[str], tuple[bool, str, str | None]] | None = None
-    """``sha -> (ok, reason, signer)`` when signed commits are required."""
+    verify: Callable[[str], Verdict] | None = None
+    """``sha -> Verdict`` when signed commits are required."""
+    is_ancestor: Callable[[str, str], bool] | None = None
+    """``(a, b) -> a is an ancestor of b``; raises GitError when git cannot tell (the
+    default, ``git.is_ancestor``, answers False for any git failure)."""
+    log_range: Callable[[str | None, str], list[CommitInfo] | None] | None = None
+    """``(base, head) -> commits after base up to head`` (first parents, oldest first) in
+    one git call, None if ``base`` is unknown to the clone; default: ``git.commits_between``."""
+    read_tree: Callable[[str], dict[str, Any]] | None = None
+    """``sha -> {path: FileEntry}``; default ``git.read_tree``. The runner passes the
+    incremental :class:`configctl_reconciler.trees.TreeReader` (same result, cost of the change)."""
+    cursor: tuple[int | None, str] | None = None
+    """(epoch, commit) the cursor was last written as under that epoch: no store read on
+    the next pass. Only a replica with a newer epoch could have moved it, and then every
+    write of ours fails its fencing check anyway."""
     metrics: Any = None
     now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
 
@@ -77,14 +130,37 @@ CURSOR = "reconciler_cursor"
 """Sync-state name of the last commit this loop processed (applied or rejected)."""
 
 
-def pending_commits(deps: Deps, head: str, result: PassResult) -> list[CommitInfo]:
-    last = deps.store.sync_state(CURSOR) or deps.store.sync_state("last_applied_commit")
+def _cursor(deps: Deps, fence: tuple[str, int] | None) -> str | None:
+    epoch = fence[1] if fence is not None else None
+    if deps.cursor is not None and deps.cursor[0] == epoch and epoch is not None:
+        return deps.cursor[1]
+    last: str | None = deps.store.sync_state(CURSOR) or deps.store.sync_state("last_applied_commit")
+    return last
+
+
+def pending_commits(deps: Deps, head: str, result: PassResult, *, fence: tuple[str, int] | None = None) -> list[CommitInfo]:
+    """The commits to process, oldest first; records a history rewrite (force push)."""
+    last = _cursor(deps, fence)
     if last == head:
         return []
-    if last is not None and not deps.git.is_ancestor(last, head):
+    if last is None:
+        # First start: the branch's history before now is not replayed.
+        return [deps.git.commit_info(head)]
+    if deps.log_range is not None:
+        listed = deps.log_range(last, head)
+        # The common case needs no second git call: the oldest new commit's parent *is*
+        # the cursor, which proves the cursor is an ancestor of head.
+        if listed and last in listed[0].parents:
+            return listed
+        rewritten = listed is None or not _is_ancestor(deps, last, head)
+        commits = listed or []
+    else:
+        rewritten = not _is_ancestor(deps, last, head)
+        commits = [] if rewritten else list(deps.git.commits_between(last, head))
+    if rewritten:
         # History was rewritten (force push): record it, keep every version, apply HEAD.
         result.force_push = True
-        with deps.store.unit_of_work() as uow:
+        with deps.store.unit_of_work(fence=fence) as uow:
             uow.add_audit(
                 action="force-push",
                 actor=ACTOR,
@@ -92,35 +168,54 @@ def pending_commits(deps: Deps, head: str, result: PassResult) -> list[CommitInf
                 commit_sha=head,
                 details={"previous_head": last, "new_head": head},
             )
+        log.warning("history rewritten: %s is not an ancestor of %s; applying the new head", last[:12], head[:12])
         return [deps.git.commit_info(head)]
-    if last is None:
-        # First start: the branch's history before now is not replayed.
-        return [deps.git.commit_info(head)]
-    return list(deps.git.commits_between(last, head))
+    return commits
+
+
+def _is_ancestor(deps: Deps, a: str, b: str) -> bool:
+    check = deps.is_ancestor if deps.is_ancestor is not None else deps.git.is_ancestor
+    return bool(check(a, b))
+
+
+def _reject(result: PassResult, deps: Deps, commit: CommitInfo, kind: str, why: str) -> None:
+    result.rejected.append(commit.sha)
+    result.last_rejected = (commit.sha, why)
+    if deps.metrics is not None:
+        deps.metrics.commit_rejected(kind)
+    log.warning("commit %s rejected (%s): %s", commit.sha[:12], kind, why)
 
 
 def apply_commit(deps: Deps, commit: CommitInfo, *, fence: tuple[str, int] | None, result: PassResult) -> None:
     if deps.verify is not None:
-        ok, reason, signer = deps.verify(commit.sha)
-        if not ok:
+        verdict = deps.verify(commit.sha)
+        # Record what *our* check said, not what git log said with its ambient config.
+        commit = dataclasses.replace(commit, signature_status=verdict.status, signer=verdict.signer)
+        if not verdict.ok:
+            # One transaction: the record, its audit row and the cursor move together.
             with deps.store.unit_of_work(fence=fence) as uow:
                 if uow.commit_status(commit.sha) != "applied":
-                    uow.record_commit(commit, "rejected", f"signature: {reason}")
+                    uow.record_commit(commit, "rejected", f"signature: {verdict.reason}")
                     uow.add_audit(
                         action="commit.rejected",
                         actor=ACTOR,
                         host=deps.host,
                         commit_sha=commit.sha,
-                        details={"signature": reason, "signer": signer, "author": commit.author_email},
+                        details={
+                            "signature": verdict.reason,
+                            "signature_status": verdict.status,
+                            "signer": verdict.signer,
+                            "author": commit.author_email,
+                            "message": commit.subject,
+                        },
                     )
                     uow.set_sync_state("last_attempted_commit", commit.sha)
-            result.rejected.append(commit.sha)
-            if deps.metrics is not None:
-                deps.metrics.commit_rejected("signature")
-            log.warning("commit %s rejected: %s", commit.sha[:12], reason)
-            _advance(deps, commit.sha, fence)
+                uow.set_sync_state(CURSOR, commit.sha)
+            deps.cursor = (fence[1] if fence is not None else None, commit.sha)
+            _reject(result, deps, commit, "signature", verdict.reason)
             return
-    files = _strip(deps.git.read_tree(commit.sha), deps.prefix)
+    read_tree = deps.read_tree if deps.read_tree is not None else deps.git.read_tree
+    files = _strip(read_tree(commit.sha), deps.prefix)
     outcome = apply_service.apply_snapshot(
         store=deps.store,
         files=files,
@@ -132,29 +227,40 @@ def apply_commit(deps: Deps, commit: CommitInfo, *, fence: tuple[str, int] | Non
         fence=fence,
     )
     if outcome.status == "rejected":
-        result.rejected.append(commit.sha)
-        if deps.metrics is not None:
-            deps.metrics.commit_rejected("validation")
-        log.warning("commit %s rejected: %d validation errors", commit.sha[:12], len(outcome.report.errors))
+        first = outcome.report.errors[0] if outcome.report.errors else None
+        why = f"{len(outcome.report.errors)} validation errors" + (
+            f", first {first.file}:{first.line}: [{first.rule}]" if first is not None else ""
+        )
         _advance(deps, commit.sha, fence)
+        _reject(result, deps, commit, "validation", why)
         return
-    _advance(deps, commit.sha, fence)
     result.applied.append(commit.sha)
     result.new_versions += outcome.new_versions
     if deps.metrics is not None:
         deps.metrics.commit_applied()
+    # Redis first, then the broker: a subscriber told of version N finds N in Redis.
     warm(deps, [(m["app"], m["env"]) for m in outcome.notifications], result)
+    if outcome.notifications:
+        relay(deps, result)
+    # The cursor last: a crash before it re-applies this commit, which writes nothing
+    # (the versions already match), instead of skipping it.
+    _advance(deps, commit.sha, fence)
 
 
 def _advance(deps: Deps, sha: str, fence: tuple[str, int] | None) -> None:
     """Move the cursor past a processed commit: a rejected one is not retried."""
     with deps.store.unit_of_work(fence=fence) as uow:
         uow.set_sync_state(CURSOR, sha)
+    deps.cursor = (fence[1] if fence is not None else None, sha)
 
 
 def warm(deps: Deps, pairs: list[tuple[str, str]], result: PassResult) -> None:
-    """Write each changed (app, env) snapshot to the cache (one atomic SET each)."""
-    if deps.cache is None or not pairs:
+    """Write each changed (app, env) snapshot to the cache (one atomic SET each).
+
+    After a cache failure in this pass nothing more is tried: the loop repairs the cache
+    from the store as soon as it answers again.
+    """
+    if deps.cache is None or not pairs or result.cache_errors:
         return
     try:
         for app, env in pairs:
@@ -180,10 +286,22 @@ def to_cached(record: Any, now: datetime) -> CachedSnapshot:
     )
 
 
-def repair_cache(deps: Deps) -> int:
-    """Make the cache equal to the store's versions in service; returns entries repaired."""
+def repair_cache(deps: Deps) -> int | None:
+    """Make the cache equal to the store's versions in service.
+
+    Returns the number of entries repaired, or None if the cache could not be reached
+    (a store failure raises: that is the loop's backend error).
+    """
     if deps.cache is None:
         return 0
+    try:
+        # First the cheap question: while Redis is down this runs on every retry, and
+        # reading every snapshot from the store for nothing would be the expensive part.
+        deps.cache.ping()
+    except CacheError as exc:
+        _up(deps, "redis", False)
+        log.warning("cache unreachable: %s", exc.message)
+        return None
     latest = deps.store.latest_versions()
     now = deps.now()
     expected = {pair: to_cached(rec, now) for pair, rec in latest.items() if rec.values is not None}
@@ -193,24 +311,50 @@ def repair_cache(deps: Deps) -> int:
     except CacheError as exc:
         _up(deps, "redis", False)
         log.warning("cache repair failed: %s", exc.message)
-        return 0
+        return None
     if repaired and deps.metrics is not None:
         deps.metrics.redis_repaired(repaired)
     return repaired
 
 
 def relay(deps: Deps, result: PassResult) -> None:
-    if deps.publisher is None:
+    """Publish pending outbox rows in order until none is left or the broker fails.
+
+    Once the broker failed in this pass it is not tried again in the same pass. A store
+    failure raises (StoreError): the pass stops and the loop retries.
+    """
+    if deps.publisher is None or result.broker_errors:
         return
-    outcome = relay_service.relay_outbox(outbox=deps.store, publisher=deps.publisher, now=deps.now, batch=500)
-    result.published += outcome.published
-    failed = not outcome.ok
-    if failed:
-        result.broker_errors += 1
-    _up(deps, "rabbitmq", not failed)
-    if deps.metrics is not None:
-        with contextlib.suppress(BackendError):
-            deps.metrics.set_outbox_backlog(deps.store.outbox_backlog())
+    for _ in range(RELAY_ROUNDS):
+        outcome = relay_service.relay_outbox(outbox=deps.store, publisher=deps.publisher, now=deps.now, batch=RELAY_BATCH)
+        result.published += outcome.published
+        if not outcome.ok:
+            result.broker_errors += 1
+            _up(deps, "rabbitmq", False)
+            break
+        _up(deps, "rabbitmq", True)
+        if not outcome.more:
+            result.drained = True
+            break
+
+
+def catch_up(deps: Deps, result: PassResult | None = None) -> PassResult:
+    """Relay what the outbox holds (no fetch, no apply): the end of every pass, and the
+    loop's retry between passes. Also measures the backlog for the metric and /healthz."""
+    result = result if result is not None else PassResult()
+    if not result.drained:
+        relay(deps, result)
+    if deps.publisher is not None:
+        try:
+            result.backlog = int(deps.store.outbox_backlog())
+        except BackendError:
+            result.backlog = None
+        if deps.metrics is not None and result.backlog is not None:
+            deps.metrics.set_outbox_backlog(result.backlog)
+    keepalive = getattr(deps.publisher, "keepalive", None)
+    if keepalive is not None and not result.broker_errors:
+        keepalive()
+    return result
 
 
 def _up(deps: Deps, dependency: str, up: bool) -> None:
@@ -224,16 +368,23 @@ def reconcile_once(deps: Deps, *, fence: tuple[str, int] | None) -> PassResult:
     started = time.monotonic()
     ok = False
     try:
-        head = deps.fetch()
+        try:
+            head = deps.fetch()
+        except GitError:
+            result.git_error = True
+            _up(deps, "git", False)
+            # git is down, the broker may not be: what is already in the outbox goes out.
+            try:
+                catch_up(deps, result)
+            except BackendError as exc:
+                log.warning("relay after a failed fetch failed too: %s", exc.message)
+            raise
         _up(deps, "git", True)
         result.head = head
-        for commit in pending_commits(deps, head, result):
+        for commit in pending_commits(deps, head, result, fence=fence):
+            result.drained = False  # rows may be written from now on
             apply_commit(deps, commit, fence=fence, result=result)
-            try:
-                relay(deps, result)
-            except BrokerError as exc:
-                log.warning("relay failed (will retry): %s", exc.message)
-        relay(deps, result)
+        catch_up(deps, result)
         ok = True
         return result
     finally:

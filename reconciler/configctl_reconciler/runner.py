@@ -2,42 +2,74 @@
 
 The loop (one thread, the caller's):
 
-* standby: try to become leader every couple of seconds; stay ready (``/readyz``);
-* leader: re-check leadership before every pass (a lock is not leadership on its own: the
-  store also fences every write with the epoch taken at acquisition); run a pass; at start
-  and on every interval, repair the cache from the store; wait ``interval`` ±20 % or until
-  a verified webhook wakes it;
-* a backend error (store, git) is logged and retried with capped, jittered backoff: the
-  process never exits because a dependency is down; SIGTERM stops it cleanly.
+* standby: try to become leader every second (or at once on a webhook); stay ready
+  (``/readyz``);
+* leader: re-check leadership before every round (a lock is not leadership on its own:
+  the store also fences every write with the epoch taken at acquisition); at start and on
+  every interval repair the cache from the store (on every round while Redis is
+  degraded); run a full pass (fetch, apply, warm, relay) when the jittered interval is
+  up or a verified webhook arrived;
+* between passes, while Redis or RabbitMQ is behind, retry on a capped, jittered backoff
+  timer *without* waiting for a new commit or the next poll: the catch-up repairs the
+  cache and relays the outbox (and answers the broker's heartbeats);
+* a backend error (store, git) is logged and the pass retried with capped, jittered
+  backoff; so is an unexpected exception (logged with its traceback). The process never
+  exits because a dependency is down or misbehaves; only a configuration error found
+  before the first successful start (exit 2), ``--once`` or SIGTERM end it.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
 import random
+import shutil
 import signal
 import socket
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from configctl.core.backoff import backoff
-from configctl.errors import BackendError, ConfigctlError, FencingError
-from configctl_reconciler.reconcile import Deps, PassResult, reconcile_once, repair_cache
+from configctl.errors import (
+    BackendError,
+    ConfigctlError,
+    FencingError,
+    GitError,
+    StoreError,
+    UserError,
+)
+from configctl_reconciler.reconcile import (
+    Deps,
+    PassResult,
+    Verdict,
+    catch_up,
+    reconcile_once,
+    repair_cache,
+)
 from configctl_reconciler.settings import ReconcilerSettings
 
 log = logging.getLogger("configctl_reconciler")
+
+STANDBY_POLL = 1.0
+"""Seconds between a standby's attempts to take the lock: the takeover delay after the
+leader dies (PostgreSQL frees the lock when the dead leader's connection closes)."""
+
+LEADER_CHECK = 1.0
+"""Seconds a leader trusts its last lock check (see ``Reconciler._lead``)."""
+
+CATCH_UP_CAP = 5.0
+"""Longest wait (seconds) before retrying Redis or RabbitMQ while they are behind."""
 
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         doc: dict[str, Any] = {
-            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"),
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),
@@ -53,8 +85,11 @@ def setup_logging(fmt: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.INFO)
-    for noisy in ("alembic", "pika"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    # pika logs every failed connection attempt at ERROR with a stack trace, and every
+    # returned (unroutable) message at WARNING with the start of its body. The publisher
+    # turns each failure into one BrokerError that we log ourselves.
+    logging.getLogger("pika").setLevel(logging.CRITICAL)
 
 
 @dataclass(slots=True)
@@ -65,6 +100,8 @@ class State:
     heartbeat: float = field(default_factory=time.monotonic)
     last: PassResult | None = None
     last_error: str | None = None
+    last_rejected: dict[str, str] | None = None
+    backlog: int | None = None
 
 
 class Reconciler:
@@ -82,6 +119,7 @@ class Reconciler:
 
         self.metrics = ReconcilerMetrics()
         self._deps: Deps | None = None
+        self._checked_at = 0.0
         self.leader: Any = None
         self.http: Any = None
 
@@ -93,22 +131,40 @@ class Reconciler:
         return f"sqlite:///{self.workdir / 'configctl.db'}"
 
     def build(self) -> Deps:
+        from configctl.adapters.store.store import SqlStore
+
+        store = SqlStore(self._store_url())
+        try:
+            return self._build(store)
+        except BaseException:
+            # a failed start is retried: do not leak an engine (and its pool) per attempt
+            store.close()
+            raise
+
+    def _build(self, store: Any) -> Deps:
         from configctl.adapters import schemas
         from configctl.adapters.git import GitSource
-        from configctl.adapters.store.store import SqlStore
         from configctl.services.inspect import Evaluator
         from configctl_reconciler import gitproc
 
         s = self.settings
-        store = SqlStore(self._store_url())
         store.ensure_schema()
         clone_dir = self.workdir / "clone"
-        if not (clone_dir / ".git").exists() and not (clone_dir / "HEAD").exists():
-            gitproc.clone(s.repo, clone_dir, s.branch, timeout=s.git_timeout)
+        self._ensure_clone(clone_dir)
         git = GitSource(clone_dir)
+        from configctl_reconciler.trees import TreeReader, full_reader
+
+        trees = TreeReader(clone_dir, full_read=full_reader(git), timeout=s.git_timeout)
 
         def fetch() -> str:
             return gitproc.fetch(clone_dir, s.branch, timeout=s.git_timeout)
+
+        def is_ancestor(a: str, b: str) -> bool:
+            return gitproc.is_ancestor(clone_dir, a, b)
+
+        def log_range(base: str | None, head: str) -> Any:
+            # one git log both lists the commits and tells the tree reader what they changed
+            return gitproc.log_range(clone_dir, base, head, on_changes=trees.hint)
 
         cache: Any
         if s.redis:
@@ -132,7 +188,7 @@ class Reconciler:
         if s.require_signed:
             from configctl_reconciler.signatures import verify_commit
 
-            def verify(sha: str) -> tuple[bool, str, str | None]:
+            def verify(sha: str) -> Verdict:
                 verdict = verify_commit(
                     clone_dir,
                     sha,
@@ -140,7 +196,7 @@ class Reconciler:
                     gnupg_home=s.gnupg_home,
                     allowed_fingerprints=s.allowed_fingerprints,
                 )
-                return verdict.ok, verdict.reason, verdict.signer
+                return Verdict(ok=verdict.ok, status=verdict.status, reason=verdict.reason, signer=verdict.signer)
 
         deps = Deps(
             store=store,
@@ -152,11 +208,27 @@ class Reconciler:
             prefix=s.path,
             host=self.identity,
             verify=verify,
+            is_ancestor=is_ancestor,
+            log_range=log_range,
+            read_tree=trees.read,
             metrics=self.metrics,
         )
-        self._deps = deps
         self.leader = self._make_leader(store)
+        self._deps = deps
         return deps
+
+    def _ensure_clone(self, clone_dir: Path) -> None:
+        """A whole clone of ``--repo`` at ``clone_dir``: kept if it is one, else made anew."""
+        from configctl_reconciler import gitproc
+
+        s = self.settings
+        if clone_dir.exists():
+            url = gitproc.origin_url(clone_dir)
+            if url == s.repo:
+                return
+            log.warning("the clone in %s does not follow %s (origin %s); cloning again", clone_dir, gitproc.redact(s.repo), url and gitproc.redact(url))
+            shutil.rmtree(clone_dir)
+        gitproc.clone(s.repo, clone_dir, s.branch, timeout=s.git_timeout)
 
     def _make_leader(self, store: Any) -> Any:
         from configctl_reconciler import leader
@@ -182,6 +254,7 @@ class Reconciler:
 
         alive = time.monotonic() - self.state.heartbeat < max(120.0, 4 * self.settings.interval)
         last = self.state.last
+        leader = self.leader
         return HealthStatus(
             role=self.state.role,
             store_reachable=self.state.store_reachable,
@@ -189,7 +262,10 @@ class Reconciler:
             alive=alive,
             detail={
                 "head": last.head if last else None,
+                "last_rejected": self.state.last_rejected,
                 "last_error": self.state.last_error,
+                "outbox_backlog": self.state.backlog,
+                "epoch": leader.epoch if leader is not None and self.state.role == "leader" else None,
                 "identity": self.identity,
             },
         )
@@ -232,85 +308,173 @@ class Reconciler:
 
     # -- loop ---------------------------------------------------------------------------
 
-    def _sleep(self, seconds: float) -> None:
-        self.wake.wait(seconds)
+    def _sleep(self, seconds: float) -> bool:
+        """Wait ``seconds`` or until woken (webhook, stop); True if woken by a webhook."""
+        woken = self.wake.wait(max(0.0, seconds))
         self.wake.clear()
+        return woken and not self.stopping.is_set()
+
+    def _lead(self) -> bool:
+        """Whether this replica leads now (taking the lock if free); may raise StoreError.
+
+        A leader re-checks its lock at most every ``LEADER_CHECK`` seconds (a round trip
+        on the webhook's path otherwise); the check is the courtesy that stops a deposed
+        leader early, the fencing epoch in every write is the guarantee.
+        """
+        leader = self.leader
+        if leader.is_leader:
+            now = time.monotonic()
+            if self.state.role == "leader" and now - self._checked_at < LEADER_CHECK:
+                return True
+            if leader.check():
+                # a Lease is won in the background: leadership may arrive between rounds
+                return self._became_leader() if self.state.role != "leader" else self._checked(now)
+        if leader.is_leader or self.state.role == "leader":
+            log.warning("lost leadership; standing by")
+            self._standby()
+        if not leader.try_acquire():
+            self._standby()
+            self.state.store_reachable = True  # the lock query reached it
+            return False
+        return self._became_leader()
+
+    def _checked(self, at: float) -> bool:
+        self._checked_at = at
+        return True
+
+    def _became_leader(self) -> bool:
+        log.info("became leader (epoch %s)", self.leader.epoch)
+        self._checked_at = time.monotonic()
+        self.state.role = "leader"
+        self.metrics.set_leader(True)
+        return True
+
+    def _standby(self) -> None:
+        self.state.role = "standby"
+        self.metrics.set_leader(False)
+
+    def _mark(self, dependency: str, up: bool) -> None:
+        if up:
+            self.state.degraded.discard(dependency)
+        else:
+            self.state.degraded.add(dependency)
+
+    def _record(self, result: PassResult, *, full: bool) -> None:
+        if full:
+            self.state.last = result
+            self._mark("git", not result.git_error)
+        if result.cache_errors:
+            self._mark("redis", False)
+        if result.broker_errors:
+            self._mark("rabbitmq", False)
+        elif self._deps is not None and self._deps.publisher is not None:
+            self._mark("rabbitmq", True)
+        if result.backlog is not None:
+            self.state.backlog = result.backlog
+        if result.last_rejected is not None:
+            sha, why = result.last_rejected
+            self.state.last_rejected = {"commit": sha, "reason": why}
+        if result.applied or result.rejected:
+            log.info(
+                "head %s: applied %d, rejected %d, new versions %d, published %d",
+                (result.head or "")[:12], len(result.applied), len(result.rejected), result.new_versions, result.published,
+            )
+        elif result.published:
+            log.info("published %d queued notifications", result.published)
 
     def run(self) -> int:
         s = self.settings
-        attempt = 0
         rng = random.Random()  # noqa: S311 - jitter, not security
-        deps: Deps | None = None
-        repaired_at = 0.0
+        failures = 0  # consecutive failed rounds (store, git, unexpected)
+        behind = 0  # consecutive rounds that left Redis or RabbitMQ behind
+        next_pass = 0.0  # monotonic time of the next full pass; 0 = now
+        next_repair = 0.0
+        started = False
         while not self.stopping.is_set():
             self.state.heartbeat = time.monotonic()
             try:
-                if deps is None:
-                    deps = self.build()
-                self.state.store_reachable = True
-                if not self.leader.is_leader:
-                    if not self.leader.try_acquire():
-                        self.state.role = "standby"
-                        self.metrics.set_leader(False)
-                        if s.once:
-                            log.info("another replica is the leader; nothing to do")
-                            return 0
-                        self._sleep(2.0)
-                        continue
-                    log.info("became leader (epoch %s)", self.leader.epoch)
-                    repaired_at = 0.0
-                elif not self.leader.check():
-                    log.warning("lost leadership; standing by")
-                    self.state.role = "standby"
-                    self.metrics.set_leader(False)
+                deps = self._deps if self._deps is not None else self.build()
+                started = True
+                if not self._lead():
+                    if s.once:
+                        log.info("another replica is the leader; nothing to do")
+                        return 0
+                    next_pass = next_repair = 0.0
+                    self._sleep(STANDBY_POLL)
                     continue
-                self.state.role = "leader"
-                self.metrics.set_leader(True)
-                fence = (s.lock_name, int(self.leader.epoch)) if self.leader.epoch is not None else None
-                if time.monotonic() - repaired_at >= s.interval:
+                epoch = self.leader.epoch
+                fence = (s.lock_name, int(epoch)) if epoch is not None else None
+                now = time.monotonic()
+                if now >= next_repair or "redis" in self.state.degraded:
                     repaired = repair_cache(deps)
-                    repaired_at = time.monotonic()
+                    next_repair = now + s.interval
+                    self._mark("redis", repaired is not None)
                     if repaired:
                         log.info("cache repaired: %d entries", repaired)
-                result = reconcile_once(deps, fence=fence)
-                self.state.last = result
+                full = now >= next_pass
+                if full:
+                    result = reconcile_once(deps, fence=fence)
+                    next_pass = time.monotonic() + s.interval * rng.uniform(0.8, 1.2)
+                else:
+                    result = catch_up(deps)
+                self._record(result, full=full)
+                self.state.store_reachable = True
                 self.state.last_error = None
-                self._degraded(result)
-                if result.applied or result.rejected:
-                    log.info(
-                        "head %s: applied %d, rejected %d, new versions %d, published %d",
-                        (result.head or "")[:12], len(result.applied), len(result.rejected), result.new_versions, result.published,
-                    )
-                attempt = 0
+                self.metrics.set_dependency_up("postgresql", True)
+                failures = 0
                 if s.once:
                     return 1 if result.rejected else 0
-                self._sleep(s.interval * rng.uniform(0.8, 1.2))
+                delay = next_pass - time.monotonic()
+                if result.behind or "redis" in self.state.degraded:
+                    behind += 1
+                    delay = min(delay, backoff(behind, base=0.25, cap=min(CATCH_UP_CAP, s.interval), rng=rng))
+                else:
+                    behind = 0
+                if self._sleep(delay):
+                    next_pass = 0.0  # a verified webhook: fetch now
             except FencingError as exc:
                 log.error("fenced: %s; standing by", exc.message)
                 if self.leader is not None:
                     self.leader.release()
-                self.state.role = "standby"
-                self.metrics.set_leader(False)
+                self._standby()
             except BackendError as exc:
-                attempt += 1
+                failures += 1
                 self.state.last_error = exc.message
-                from configctl.errors import StoreError
-
                 if isinstance(exc, StoreError):
                     self.state.store_reachable = False
-                delay = backoff(attempt, base=1.0, cap=min(60.0, s.interval * 2), rng=rng)
-                log.warning("backend error (retry in %.1fs): %s", delay, exc.message)
-                if s.once and attempt >= 3:
+                    self.metrics.set_dependency_up("postgresql", False)
+                if isinstance(exc, GitError):
+                    self._mark("git", False)
+                if s.once and failures >= 3:
+                    log.error("giving up (--once): %s", exc.message)
                     return 3
+                delay = backoff(failures, base=0.5, cap=min(30.0, max(1.0, 2 * s.interval)), rng=rng)
+                log.warning("backend error (retry in %.1fs): %s", delay, exc.message)
+                next_pass = 0.0
                 self._sleep(delay)
             except ConfigctlError as exc:
-                log.error("%s", exc.message)
-                return 2
+                if not started and isinstance(exc, UserError):
+                    # a wrong URL, branch or path: retrying cannot help
+                    log.error("%s%s", exc.message, f" ({exc.hint})" if exc.hint else "")
+                    return 2
+                failures += 1
+                self.state.last_error = exc.message
+                delay = backoff(failures, base=0.5, cap=min(30.0, max(1.0, 2 * s.interval)), rng=rng)
+                log.error("pass failed (retry in %.1fs): %s", delay, exc.message)
+                if s.once:
+                    return 2 if isinstance(exc, UserError) else 70
+                next_pass = 0.0
+                self._sleep(delay)
+            except Exception as exc:
+                failures += 1
+                self.state.last_error = f"internal error: {type(exc).__name__}"
+                delay = backoff(failures, base=0.5, cap=min(30.0, max(1.0, 2 * s.interval)), rng=rng)
+                log.exception("unexpected error (retry in %.1fs)", delay)
+                if s.once:
+                    return 70
+                next_pass = 0.0
+                self._sleep(delay)
         return 0
-
-    def _degraded(self, result: PassResult) -> None:
-        self.state.degraded.discard("redis") if not result.cache_errors else self.state.degraded.add("redis")
-        self.state.degraded.discard("rabbitmq") if not result.broker_errors else self.state.degraded.add("rabbitmq")
 
     def stop(self) -> None:
         self.stopping.set()
@@ -320,13 +484,22 @@ class Reconciler:
         if self.http is not None:
             self.http.stop()
         if self.leader is not None:
-            with contextlib.suppress(ConfigctlError):
+            try:
                 self.leader.release()
+            except Exception:
+                log.debug("leader release failed", exc_info=True)
         if self._deps is not None:
-            for closer in (getattr(self._deps.publisher, "close", None), getattr(self._deps.store, "close", None)):
+            deps = self._deps
+            for closer in (
+                getattr(deps.publisher, "close", None),
+                getattr(deps.cache, "close", None),
+                getattr(deps.store, "close", None),
+            ):
                 if closer is not None:
-                    with contextlib.suppress(ConfigctlError):
+                    try:
                         closer()
+                    except Exception:
+                        log.debug("close failed", exc_info=True)
 
 
 def main(settings: ReconcilerSettings) -> int:

@@ -114,8 +114,20 @@ def from_env(environ: Mapping[str, str], **flags: Any) -> ReconcilerSettings:
 
         raise UsageError("the reconciler needs a repository: --repo URL or CONFIGCTL_REPO_URL")
     settings = ReconcilerSettings(**values)
-    if settings.interval <= 0:
-        from configctl.errors import UsageError
+    from configctl.errors import UsageError
 
+    if settings.interval <= 0:
         raise UsageError("--interval must be positive")
+    if settings.git_timeout <= 0:
+        raise UsageError("--git-timeout must be positive")
+    if settings.log_format not in ("text", "json"):
+        raise UsageError(f"--log-format must be text or json, not {settings.log_format!r}")
+    if settings.require_signed and not (
+        settings.allowed_signers or settings.gnupg_home or settings.allowed_fingerprints
+    ):
+        # Every commit would be rejected; say so at start instead of failing every commit.
+        raise UsageError(
+            "--require-signed needs the allowed keys",
+            hint="pass --allowed-signers FILE (SSH) or --gnupg-home DIR / CONFIGCTL_ALLOWED_FINGERPRINTS (GPG)",
+        )
     return replace(settings)

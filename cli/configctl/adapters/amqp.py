@@ -76,6 +76,10 @@ def _describe(exc: BaseException) -> str:
     return f"{name}: {text[:200]}" if text else name
 
 
+class _Stale(Exception):
+    """A publish failed because the channel or connection did; args[0] says how."""
+
+
 class AmqpPublisher:
     """Publishes persistent messages to a durable topic exchange with publisher confirms.
 
@@ -95,6 +99,15 @@ class AmqpPublisher:
     A nack, a closed channel or a lost connection raises :class:`BrokerError`; the
     connection is dropped and the next call reconnects (after a broker restart pika only
     notices on the next publish, with ``StreamLostError``).
+
+    A kept connection goes stale while idle: ``BlockingConnection`` answers heartbeats
+    only while it does I/O, so after two missed heartbeats without a publish the broker
+    closes it, and the next publish would fail with ``StreamLostError`` although the
+    broker is fine -- delaying the first notification after every quiet minute by a whole
+    retry. So :meth:`publish` services the connection first (heartbeats, a close the
+    broker sent) and, if a *reused* connection fails anyway, reconnects and publishes
+    once more at once. A fresh connection that fails is a real outage: BrokerError.
+    :meth:`keepalive` lets an idle caller answer heartbeats between passes.
     """
 
     def __init__(
@@ -156,7 +169,6 @@ class AmqpPublisher:
         caller publishes it again.
         """
         import pika
-        import pika.exceptions
 
         properties = pika.BasicProperties(
             content_type="application/json",
@@ -166,26 +178,68 @@ class AmqpPublisher:
             timestamp=int(time.time()),
         )
         with self._lock:
-            channel = self._ensure_channel()
+            reused = self._channel is not None and self._service()
             try:
-                channel.basic_publish(
-                    exchange=self.exchange,
-                    routing_key=routing_key,
-                    body=body,
-                    properties=properties,
-                    mandatory=True,
-                )
-            except pika.exceptions.UnroutableError:
-                # Returned, then acked: accepted, but no queue is bound for this key.
-                self.unroutable += 1
-                log.info("notification %s for %s reached no queue", message_id, routing_key)
-            except pika.exceptions.NackError as exc:
-                raise BrokerError(f"RabbitMQ refused (nacked) message {message_id}") from exc
-            except (pika.exceptions.AMQPError, OSError) as exc:
-                self._drop()
-                raise BrokerError(
-                    f"publishing message {message_id} failed: {_describe(exc)}"
-                ) from exc
+                self._publish_once(routing_key, body, message_id, properties)
+            except _Stale as exc:
+                if not reused:
+                    raise BrokerError(f"publishing message {message_id} failed: {exc.args[0]}") from exc.__cause__
+                log.info("the kept RabbitMQ connection was stale; reconnecting")
+                try:
+                    self._publish_once(routing_key, body, message_id, properties)
+                except _Stale as again:
+                    raise BrokerError(f"publishing message {message_id} failed: {again.args[0]}") from again.__cause__
+
+    def _publish_once(self, routing_key: str, body: bytes, message_id: str, properties: Any) -> None:
+        """One attempt; ``_Stale`` if the channel or connection failed (it is dropped)."""
+        import pika.exceptions
+
+        channel = self._ensure_channel()
+        try:
+            channel.basic_publish(
+                exchange=self.exchange,
+                routing_key=routing_key,
+                body=body,
+                properties=properties,
+                mandatory=True,
+            )
+        except pika.exceptions.UnroutableError:
+            # Returned, then acked: accepted, but no queue is bound for this key.
+            self.unroutable += 1
+            log.info("notification %s for %s reached no queue", message_id, routing_key)
+        except pika.exceptions.NackError as exc:
+            raise BrokerError(f"RabbitMQ refused (nacked) message {message_id}") from exc
+        except (pika.exceptions.AMQPError, OSError) as exc:
+            self._drop()
+            raise _Stale(_describe(exc)) from exc
+
+    def _service(self) -> bool:
+        """Process pending frames of the kept connection (heartbeats, a close from the
+        broker); True if it is still usable, else it is dropped and False."""
+        import pika.exceptions
+
+        connection = self._connection
+        if connection is None or self._channel is None or not self._channel.is_open:
+            self._drop()
+            return False
+        try:
+            connection.process_data_events(time_limit=0)
+        except (pika.exceptions.AMQPError, OSError):
+            self._drop()
+            return False
+        if not (connection.is_open and self._channel is not None and self._channel.is_open):
+            self._drop()
+            return False
+        return True
+
+    def keepalive(self) -> bool:
+        """Answer heartbeats on an idle connection; True if one is open and healthy.
+
+        Never connects and never raises: a caller that publishes rarely calls this
+        between passes so the broker does not close the connection as dead.
+        """
+        with self._lock:
+            return self._service()
 
     def close(self) -> None:
         with self._lock:

@@ -110,7 +110,7 @@ def test_closed_port_raises_broker_error_without_secrets() -> None:
     p.close()
 
 
-def test_connection_loss_raises_then_reconnects(amqp_url: str, amqp_exchange: str) -> None:
+def test_connection_loss_is_healed_on_the_next_publish_and_an_outage_raises(amqp_url: str, amqp_exchange: str) -> None:
     parts = urlsplit(amqp_url)
     proxy = TcpProxy((parts.hostname or "127.0.0.1", parts.port or 5672))
     proxied = parts._replace(netloc=f"{parts.username}:{parts.password}@127.0.0.1:{proxy.port}").geturl()
@@ -120,16 +120,39 @@ def test_connection_loss_raises_then_reconnects(amqp_url: str, amqp_exchange: st
             p.publish("a.b", b"{}", "m1")
             proxy.cut()  # the broker "restarts" under an open connection
             time.sleep(0.1)
+            # the dead kept connection is noticed and replaced: no error, nothing lost
+            p.publish("a.b", b"{}", "m2")
+            proxy.target = ("127.0.0.1", free_port())  # now the broker is really unreachable
+            proxy.cut()
+            time.sleep(0.1)
             with pytest.raises(BrokerError):
-                p.publish("a.b", b"{}", "m2")
-            # next call reconnects on its own
-            p.publish("a.b", b"{}", "m3")
+                p.publish("a.b", b"{}", "m3")
             got = [m.message_id for m in consumer.drain(timeout=1.0)]
-        assert got[0] == "m1"
-        assert got[-1] == "m3"
+        assert got == ["m1", "m2"]
     finally:
         p.close()
         proxy.close()
+
+
+def test_an_idle_connection_closed_by_missed_heartbeats_does_not_fail_a_publish(amqp_url: str, amqp_exchange: str) -> None:
+    """BlockingConnection answers heartbeats only during I/O: idle for two heartbeats, the
+    broker closes it. The next publish must still go through (reconnect), not fail."""
+    sep = "&" if "?" in amqp_url else "?"
+    p = AmqpPublisher(f"{amqp_url}{sep}heartbeat=1", amqp_exchange)
+    try:
+        with AmqpConsumer(amqp_url, amqp_exchange) as consumer:
+            p.publish("a.b", b"{}", "m1")
+            time.sleep(4)
+            p.publish("a.b", b"{}", "m2")
+            assert [m.message_id for m in consumer.drain(timeout=1.0)] == ["m1", "m2"]
+            # keepalive() answers heartbeats, so an idle caller keeps its connection
+            for _ in range(8):
+                time.sleep(0.5)
+                assert p.keepalive()
+            p.publish("a.b", b"{}", "m3")
+            assert [m.message_id for m in consumer.drain(timeout=1.0)] == ["m3"]
+    finally:
+        p.close()
 
 
 def test_log_notifier(caplog: pytest.LogCaptureFixture) -> None:

@@ -9,7 +9,10 @@ from configctl_reconciler import settings
 
 
 def test_defaults_and_env() -> None:
-    s = settings.from_env({"CONFIGCTL_REPO_URL": "file:///r.git", "CONFIGCTL_INTERVAL": "5", "CONFIGCTL_REQUIRE_SIGNED": "true"})
+    s = settings.from_env({
+        "CONFIGCTL_REPO_URL": "file:///r.git", "CONFIGCTL_INTERVAL": "5", "CONFIGCTL_REQUIRE_SIGNED": "true",
+        "CONFIGCTL_ALLOWED_SIGNERS": "/etc/configctl/allowed_signers",
+    })  # fmt: skip
     assert s.repo == "file:///r.git"
     assert s.interval == 5.0
     assert s.require_signed is True
@@ -29,3 +32,18 @@ def test_repo_is_required() -> None:
 def test_secret_not_in_repr() -> None:
     s = settings.from_env({"CONFIGCTL_REPO_URL": "a", "CONFIGCTL_WEBHOOK_SECRET": "topsecret"})
     assert "topsecret" not in repr(s)
+
+
+def test_require_signed_needs_the_allowed_keys() -> None:
+    """Without an allow-list every commit would be rejected: refuse to start instead."""
+    with pytest.raises(UsageError, match="allowed keys"):
+        settings.from_env({"CONFIGCTL_REPO_URL": "a", "CONFIGCTL_REQUIRE_SIGNED": "1"})
+    for extra in ({"CONFIGCTL_GNUPG_HOME": "/keys"}, {"CONFIGCTL_ALLOWED_FINGERPRINTS": "ABCD, EF01"}):
+        s = settings.from_env({"CONFIGCTL_REPO_URL": "a", "CONFIGCTL_REQUIRE_SIGNED": "1", **extra})
+        assert s.require_signed
+
+
+@pytest.mark.parametrize(("var", "value"), [("CONFIGCTL_INTERVAL", "0"), ("CONFIGCTL_GIT_TIMEOUT", "-1"), ("CONFIGCTL_LOG_FORMAT", "xml")])
+def test_bad_values_are_usage_errors(var: str, value: str) -> None:
+    with pytest.raises(UsageError):
+        settings.from_env({"CONFIGCTL_REPO_URL": "a", var: value})
