@@ -152,12 +152,33 @@ def _check_name(kind: str, name: str, file: str, *, line: int = 1) -> list[Findi
     ]
 
 
+Memo = dict[int, tuple[Document, list[Finding]]]
+"""Per-document findings by ``id(doc)``, holding the document so its id is not reused."""
+
+
+def memoized(memo: Memo | None, doc: Document, check: Callable[[Document], list[Finding]]) -> list[Finding]:
+    """``check(doc)``, computed once per document object when a memo is given."""
+    if memo is None:
+        return check(doc)
+    hit = memo.get(id(doc))
+    if hit is not None and hit[0] is doc:
+        return hit[1]
+    found = check(doc)
+    memo[id(doc)] = (doc, found)
+    return found
+
+
 def build(
     files: Mapping[str, FileEntry],
     *,
     parse_file: ParseFile = parse_mod.parse,
+    memo: Memo | None = None,
 ) -> ConfigTree:
-    """Classify and parse a snapshot, and apply the tree-level rules."""
+    """Classify and parse a snapshot, and apply the tree-level rules.
+
+    A long-running caller passes ``memo`` (with a parse function that returns the same
+    Document for the same bytes): per-file checks then run once per file version.
+    """
     findings: list[Finding] = []
 
     for path in sorted(p for p, e in files.items() if e.symlink):
@@ -308,7 +329,7 @@ def build(
         if path == GLOBAL_FILE:
             global_doc = load(path)
             if global_doc is not None:
-                findings.extend(_check_values(global_doc))
+                findings.extend(memoized(memo, global_doc, _check_values))
             continue
         if parts[0] == "environments":
             if not _is_yaml(path):
@@ -329,7 +350,7 @@ def build(
             doc = load(path)
             if doc is not None:
                 env_layers[env] = doc
-                findings.extend(_check_values(doc))
+                findings.extend(memoized(memo, doc, _check_values))
             continue
         if parts[0] == "apps" and len(parts) >= 3:
             app_paths.setdefault(parts[1], {})[path] = "/".join(parts[2:])
@@ -388,7 +409,7 @@ def build(
             if rel == "values.yaml":
                 values = load(path)
                 if values is not None:
-                    findings.extend(_check_values(values))
+                    findings.extend(memoized(memo, values, _check_values))
             elif rel == "rollouts.yaml":
                 rollouts = load(path)
             elif rel.startswith("envs/") and rel.count("/") == 1:
@@ -402,7 +423,7 @@ def build(
                 doc = load(path)
                 if doc is not None:
                     envs[env] = doc
-                    findings.extend(_check_values(doc))
+                    findings.extend(memoized(memo, doc, _check_values))
             else:
                 close = difflib.get_close_matches(rel, [*APP_FILES, "envs/<env>.yaml"], n=1, cutoff=0.6)
                 findings.append(

@@ -29,6 +29,7 @@ from jsonschema.exceptions import ValidationError
 
 from configctl.core import parse as parse_mod
 from configctl.core import resolve as resolve_mod
+from configctl.core import tree as tree_mod
 from configctl.core.model import Finding, Report, Severity, SourceLocation
 from configctl.core.parse import Document
 from configctl.core.tree import ConfigTree
@@ -324,6 +325,7 @@ def evaluate(
     parse_file: Any = parse_mod.parse,
     schema_cache: dict[str, tuple[CompiledSchema | None, list[Finding]]] | None = None,
     pair_cache: dict[tuple[str, str], PairResult] | None = None,
+    memo: tree_mod.Memo | None = None,
 ) -> Evaluation:
     """Validate a tree and resolve every (app, env).
 
@@ -343,16 +345,20 @@ def evaluate(
     repo_schema = file_schemas.get(REPO_SCHEMA_ID)
     app_schema = file_schemas.get(APP_SCHEMA_ID)
     if tree.repo is not None and repo_schema is not None:
-        findings.extend(_file_schema_findings(tree.repo, _python_validator(repo_schema, registry)))
+        repo_validator = _python_validator(repo_schema, registry)
+        findings.extend(tree_mod.memoized(memo, tree.repo, lambda d: _file_schema_findings(d, repo_validator)))
     if app_schema is not None:
         app_validator = _python_validator(app_schema, registry)
+
+        def manifest_findings(doc: Document) -> list[Finding]:
+            out = []
+            if doc.value is None and doc.empty:
+                out.append(Finding.at(doc.location(()), "schema", "app.yaml is empty; it needs `description` and `owners`"))
+            return out + _file_schema_findings(doc, app_validator)
+
         for app in tree.apps.values():
             if app.manifest is not None:
-                if app.manifest.value is None and app.manifest.empty:
-                    findings.append(
-                        Finding.at(app.manifest.location(()), "schema", "app.yaml is empty; it needs `description` and `owners`")
-                    )
-                findings.extend(_file_schema_findings(app.manifest, app_validator))
+                findings.extend(tree_mod.memoized(memo, app.manifest, manifest_findings))
 
     cache = schema_cache if schema_cache is not None else {}
     pcache = pair_cache if pair_cache is not None else {}
