@@ -611,3 +611,28 @@ def test_url_helpers(tmp_path: Path) -> None:
         SqlStore("mysql://u@h/db")
     with pytest.raises(StoreError, match="malformed"):
         SqlStore("not a url")
+
+
+def test_latest_heads_match_latest_versions_without_snapshots(store_url: str) -> None:
+    from configctl.adapters.store.store import SqlStore
+    from configctl.core.records import checksum
+
+    store = SqlStore(store_url)
+    store.upgrade()
+    try:
+        with store.unit_of_work() as uow:
+            for n in range(3):
+                values = {"n": n}
+                uow.add_version(
+                    app="web", env="prod", values=values, checksum=checksum(values), commit_sha=None,
+                    reason="commit", actor="t", changes=[],
+                )
+        heads = store.latest_heads()
+        latest = store.latest_versions()
+        assert set(heads) == set(latest) == {("web", "prod")}
+        head, full = heads[("web", "prod")], latest[("web", "prod")]
+        assert (head.number, head.checksum, head.commit_sha) == (full.number, full.checksum, full.commit_sha) == (3, checksum({"n": 2}), None)
+        with store.unit_of_work() as uow:
+            assert uow.latest_heads() == heads
+    finally:
+        store.close()

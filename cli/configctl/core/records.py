@@ -151,6 +151,18 @@ class VersionRecord:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class VersionHead:
+    """The version in service of one (app, env), without its snapshot: enough to tell
+    whether a newly resolved snapshot differs (compare checksums)."""
+
+    app: str
+    env: str
+    number: int
+    checksum: str
+    commit_sha: str | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class VersionEntry:
     """A line of ``configctl history``: a version without its snapshot, with its commit
     author and the keys it changed (sorted by key)."""

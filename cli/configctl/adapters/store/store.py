@@ -61,6 +61,7 @@ from configctl.core.records import (
     OutboxRecord,
     PinRecord,
     VersionEntry,
+    VersionHead,
     VersionReason,
     VersionRecord,
 )
@@ -202,6 +203,27 @@ def _latest_versions(s: Session) -> dict[tuple[str, str], VersionRecord]:
     return {(r.app, r.env): _version_record(r) for r in rows}
 
 
+def _latest_heads(s: Session) -> dict[tuple[str, str], VersionHead]:
+    """Number, checksum and commit of the newest version of every pair; no snapshots read."""
+    newest = (
+        select(m.Version.app, m.Version.env, func.max(m.Version.number).label("number"))
+        .group_by(m.Version.app, m.Version.env)
+        .subquery()
+    )
+    rows = s.execute(
+        select(m.Version.app, m.Version.env, m.Version.number, m.Version.checksum, m.Version.commit_sha).join(
+            newest,
+            (m.Version.app == newest.c.app)
+            & (m.Version.env == newest.c.env)
+            & (m.Version.number == newest.c.number),
+        )
+    )
+    return {
+        (app, env): VersionHead(app=app, env=env, number=number, checksum=digest, commit_sha=sha)
+        for app, env, number, digest, sha in rows
+    }
+
+
 def _get_version(s: Session, app: str, env: str, number: int | None) -> VersionRecord | None:
     q = select(m.Version).where(m.Version.app == app, m.Version.env == env)
     if number is None:
@@ -251,6 +273,11 @@ class UnitOfWork:
         """The newest version of every (app, env), as this transaction sees it."""
         with self._errors():
             return _latest_versions(self._session())
+
+    def latest_heads(self) -> dict[tuple[str, str], VersionHead]:
+        """The newest version of every (app, env) without its snapshot (cheap at any size)."""
+        with self._errors():
+            return _latest_heads(self._session())
 
     def get_version(self, app: str, env: str, number: int | None = None) -> VersionRecord | None:
         """Version ``number`` of (app, env), or the newest when ``number`` is None."""
@@ -676,6 +703,11 @@ class SqlStore:
         """The newest version of every (app, env)."""
         with self._read() as s:
             return _latest_versions(s)
+
+    def latest_heads(self) -> dict[tuple[str, str], VersionHead]:
+        """The newest version of every (app, env) without its snapshot."""
+        with self._read() as s:
+            return _latest_heads(s)
 
     def get_version(self, app: str, env: str, number: int | None = None) -> VersionRecord | None:
         """Version ``number`` of (app, env), or the newest when ``number`` is None."""
