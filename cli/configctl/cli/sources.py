@@ -18,7 +18,7 @@ from configctl.core.model import FileEntry
 
 if TYPE_CHECKING:
     from configctl.adapters.git import GitSource
-    from configctl.adapters.store.store import SqlStore
+    from configctl.adapters.store import SqlStore
 
 DbOption = Annotated[
     str | None,
@@ -58,14 +58,14 @@ def strip_prefix(files: dict[str, FileEntry], prefix: str) -> dict[str, FileEntr
 def store_url(root: Path, db: str | None) -> str:
     if db:
         return db
-    from configctl.adapters.store.store import default_sqlite_url
+    from configctl.adapters.store import default_sqlite_url
 
     return default_sqlite_url(root)
 
 
 def open_store(root: Path, db: str | None, *, migrate: bool = True) -> SqlStore:
     """Open the store; the embedded SQLite default migrates itself on first use."""
-    from configctl.adapters.store.store import SqlStore
+    from configctl.adapters.store import SqlStore
 
     url = store_url(root, db)
     store = SqlStore(url)

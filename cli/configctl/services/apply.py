@@ -3,7 +3,8 @@ messages, in one transaction.
 
 Shared by `configctl apply` and the reconciler. The order of the steps matters:
 
-1. evaluate the snapshot (cached per blob and per pair: work follows the change);
+1. evaluate the snapshot (cached per blob and per pair; given the tree of the last
+   applied commit, only the apps whose values files changed: work follows the change);
 2. open the unit of work: it serialises writers and, for the reconciler, checks the
    fencing epoch, so two appliers never write duplicate or skipped version numbers;
 3. an invalid tree writes only a rejected-commit record and its audit row;
@@ -28,7 +29,7 @@ from typing import Any, Protocol
 from configctl.core import diff as diff_mod
 from configctl.core.model import FileEntry, Report
 from configctl.core.records import CommitInfo, KeyChange, VersionRecord, checksum
-from configctl.services.inspect import Evaluator, secret_keys
+from configctl.services.inspect import Checked, Evaluator, secret_keys
 
 QUARANTINE_PREFIX = "quarantine:"
 
@@ -140,6 +141,95 @@ def plan_pairs(
             yield pair
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Baseline:
+    """The tree of the commit the store last applied (``last_applied_commit``).
+
+    Given one, `apply_snapshot` evaluates only the apps whose values files differ from
+    it: every other app's files are the very bytes of a commit that was valid and applied,
+    so their resolved values are those already in service. Work follows the change.
+    """
+
+    commit: str
+    files: Mapping[str, FileEntry]
+
+
+def _values_file_app(path: str) -> str | None:
+    """The app of ``apps/<app>/values.yaml`` or ``apps/<app>/envs/<env>.yaml``, else None."""
+    parts = path.split("/")
+    if parts[0] != "apps":
+        return None
+    if len(parts) == 3 and parts[2] == "values.yaml":
+        return parts[1]
+    if len(parts) == 4 and parts[2] == "envs" and parts[3].endswith(".yaml"):
+        return parts[1]
+    return None
+
+
+def changed_apps(base: Mapping[str, FileEntry], head: Mapping[str, FileEntry]) -> set[str] | None:
+    """The apps whose values files are all that differs between two snapshots.
+
+    None when anything else differs (``configctl.yaml``, ``global.yaml``, an environment
+    layer, an ``app.yaml``, a schema, an app folder appearing or going, any other file):
+    such a change may reach every app, so the whole tree is evaluated.
+    """
+    out: set[str] = set()
+    for path in base.keys() | head.keys():
+        before, after = base.get(path), head.get(path)
+        if before == after:
+            continue
+        app = _values_file_app(path)
+        if app is None or f"apps/{app}/app.yaml" not in base or f"apps/{app}/app.yaml" not in head:
+            return None
+        out.add(app)
+    return out
+
+
+def _scoped(files: Mapping[str, FileEntry], apps: set[str]) -> dict[str, FileEntry]:
+    """The snapshot without the folders of apps outside ``apps`` (shared files all kept)."""
+    return {p: e for p, e in files.items() if not p.startswith("apps/") or p.split("/", 2)[1] in apps}
+
+
+def _evaluate(evaluator: Evaluator, files: Mapping[str, FileEntry], scope: set[str] | None) -> tuple[Checked, set[str] | None]:
+    """Evaluate ``scope``'s apps (all when None); an invalid scoped tree is judged whole.
+
+    Whether a commit is rejected is always decided, and reported, on the whole tree.
+    """
+    if scope is not None:
+        checked = evaluator.check(_scoped(files, scope))
+        if checked.report.valid:
+            return checked, scope
+    return evaluator.check(files), None
+
+
+def _reject(uow: Any, *, commit: CommitInfo, report: Report, actor: str, host: str) -> None:
+    if uow.commit_status(commit.sha) != "applied":
+        uow.record_commit(commit, "rejected", _rejection_reason(report))
+        uow.add_audit(
+            action="commit.rejected",
+            actor=actor,
+            host=host,
+            commit_sha=commit.sha,
+            details={
+                "errors": len(report.errors),
+                "first_error": _rejection_reason(Report(errors=report.errors[:1])),
+                "author": commit.author_email,
+                "message": commit.message.splitlines()[0] if commit.message else "",
+            },
+        )
+        uow.set_sync_state("last_attempted_commit", commit.sha)
+
+
+def _checksums(checked: Checked) -> dict[tuple[str, str], str]:
+    # Checksums are cached with each pair's evaluation, so unchanged pairs cost nothing.
+    out: dict[tuple[str, str], str] = {}
+    for pair, result in checked.pairs.items():
+        if result.checksum is None:
+            result.checksum = checksum(result.values)
+        out[pair] = result.checksum
+    return out
+
+
 def apply_snapshot(
     *,
     store: VersionStore,
@@ -152,46 +242,50 @@ def apply_snapshot(
     fence: tuple[str, int] | None = None,
     dry_run: bool = False,
     only: tuple[str, str] | None = None,
+    baseline: Baseline | None = None,
 ) -> ApplyResult:
-    """Apply one commit's tree (see the module docstring for the steps)."""
-    checked = evaluator.check(files)
+    """Apply one commit's tree (see the module docstring for the steps).
+
+    With ``baseline`` (the tree of the store's last applied commit) only the apps whose
+    values files changed since are evaluated; see :class:`Baseline`.
+    """
+    scope = changed_apps(baseline.files, files) if baseline is not None else None
+    checked, scope = _evaluate(evaluator, files, scope)
     if not checked.report.valid:
         if not dry_run:
             with store.unit_of_work(fence=fence) as uow:
-                if uow.commit_status(commit.sha) != "applied":
-                    uow.record_commit(commit, "rejected", _rejection_reason(checked.report))
-                    uow.add_audit(
-                        action="commit.rejected",
-                        actor=actor,
-                        host=host,
-                        commit_sha=commit.sha,
-                        details={
-                            "errors": len(checked.report.errors),
-                            "first_error": _rejection_reason(Report(errors=checked.report.errors[:1])),
-                            "author": commit.author_email,
-                            "message": commit.message.splitlines()[0] if commit.message else "",
-                        },
-                    )
-                    uow.set_sync_state("last_attempted_commit", commit.sha)
+                _reject(uow, commit=commit, report=checked.report, actor=actor, host=host)
         return ApplyResult(commit=commit.sha, status="rejected", report=checked.report)
 
-    # Checksums are cached with each pair's evaluation, so unchanged pairs cost nothing.
-    checksums: dict[tuple[str, str], str] = {}
-    for pair, result in checked.pairs.items():
-        if result.checksum is None:
-            result.checksum = checksum(result.values)
-        checksums[pair] = result.checksum
-    secrets = secret_keys(checked.tree)
+    checksums = _checksums(checked)
 
     with store.unit_of_work(fence=None if dry_run else fence) as uow:
         previous_status = uow.commit_status(commit.sha)
         latest = uow.latest_versions()
+        if scope is not None and baseline is not None:
+            # Inside the writer lock: is the baseline still what the store serves?
+            widened: set[str] | None = scope
+            if uow.get_sync_state("last_applied_commit") != baseline.commit:
+                widened = None  # another apply moved the store on: compare every pair
+            else:
+                # A pair held by a rollback (pinned, or quarantined after release) does not
+                # serve the baseline's values; it must be looked at whatever changed.
+                widened = scope | {app for (app, _env), v in latest.items() if v.reason != "commit"}
+            if widened != scope:
+                checked, scope = _evaluate(evaluator, files, widened)
+                if not checked.report.valid:  # only if the baseline was not valid after all
+                    if not dry_run:
+                        _reject(uow, commit=commit, report=checked.report, actor=actor, host=host)
+                    return ApplyResult(commit=commit.sha, status="rejected", report=checked.report)
+                checksums = _checksums(checked)
+        in_scope = latest if scope is None else {pair: v for pair, v in latest.items() if pair[0] in scope}
         pins = {(p.app, p.env) for p in uow.get_pins()}
         outcomes: list[PairOutcome] = []
         messages: list[dict[str, Any]] = []
-        for app, env in plan_pairs(checked.values, checksums, latest):
-            if only is not None and (app, env) != only:
-                continue
+        plan = [pair for pair in plan_pairs(checked.values, checksums, in_scope) if only is None or pair == only]
+        # Secrets of the apps that changed only: work follows the change.
+        secrets = secret_keys(checked.tree, apps={app for app, _ in plan})
+        for app, env in plan:
             prev = latest.get((app, env))
             values = checked.values.get((app, env), {})
             digest = checksums.get((app, env)) or checksum(values)

@@ -39,7 +39,12 @@ def diff_snapshots(
 ) -> DiffResult:
     before = evaluator.check(base, keep_pairs=False)
     after = evaluator.check(head, keep_pairs=False)
-    secrets = {**_secrets(before), **_secrets(after)}
+    # A key secret on either side stays hidden: a schema that drops a mark (or breaks)
+    # must not reveal the old value.
+    secrets: dict[str, set[str]] = {}
+    for side in (_secrets(before), _secrets(after)):
+        for app, keys in side.items():
+            secrets.setdefault(app, set()).update(keys)
     files = changed_files(base, head)
     tree_diff = diff_mod.diff_trees(before.values, after.values, secrets=secrets, changed_files=files)
     rollouts = tuple(

@@ -6,7 +6,7 @@ Shared by the CLI (working tree or a git revision) and the reconciler (git objec
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -110,13 +110,103 @@ def matrix(checked: Checked) -> list[dict[str, Any]]:
     ]
 
 
-def secret_keys(tree: tree_mod.ConfigTree) -> dict[str, set[str]]:
-    """Dotted keys each app's schema marks secret (``x-secret`` / ``writeOnly``)."""
+def secret_keys(tree: tree_mod.ConfigTree, apps: Iterable[str] | None = None) -> dict[str, set[str]]:
+    """Dotted keys each app's schema marks secret (``x-secret`` / ``writeOnly``).
+
+    ``apps`` limits the work to those apps (`apply` needs the secrets of the pairs that
+    changed only: reading every schema of a large tree would cost more than the change).
+    """
     out: dict[str, set[str]] = {}
-    for name, a in tree.apps.items():
+    names = tree.apps.keys() if apps is None else [a for a in apps if a in tree.apps]
+    for name in names:
+        a = tree.apps[name]
         if a.schema_path is None or a.schema_path not in tree.files:
             continue
-        schema = validate_mod.load_schema_value(a.schema_path, tree.files[a.schema_path].data)
+        data = tree.files[a.schema_path].data
+        schema = validate_mod.load_schema_value(a.schema_path, data)
         if schema is not None:
+            # A mark often sits in `$defs` behind a `$ref` (configs-example's checkout does
+            # this for database.password); secret_paths walks `properties` only.
+            if b"$ref" in data:
+                schema = inline_local_refs(schema)
             out[name] = {".".join(map(str, p)) for p in validate_mod.secret_paths(schema)}
+    return out
+
+
+_REF_DEPTH = 8
+
+
+def inline_local_refs(schema: Any, *, depth: int = _REF_DEPTH) -> Any:
+    """A copy of ``schema`` where each local ``$ref`` (``#/...``) sits next to its target.
+
+    ``{"$ref": "#/$defs/db", ...siblings}`` becomes ``{"allOf": [<target>, {...siblings}]}``
+    (in draft 2020-12 a reference and its siblings apply together), so a walk over
+    ``properties`` and ``allOf`` sees what the target marks. Remote references are left
+    alone (never fetched); recursive schemas are expanded ``depth`` references deep.
+    """
+    root = schema
+
+    def target(ref: str) -> Any:
+        node = root
+        for raw in ref[1:].split("/")[1:] if ref != "#" else []:
+            part = raw.replace("~1", "/").replace("~0", "~")
+            if isinstance(node, dict) and part in node:
+                node = node[part]
+            elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+                node = node[int(part)]
+            else:
+                return None
+        return node
+
+    def walk(node: Any, budget: int) -> Any:
+        if isinstance(node, list):
+            return [walk(item, budget) for item in node]
+        if not isinstance(node, dict):
+            return node
+        out = {key: walk(value, budget) for key, value in node.items() if key != "$ref"}
+        ref = node.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#") and budget > 0:
+            resolved = target(ref)
+            if isinstance(resolved, dict):
+                return {"allOf": [walk(resolved, budget - 1), out]}
+        return out
+
+    return walk(schema, depth)
+
+
+def app_secret_keys(files: Mapping[str, FileEntry], app: str) -> set[str] | None:
+    """The secret keys of one app, reading only what that needs; None if it has no such app.
+
+    For commands that act on one (app, env) of the store and must redact what they record
+    (`rollback`): the app's folder, ``configctl.yaml`` and the files outside ``apps/`` and
+    the values layers (a schema may live in a shared folder).
+    """
+    prefix = f"apps/{app}/"
+    wanted = {
+        path: entry
+        for path, entry in files.items()
+        if path.startswith(prefix)
+        or not (path.startswith(("apps/", "environments/")) or path == tree_mod.GLOBAL_FILE)
+    }
+    tree = tree_mod.build(wanted)
+    if app not in tree.apps:
+        return None
+    return secret_keys(tree).get(app, set())
+
+
+def resolved_values(
+    files: Mapping[str, FileEntry], pairs: Iterable[tuple[str, str]]
+) -> dict[tuple[str, str], dict[str, Any]]:
+    """The resolved values of some (app, env) pairs of a snapshot, without validating it.
+
+    A pair whose app or environment the snapshot does not have resolves to ``{}`` (nothing
+    would be served). Used by `status` to show how a pinned pair drifts from git.
+    """
+    tree = tree_mod.build(files)
+    out: dict[tuple[str, str], dict[str, Any]] = {}
+    for app, env in pairs:
+        if app not in tree.apps or env not in tree.environments:
+            out[(app, env)] = {}
+            continue
+        out[(app, env)] = resolve_mod.merge(tuple(doc for _, doc in tree.layers(app, env)))
     return out

@@ -44,9 +44,22 @@ def _set(node: dict[str, Any], parts: Sequence[str], value: Any) -> None:
 def _plain(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items()}
-    if value is parse_mod.UNSET:
-        return None
     return value
+
+
+class _Dumper(yaml.SafeDumper):
+    """PyYAML's safe dumper that writes the ``!unset`` marker back as ``!unset``.
+
+    Turning it into ``null`` would change the file's meaning: the key would be set to null
+    instead of removed from the layers below.
+    """
+
+
+def _represent_unset(dumper: yaml.SafeDumper, _value: Any) -> yaml.ScalarNode:
+    return dumper.represent_scalar(parse_mod.UNSET_TAG, "")
+
+
+_Dumper.add_representer(type(parse_mod.UNSET), _represent_unset)
 
 
 def revert_keys(
@@ -86,7 +99,7 @@ def revert_keys(
             changed = True
             touched.add(key)
         if changed:
-            patch[path] = yaml.safe_dump(current, sort_keys=False, allow_unicode=True).encode("utf-8")
+            patch[path] = yaml.dump(current, Dumper=_Dumper, sort_keys=False, allow_unicode=True).encode("utf-8")
     missing = [k for k in keys if k not in touched]
     if missing:
         raise UsageError(f"the commit did not change {', '.join(missing)} in any file")

@@ -8,13 +8,14 @@ served again unless a newer commit changes the pair (in git, the revert or a fix
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from configctl.core import diff as diff_mod
 from configctl.core.records import KeyChange
+from configctl.core.resolve import flatten
 from configctl.errors import UsageError
 from configctl.services.apply import QUARANTINE_PREFIX, VersionStore, _message
 
@@ -39,9 +40,14 @@ def rollback(
     actor: str,
     host: str,
     now: Callable[[], datetime],
-    secrets: Mapping[str, Any] | None = None,
+    secrets: Mapping[str, Iterable[str]] | None = None,
     reason: str | None = None,
 ) -> RollbackResult:
+    """Serve version ``to`` again as a new version, pinned; quarantine the commit it replaces.
+
+    ``secrets`` maps an app to its secret dotted keys, whose values the recorded key
+    changes redact; ``None`` (unknown, e.g. no schema at hand) redacts every value.
+    """
     with store.unit_of_work() as uow:
         latest = uow.latest_versions().get((app, env))
         if latest is None:
@@ -51,7 +57,12 @@ def rollback(
             raise UsageError(f"{app}/{env} has no version {to} (latest is {latest.number})")
         if to == latest.number:
             raise UsageError(f"version {to} is already in service for {app}/{env}")
-        keys = diff_mod.diff_values(latest.values, target.values, secrets=(secrets or {}).get(app, ()))
+        if secrets is None:
+            # Which keys are secret is unknown: redact every value of the recorded changes.
+            hidden: Iterable[str] = set(flatten(latest.values)) | set(flatten(target.values))
+        else:
+            hidden = secrets.get(app, ())
+        keys = diff_mod.diff_values(latest.values, target.values, secrets=hidden)
         changed = tuple(k.key for k in keys)
         version = uow.add_version(
             app=app,

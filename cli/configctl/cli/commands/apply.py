@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import enum
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from configctl.cli import context, sources
 from configctl.cli.exit_codes import ExitCode
+
+if TYPE_CHECKING:
+    from configctl.adapters.git import GitSource
+    from configctl.services.apply import Baseline
 
 app = typer.Typer()
 
@@ -17,6 +22,19 @@ app = typer.Typer()
 class Output(enum.StrEnum):
     text = "text"
     json = "json"
+
+
+def _baseline(git: GitSource, prefix: str, last_applied: object) -> Baseline | None:
+    """The tree of the store's last applied commit, when git still has it."""
+    from configctl.errors import ConfigctlError
+    from configctl.services.apply import Baseline
+
+    if not isinstance(last_applied, str):
+        return None
+    try:
+        return Baseline(commit=last_applied, files=sources.strip_prefix(git.read_tree(last_applied), prefix))
+    except ConfigctlError:  # rewritten history, a shallow clone: evaluate the whole tree
+        return None
 
 
 @app.command(
@@ -51,18 +69,14 @@ def apply(
     files = sources.strip_prefix(git.read_tree(sha), prefix)
     store = sources.open_store(root, db)
     try:
+        baseline = _baseline(git, prefix, store.sync_state("last_applied_commit"))
         evaluator = Evaluator(file_schemas=schemas.file_schemas())
         err = context.stderr()
-        if err.is_terminal and len(files) > 200:
-            with err.status(f"validating and resolving {len(files)} files at {sha[:12]}…"):
-                result = apply_service.apply_snapshot(
-                    store=store, files=files, commit=commit, evaluator=evaluator,
-                    actor=sources.actor(), host=sources.host(), now=lambda: datetime.now(UTC), dry_run=dry_run,
-                )
-        else:
+        status = err.status(f"validating and resolving {len(files)} files at {sha[:12]}…") if err.is_terminal and len(files) > 200 else contextlib.nullcontext()
+        with status:
             result = apply_service.apply_snapshot(
-                store=store, files=files, commit=commit, evaluator=evaluator,
-                actor=sources.actor(), host=sources.host(), now=lambda: datetime.now(UTC), dry_run=dry_run,
+                store=store, files=files, commit=commit, evaluator=evaluator, actor=sources.actor(),
+                host=sources.host(), now=lambda: datetime.now(UTC), dry_run=dry_run, baseline=baseline,
             )
     finally:
         store.close()

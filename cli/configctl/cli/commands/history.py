@@ -278,17 +278,30 @@ def status(
         store.close()
     head: str | None = None
     pending: list[dict[str, Any]] = []
+    in_git: dict[tuple[str, str], dict[str, Any]] | None = None
     try:
-        git, _prefix = sources.git_source(root)
+        git, prefix = sources.git_source(root)
         head = git.head()
         if head is not None and head != last_applied:
             for c in git.commits_between(last_applied, head):
                 pending.append({"commit": c.sha, "author": c.author_email, "message": c.message.splitlines()[0] if c.message else ""})
+        if head is not None and pins:
+            # What git says each pinned pair should serve: the drift is the difference.
+            from configctl.services.inspect import resolved_values
+
+            files = sources.strip_prefix(git.read_tree(head), prefix)
+            in_git = resolved_values(files, [(p.app, p.env) for p in pins])
     except ConfigctlError:
         head = None
-    drift = []
+    drift: list[dict[str, Any]] = []
     for p in pins:
         served = latest.get((p.app, p.env))
+        drift_keys: list[str] | None = None
+        if in_git is not None:
+            from configctl.core.diff import diff_values
+
+            # key names only: no values, so no secret can show here
+            drift_keys = [k.key for k in diff_values(served.values if served else None, in_git[(p.app, p.env)])]
         drift.append(
             {
                 "app": p.app,
@@ -299,6 +312,7 @@ def status(
                 "reason": p.reason,
                 "actor": p.actor,
                 "since": _iso(p.created_at),
+                "drift_keys": drift_keys,
             }
         )
     rejected_rows = [
@@ -328,8 +342,15 @@ def status(
     lines.append(f"rejected commits:     {len(rejected_rows)}")
     lines += [f"  {_short(c['commit'])} {(c['reason'] or '').splitlines()[0] if c['reason'] else ''}" for c in rejected_rows[:20]]
     lines.append(f"pins (drift from git): {len(drift)}")
-    lines += [
-        f"  {d['app']}/{d['env']} pinned at v{d['pinned_version']} by {d['actor']} ({d['reason']}); quarantined commit {_short(d['quarantined_commit'])}"
-        for d in drift
-    ]
+    for d in drift:
+        lines.append(
+            f"  {d['app']}/{d['env']} pinned at v{d['pinned_version']} by {d['actor']} ({d['reason']}); quarantined commit {_short(d['quarantined_commit'])}"
+        )
+        if d["drift_keys"] is None:
+            lines.append("    drift from git: unknown (no git HEAD)")
+        elif d["drift_keys"]:
+            shown = ", ".join(d["drift_keys"][:10]) + (" …" if len(d["drift_keys"]) > 10 else "")
+            lines.append(f"    differs from git HEAD in {len(d['drift_keys'])} key(s): {shown}")
+        else:
+            lines.append("    same values as git HEAD")
     context.write("\n".join(lines))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -10,6 +11,24 @@ import typer
 from configctl.cli import context, sources
 
 app = typer.Typer()
+
+
+def _secrets(root: Path, app_name: str) -> dict[str, set[str]] | None:
+    """The app's secret keys from its schema at HEAD (else the working tree); None if unknown.
+
+    The rollback's key changes go into history, so they must be redacted like apply's.
+    """
+    from configctl.errors import ConfigctlError
+    from configctl.services.inspect import app_secret_keys
+
+    for rev in ("HEAD", None):
+        try:
+            keys = app_secret_keys(sources.snapshot(root, rev), app_name)
+        except ConfigctlError:
+            continue
+        if keys is not None:
+            return {app_name: keys}
+    return None
 
 
 @app.command(
@@ -35,11 +54,12 @@ def rollback(
     from configctl.services import rollback as rollback_service
 
     root = context.repo_path(repo)
+    secrets = _secrets(root, app_name)
     store = sources.open_store(root, db)
     try:
         result = rollback_service.rollback(
             store=store, app=app_name, env=env, to=to, actor=sources.actor(), host=sources.host(),
-            now=lambda: datetime.now(UTC), reason=reason,
+            now=lambda: datetime.now(UTC), reason=reason, secrets=secrets,
         )
     finally:
         store.close()
