@@ -160,6 +160,7 @@ class VersionHead:
     number: int
     checksum: str
     commit_sha: str | None
+    reason: str = "commit"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -28,7 +28,7 @@ from typing import Any, Protocol
 
 from configctl.core import diff as diff_mod
 from configctl.core.model import FileEntry, Report
-from configctl.core.records import CommitInfo, KeyChange, VersionRecord, checksum
+from configctl.core.records import CommitInfo, KeyChange, VersionHead, VersionRecord, checksum
 from configctl.services.inspect import Checked, Evaluator, secret_keys
 
 QUARANTINE_PREFIX = "quarantine:"
@@ -36,6 +36,8 @@ QUARANTINE_PREFIX = "quarantine:"
 
 class UnitOfWork(Protocol):
     def latest_versions(self) -> dict[tuple[str, str], VersionRecord]: ...
+    def latest_heads(self) -> dict[tuple[str, str], VersionHead]: ...
+    def get_version(self, app: str, env: str, number: int | None = None) -> VersionRecord | None: ...
     def commit_status(self, sha: str) -> str | None: ...
     def record_commit(self, info: CommitInfo, status: str, reason: str | None) -> None: ...
     def add_version(
@@ -128,13 +130,14 @@ def _rejection_reason(report: Report) -> str:
 def plan_pairs(
     values: Mapping[tuple[str, str], dict[str, Any]],
     checksums: Mapping[tuple[str, str], str],
-    latest: Mapping[tuple[str, str], VersionRecord],
+    latest: Mapping[tuple[str, str], VersionHead | VersionRecord],
 ) -> Iterator[tuple[str, str]]:
     """The pairs whose resolved values differ from the version in service (or vanished)."""
+    empty = checksum({})
     for pair in sorted(values.keys() | latest.keys()):
         prev = latest.get(pair)
         if pair not in values:
-            if prev is not None and prev.values:
+            if prev is not None and prev.checksum != empty:
                 yield pair
             continue
         if prev is None or prev.checksum != checksums[pair]:
@@ -261,7 +264,8 @@ def apply_snapshot(
 
     with store.unit_of_work(fence=None if dry_run else fence) as uow:
         previous_status = uow.commit_status(commit.sha)
-        latest = uow.latest_versions()
+        # Heads only (number, checksum): snapshots are read just for the pairs that change.
+        latest = uow.latest_heads()
         if scope is not None and baseline is not None:
             # Inside the writer lock: is the baseline still what the store serves?
             widened: set[str] | None = scope
@@ -287,9 +291,12 @@ def apply_snapshot(
         secrets = secret_keys(checked.tree, apps={app for app, _ in plan})
         for app, env in plan:
             prev = latest.get((app, env))
+            prev_record = uow.get_version(app, env, prev.number) if prev is not None else None
             values = checked.values.get((app, env), {})
             digest = checksums.get((app, env)) or checksum(values)
-            keys = diff_mod.diff_values(prev.values if prev else None, values, secrets=secrets.get(app, ()))
+            keys = diff_mod.diff_values(
+                prev_record.values if prev_record else None, values, secrets=secrets.get(app, ())
+            )
             counts = {c: sum(1 for k in keys if k.change == c) for c in ("added", "changed", "removed")}
             skipped: str | None = None
             if (app, env) in pins:

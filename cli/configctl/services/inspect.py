@@ -43,6 +43,7 @@ class Evaluator:
         self._parsed: dict[tuple[str, bytes], Document] = {}
         self._schemas: dict[str, Any] = {}
         self._pairs: dict[tuple[str, str], validate_mod.PairResult] = {}
+        self._memo: tree_mod.Memo = {}
 
     def parse(self, path: str, data: bytes) -> Document:
         key = (path, data)
@@ -50,12 +51,13 @@ class Evaluator:
         if doc is None:
             if len(self._parsed) >= self.max_parsed:
                 self._parsed.clear()
+                self._memo.clear()
             doc = parse_mod.parse(path, data)
             self._parsed[key] = doc
         return doc
 
     def check(self, files: Mapping[str, FileEntry], *, keep_pairs: bool = True) -> Checked:
-        tree = tree_mod.build(files, parse_file=self.parse)
+        tree = tree_mod.build(files, parse_file=self.parse, memo=self._memo)
         pair_cache = self._pairs if keep_pairs else {}
         evaluation = validate_mod.evaluate(
             tree,
@@ -63,6 +65,7 @@ class Evaluator:
             parse_file=self.parse,
             schema_cache=self._schemas,
             pair_cache=pair_cache,
+            memo=self._memo,
         )
         return Checked(tree=tree, report=evaluation.report, values=evaluation.values, pairs=evaluation.pairs)
 

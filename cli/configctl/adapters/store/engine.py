@@ -112,6 +112,10 @@ def make_engine(
 
 
 def _sqlite_engine(parsed: URL, *, echo: bool, busy_timeout_ms: int) -> Engine:
+    database = parsed.database
+    if database and database != ":memory:" and not database.startswith("file:"):
+        # `--db sqlite:///new/dir/x.db` creates its folder, like the embedded default does.
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(parsed, echo=echo, json_serializer=_json_dumps)
 
     @event.listens_for(engine, "connect")

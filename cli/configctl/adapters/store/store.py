@@ -211,7 +211,9 @@ def _latest_heads(s: Session) -> dict[tuple[str, str], VersionHead]:
         .subquery()
     )
     rows = s.execute(
-        select(m.Version.app, m.Version.env, m.Version.number, m.Version.checksum, m.Version.commit_sha).join(
+        select(
+            m.Version.app, m.Version.env, m.Version.number, m.Version.checksum, m.Version.commit_sha, m.Version.reason
+        ).join(
             newest,
             (m.Version.app == newest.c.app)
             & (m.Version.env == newest.c.env)
@@ -219,8 +221,8 @@ def _latest_heads(s: Session) -> dict[tuple[str, str], VersionHead]:
         )
     )
     return {
-        (app, env): VersionHead(app=app, env=env, number=number, checksum=digest, commit_sha=sha)
-        for app, env, number, digest, sha in rows
+        (app, env): VersionHead(app=app, env=env, number=number, checksum=digest, commit_sha=sha, reason=reason)
+        for app, env, number, digest, sha, reason in rows
     }
 
 
