@@ -318,6 +318,19 @@ def build(
         )
         return False
 
+    def load_env_layer(env: str, path: str) -> Document | None:
+        """An environment-specific values file: a valid, declared name, then one mapping."""
+        bad_name = _check_name("environment", env, path)
+        if bad_name:
+            findings.extend(bad_name)
+            return None
+        if not check_env_use(env, path):
+            return None
+        doc = load(path)
+        if doc is not None:
+            findings.extend(memoized(memo, doc, _check_values))
+        return doc
+
     global_doc: Document | None = None
     env_layers: dict[str, Document] = {}
     app_paths: dict[str, dict[str, str]] = {}
@@ -341,16 +354,9 @@ def build(
                 findings.append(_finding(path, "yml-extension", "config files end in .yaml", hint=f"rename it to {path[:-4]}.yaml"))
                 continue
             env = parts[1][: -len(".yaml")]
-            bad_name = _check_name("environment", env, path)
-            if bad_name:
-                findings.extend(bad_name)
-                continue
-            if not check_env_use(env, path):
-                continue
-            doc = load(path)
+            doc = load_env_layer(env, path)
             if doc is not None:
                 env_layers[env] = doc
-                findings.extend(memoized(memo, doc, _check_values))
             continue
         if parts[0] == "apps" and len(parts) >= 3:
             app_paths.setdefault(parts[1], {})[path] = "/".join(parts[2:])
@@ -414,16 +420,9 @@ def build(
                 rollouts = load(path)
             elif rel.startswith("envs/") and rel.count("/") == 1:
                 env = rel[len("envs/") : -len(".yaml")]
-                bad_name = _check_name("environment", env, path)
-                if bad_name:
-                    findings.extend(bad_name)
-                    continue
-                if not check_env_use(env, path):
-                    continue
-                doc = load(path)
+                doc = load_env_layer(env, path)
                 if doc is not None:
                     envs[env] = doc
-                    findings.extend(memoized(memo, doc, _check_values))
             else:
                 close = difflib.get_close_matches(rel, [*APP_FILES, "envs/<env>.yaml"], n=1, cutoff=0.6)
                 findings.append(
