@@ -117,6 +117,10 @@ class Deps:
     write of ours fails its fencing check anyway."""
     metrics: Any = None
     now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    last_applied: apply_service.Baseline | None = None
+    """The tree of the last commit this process applied: the next apply evaluates only
+    what changed since (apply re-checks, inside the writer lock, that the store still
+    serves it, and falls back to the whole tree otherwise)."""
 
 
 def _strip(files: dict[str, Any], prefix: str) -> dict[str, Any]:
@@ -225,6 +229,7 @@ def apply_commit(deps: Deps, commit: CommitInfo, *, fence: tuple[str, int] | Non
         host=deps.host,
         now=deps.now,
         fence=fence,
+        baseline=deps.last_applied,
     )
     if outcome.status == "rejected":
         first = outcome.report.errors[0] if outcome.report.errors else None
@@ -234,6 +239,7 @@ def apply_commit(deps: Deps, commit: CommitInfo, *, fence: tuple[str, int] | Non
         _advance(deps, commit.sha, fence)
         _reject(result, deps, commit, "validation", why)
         return
+    deps.last_applied = apply_service.Baseline(commit=commit.sha, files=files)
     result.applied.append(commit.sha)
     result.new_versions += outcome.new_versions
     if deps.metrics is not None:

@@ -636,3 +636,24 @@ def test_latest_heads_match_latest_versions_without_snapshots(store_url: str) ->
             assert uow.latest_heads() == heads
     finally:
         store.close()
+
+
+def test_latest_heads_for_some_apps_and_the_pairs_rollbacks_hold(store_url: str) -> None:
+    from configctl.adapters.store.store import SqlStore
+    from configctl.core.records import checksum
+
+    store = SqlStore(store_url)
+    store.upgrade()
+    try:
+        with store.unit_of_work() as uow:
+            for app, reason in (("web", "commit"), ("api", "commit"), ("db", "rollback")):
+                uow.add_version(
+                    app=app, env="prod", values={}, checksum=checksum({}), commit_sha=None,
+                    reason=reason, actor="t", changes=[],
+                )
+        with store.unit_of_work() as uow:
+            assert set(uow.latest_heads(["web"])) == {("web", "prod")}
+            assert set(uow.latest_heads(["web"], with_rollbacks=True)) == {("web", "prod"), ("db", "prod")}
+            assert set(uow.latest_heads()) == {("web", "prod"), ("api", "prod"), ("db", "prod")}
+    finally:
+        store.close()

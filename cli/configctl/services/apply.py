@@ -20,7 +20,7 @@ real snapshot (it must serve it), everything else is redacted.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -36,7 +36,9 @@ QUARANTINE_PREFIX = "quarantine:"
 
 class UnitOfWork(Protocol):
     def latest_versions(self) -> dict[tuple[str, str], VersionRecord]: ...
-    def latest_heads(self) -> dict[tuple[str, str], VersionHead]: ...
+    def latest_heads(
+        self, apps: Collection[str] | None = None, *, with_rollbacks: bool = False
+    ) -> dict[tuple[str, str], VersionHead]: ...
     def get_version(self, app: str, env: str, number: int | None = None) -> VersionRecord | None: ...
     def commit_status(self, sha: str) -> str | None: ...
     def record_commit(self, info: CommitInfo, status: str, reason: str | None) -> None: ...
@@ -264,18 +266,25 @@ def apply_snapshot(
 
     with store.unit_of_work(fence=None if dry_run else fence) as uow:
         previous_status = uow.commit_status(commit.sha)
-        # Heads only (number, checksum): snapshots are read just for the pairs that change.
-        latest = uow.latest_heads()
+        # Heads only (number, checksum): snapshots are read just for the pairs that change,
+        # and with a baseline only the heads of the apps in scope.
+        baseline_holds = (
+            scope is not None
+            and baseline is not None
+            and uow.get_sync_state("last_applied_commit") == baseline.commit
+        )
+        latest = uow.latest_heads(scope, with_rollbacks=True) if baseline_holds and scope is not None else uow.latest_heads()
         if scope is not None and baseline is not None:
             # Inside the writer lock: is the baseline still what the store serves?
             widened: set[str] | None = scope
-            if uow.get_sync_state("last_applied_commit") != baseline.commit:
+            if not baseline_holds:
                 widened = None  # another apply moved the store on: compare every pair
             else:
                 # A pair held by a rollback (pinned, or quarantined after release) does not
                 # serve the baseline's values; it must be looked at whatever changed.
                 widened = scope | {app for (app, _env), v in latest.items() if v.reason != "commit"}
             if widened != scope:
+                latest = uow.latest_heads(widened) if widened is not None else uow.latest_heads()
                 checked, scope = _evaluate(evaluator, files, widened)
                 if not checked.report.valid:  # only if the baseline was not valid after all
                     if not dry_run:

@@ -31,7 +31,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import sqlite3
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn
@@ -203,26 +203,32 @@ def _latest_versions(s: Session) -> dict[tuple[str, str], VersionRecord]:
     return {(r.app, r.env): _version_record(r) for r in rows}
 
 
-def _latest_heads(s: Session) -> dict[tuple[str, str], VersionHead]:
-    """Number, checksum and commit of the newest version of every pair; no snapshots read."""
-    newest = (
-        select(m.Version.app, m.Version.env, func.max(m.Version.number).label("number"))
-        .group_by(m.Version.app, m.Version.env)
-        .subquery()
+def _latest_heads(
+    s: Session, apps: Collection[str] | None = None, *, with_rollbacks: bool = False
+) -> dict[tuple[str, str], VersionHead]:
+    """Number, checksum and commit of the newest version of every pair; no snapshots read.
+
+    With ``apps``, only those apps' pairs (plus, ``with_rollbacks``, every pair whose
+    version in service was made by a rollback or release).
+    """
+    newest = select(m.Version.app, m.Version.env, func.max(m.Version.number).label("number")).group_by(
+        m.Version.app, m.Version.env
     )
-    rows = s.execute(
-        select(
-            m.Version.app, m.Version.env, m.Version.number, m.Version.checksum, m.Version.commit_sha, m.Version.reason
-        ).join(
-            newest,
-            (m.Version.app == newest.c.app)
-            & (m.Version.env == newest.c.env)
-            & (m.Version.number == newest.c.number),
-        )
+    if apps is not None and not with_rollbacks:
+        newest = newest.where(m.Version.app.in_(sorted(apps)))
+    sub = newest.subquery()
+    q = select(
+        m.Version.app, m.Version.env, m.Version.number, m.Version.checksum, m.Version.commit_sha, m.Version.reason
+    ).join(
+        sub,
+        (m.Version.app == sub.c.app) & (m.Version.env == sub.c.env) & (m.Version.number == sub.c.number),
     )
+    if apps is not None:
+        wanted = m.Version.app.in_(sorted(apps))
+        q = q.where(wanted | (m.Version.reason != "commit")) if with_rollbacks else q.where(wanted)
     return {
         (app, env): VersionHead(app=app, env=env, number=number, checksum=digest, commit_sha=sha, reason=reason)
-        for app, env, number, digest, sha, reason in rows
+        for app, env, number, digest, sha, reason in s.execute(q)
     }
 
 
@@ -276,10 +282,13 @@ class UnitOfWork:
         with self._errors():
             return _latest_versions(self._session())
 
-    def latest_heads(self) -> dict[tuple[str, str], VersionHead]:
-        """The newest version of every (app, env) without its snapshot (cheap at any size)."""
+    def latest_heads(
+        self, apps: Collection[str] | None = None, *, with_rollbacks: bool = False
+    ) -> dict[tuple[str, str], VersionHead]:
+        """The newest version of every (app, env) without its snapshot (cheap at any size);
+        with ``apps`` only theirs (and, ``with_rollbacks``, any pair a rollback holds)."""
         with self._errors():
-            return _latest_heads(self._session())
+            return _latest_heads(self._session(), apps, with_rollbacks=with_rollbacks)
 
     def get_version(self, app: str, env: str, number: int | None = None) -> VersionRecord | None:
         """Version ``number`` of (app, env), or the newest when ``number`` is None."""
