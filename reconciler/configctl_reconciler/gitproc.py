@@ -29,9 +29,9 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 
+from configctl.adapters.git import LOG_FIELDS, commit_from_fields
 from configctl.core.records import CommitInfo
 from configctl.errors import GitError, RevisionNotFound, UsageError
 
@@ -406,7 +406,7 @@ def _read_loose_ref(repo: str | os.PathLike[str], ref: str) -> str | None:
 
 _OBJECT_ID = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 
-_LOG_FIELDS = ("%H", "%P", "%an", "%ae", "%at", "%cn", "%ce", "%ct", "%G?", "%GF", "%GS", "%B")
+_LOG_FIELDS = LOG_FIELDS
 
 
 Change = tuple[str, str, str, str]
@@ -484,20 +484,7 @@ def _commit_record(record: str) -> CommitInfo:
     parts = record.split("\x1f", len(_LOG_FIELDS) - 1)
     if len(parts) != len(_LOG_FIELDS) or not _OBJECT_ID.fullmatch(parts[0].strip()):
         raise GitError("git log printed a record that cannot be read")
-    sha, parents, an, ae, at, cn, ce, ct, status, fpr, signer, message = parts
-    return CommitInfo(
-        sha=sha.strip(),
-        parents=tuple(parents.split()),
-        author_name=an,
-        author_email=ae,
-        authored_at=datetime.fromtimestamp(int(at), UTC),
-        committer_name=cn,
-        committer_email=ce,
-        committed_at=datetime.fromtimestamp(int(ct), UTC),
-        message=message.rstrip("\n"),
-        signature_status=status or "N",
-        signer=signer or fpr or None,
-    )
+    return commit_from_fields(parts)
 
 
 def _has_commit(repo: str | os.PathLike[str], rev: str, *, timeout: float) -> bool:

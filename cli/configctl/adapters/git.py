@@ -52,6 +52,26 @@ _GITLINK_MODE = "160000"
 # git log fields, NUL-separated; the message comes last because only it may hold newlines.
 _LOG_FIELDS = ("%H", "%P", "%an", "%ae", "%at", "%cn", "%ce", "%ct", "%G?", "%GF", "%GS", "%B")
 _LOG_FORMAT = "%x00".join(_LOG_FIELDS)
+LOG_FIELDS = _LOG_FIELDS
+"""The `git log --format` fields :func:`commit_from_fields` reads, in order."""
+
+
+def commit_from_fields(fields: Sequence[str]) -> CommitInfo:
+    """A commit from one `git log` record printed with :data:`LOG_FIELDS`."""
+    sha, parents, an, ae, at, cn, ce, ct, status, fpr, signer, message = fields
+    return CommitInfo(
+        sha=sha.strip(),
+        parents=tuple(parents.split()),
+        author_name=an,
+        author_email=ae,
+        authored_at=datetime.fromtimestamp(int(at), UTC),
+        committer_name=cn,
+        committer_email=ce,
+        committed_at=datetime.fromtimestamp(int(ct), UTC),
+        message=message.rstrip("\n"),
+        signature_status=status or "N",
+        signer=signer or fpr or None,
+    )
 _FALLBACK_IDENT = {
     "GIT_AUTHOR_NAME": "configctl",
     "GIT_AUTHOR_EMAIL": "configctl@localhost",
@@ -314,22 +334,7 @@ class GitSource:
         n = len(_LOG_FIELDS)
         commits: list[CommitInfo] = []
         for i in range(0, len(fields) - n + 1, n):
-            (sha, parents, an, ae, at, cn, ce, ct, status, fpr, signer, message) = fields[i : i + n]
-            commits.append(
-                CommitInfo(
-                    sha=sha.strip(),
-                    parents=tuple(parents.split()),
-                    author_name=an,
-                    author_email=ae,
-                    authored_at=datetime.fromtimestamp(int(at), UTC),
-                    committer_name=cn,
-                    committer_email=ce,
-                    committed_at=datetime.fromtimestamp(int(ct), UTC),
-                    message=message.rstrip("\n"),
-                    signature_status=status or "N",
-                    signer=signer or fpr or None,
-                )
-            )
+            commits.append(commit_from_fields(fields[i : i + n]))
         return commits
 
     def commit_info(self, rev: str) -> CommitInfo:
