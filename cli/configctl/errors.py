@@ -16,6 +16,7 @@ and travel in a :class:`configctl.core.model.Report`. Exit codes are decided in 
     │   ├── CacheError
     │   └── BrokerError
     └── ConflictError             a concurrent writer won (stale base, lost race)
+        └── RevertConflict        a revert does not apply to what later commits made (exit 1)
 
 Adapters wrap their library's exceptions into these types and chain the original, so no
 psycopg, pika, git or redis exception type travels above ``configctl.adapters``. Messages
@@ -85,3 +86,15 @@ class BrokerError(BackendError):
 
 class ConflictError(ConfigctlError):
     """A concurrent writer changed what this operation was based on."""
+
+
+class RevertConflict(ConflictError):
+    """A revert conflicts with later changes; ``files`` are the conflicting paths.
+
+    The input (the commit to undo) meets a history that moved on: a finding for the
+    user (exit 1), never a backend failure (exit 3).
+    """
+
+    def __init__(self, message: str, *, files: tuple[str, ...], hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.files = files

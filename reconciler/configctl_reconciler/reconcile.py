@@ -164,14 +164,7 @@ def pending_commits(deps: Deps, head: str, result: PassResult, *, fence: tuple[s
     if rewritten:
         # History was rewritten (force push): record it, keep every version, apply HEAD.
         result.force_push = True
-        with deps.store.unit_of_work(fence=fence) as uow:
-            uow.add_audit(
-                action="force-push",
-                actor=ACTOR,
-                host=deps.host,
-                commit_sha=head,
-                details={"previous_head": last, "new_head": head},
-            )
+        apply_service.record_force_push(deps.store, previous=last, head=head, actor=ACTOR, host=deps.host, fence=fence)
         log.warning("history rewritten: %s is not an ancestor of %s; applying the new head", last[:12], head[:12])
         return [deps.git.commit_info(head)]
     return commits

@@ -17,7 +17,7 @@ import pytest
 from configctl.adapters.git import GitSource
 from configctl.core.model import FileEntry
 from configctl.core.parse import MAX_FILE_BYTES
-from configctl.errors import GitError, RevisionNotFound, UsageError
+from configctl.errors import GitError, RevertConflict, RevisionNotFound, UsageError
 
 pytestmark = pytest.mark.integration
 
@@ -294,8 +294,11 @@ def test_prepare_revert_failures_leave_nothing_behind(repo: Path, history: list[
     commit_all(repo, "c4: rewrite")
     before = _checkout_state(repo)
     source = GitSource(repo)
-    with pytest.raises(GitError, match="conflicts"):
+    # a conflict is the user's to resolve (exit 1), not a git failure (exit 3): files named
+    with pytest.raises(RevertConflict, match="conflicts") as conflict:
         source.prepare_revert(c2, branch="revert-c2", message="Revert c2")
+    assert conflict.value.files == ("apps/checkout/values.yaml",)
+    assert not isinstance(conflict.value, GitError)
     assert _checkout_state(repo) == before
     assert git(repo, "branch", "--list", "revert-c2") == ""
 

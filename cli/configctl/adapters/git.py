@@ -27,25 +27,30 @@ timeout.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import tempfile
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
+from typing import NoReturn
 
 from configctl.core.model import FileEntry
 from configctl.core.records import CommitInfo
-from configctl.errors import GitError, RevisionNotFound, UsageError
+from configctl.errors import GitError, RevertConflict, RevisionNotFound, UsageError
 
-__all__ = ["DEFAULT_TIMEOUT", "SUFFIXES", "GitSource"]
+__all__ = ["DEFAULT_TIMEOUT", "SUFFIXES", "GitChangeLog", "GitSource"]
 
 SUFFIXES = (".yaml", ".yml", ".json")
 #: Seconds any single git command may run before it is killed.
 DEFAULT_TIMEOUT = 60.0
 #: Bytes of blob content kept in memory per source (the LRU evicts beyond this).
 DEFAULT_BLOB_CACHE_BYTES = 64 * 1024 * 1024
+
+EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
+"""git's empty tree (SHA-1 repositories): what a root commit is compared against."""
 
 _SYMLINK_MODE = "120000"
 _GITLINK_MODE = "160000"
@@ -349,15 +354,55 @@ class GitSource:
             raise RevisionNotFound(f"revision {rev!r} does not name a commit in {self.path}")
         return commits[0]
 
-    def commits_between(self, base: str | None, head: str) -> list[CommitInfo]:
+    def commits_between(self, base: str | None, head: str, *, prefix: str | None = None) -> list[CommitInfo]:
         """Commits after ``base`` up to and including ``head``, oldest first.
 
         First-parent order: a merged branch shows up as its merge commit, which is what
         the main branch actually went through. ``base=None`` means from the root commit.
+        With ``prefix`` (the config folder, '' for the whole repository) only commits that
+        change a config file (``*.yaml``, ``*.yml``, ``*.json`` outside dot folders) under it
+        are listed: a commit to the README or to CI files is nothing to apply.
         """
         head_sha = self.resolve(head)
         spec = f"{self.resolve(base)}..{head_sha}" if base else head_sha
-        return self._log(["--first-parent", "--reverse", spec, "--"])
+        return self._log(["--first-parent", "--reverse", spec, "--", *self._config_pathspecs(prefix)])
+
+    @staticmethod
+    def _config_pathspecs(prefix: str | None) -> list[str]:
+        """Pathspecs of the config files under ``prefix`` (the files ``read_tree`` reads)."""
+        if prefix is None:
+            return []
+        p = prefix.strip("/") + "/" if prefix.strip("/") else ""
+        return [
+            *(f":(glob){p}**/*{suffix}" for suffix in SUFFIXES),
+            f":(glob,exclude){p}**/.*/**",
+        ]
+
+    def changes(self, head: str, *, prefix: str = "", limit: int = 200) -> list[tuple[str, str | None, frozenset[str]]]:
+        """``(commit, first parent, changed config paths)`` of the newest ``limit`` commits
+        on ``head``'s first-parent line that change a config file under ``prefix``.
+
+        Newest first, one git call; paths are relative to ``prefix``. A merge commit's
+        changes are those against its first parent (what the branch went through).
+        """
+        head_sha = self.resolve(head)
+        raw = self._run(
+            [
+                "log", "--first-parent", "--diff-merges=first-parent",
+                "--name-only", "--no-color", "--format=%x00%H %P", f"-n{int(limit)}", head_sha,
+                "--", *self._config_pathspecs(prefix),
+            ]
+        ).stdout.decode("utf-8", "surrogateescape")
+        p = prefix.strip("/") + "/" if prefix.strip("/") else ""
+        out: list[tuple[str, str | None, frozenset[str]]] = []
+        for record in raw.split("\0"):
+            lines = record.strip("\n").split("\n")
+            if not lines or not lines[0].strip():
+                continue
+            ids = lines[0].split()
+            paths = frozenset(line[len(p) :] for line in lines[1:] if line and line.startswith(p))
+            out.append((ids[0], ids[1] if len(ids) > 1 else None, paths))
+        return out
 
     # -- reverts ------------------------------------------------------------------------
 
@@ -376,28 +421,77 @@ class GitSource:
         exactly those files (repository-relative paths -> bytes) and nothing else. The work
         happens in a temporary worktree that is removed afterwards: the user's checkout,
         index and current branch are untouched. On failure nothing is left behind (the
-        branch is deleted again). Commit hooks do not run.
+        branch is deleted again). Commit hooks do not run. A revert that conflicts with
+        later changes raises :class:`RevertConflict` naming the files.
+        """
+        sha = self.resolve(commit)
+        patch = {self._safe_path(p): data for p, data in (paths_patch or {}).items()}
+
+        def work_in(work: Path, ident: Mapping[str, str]) -> None:
+            if paths_patch is None:
+                self._revert_in(work, sha, ident)
+                body = f"{message}\n\nThis reverts commit {sha}."
+                self._commit_in(work, body, ident, what=f"reverting {sha[:12]}")
+            else:
+                self._patch_in(work, patch, message, ident)
+
+        return self._on_new_branch(branch, work_in)
+
+    def prepare_path_revert(
+        self, commits: Sequence[str], *, paths: Sequence[str], branch: str, message: str
+    ) -> str:
+        """Create ``branch`` at HEAD with one commit undoing ``commits`` (newest first) in
+        ``paths`` only (repository-relative files), and return its id.
+
+        Each commit's change to those files is reverse-applied with a three-way merge, so
+        later, unrelated edits to the same files survive; whatever else the commits
+        changed stays. Conflicts raise :class:`RevertConflict` naming the files, and leave
+        nothing behind; so does a revert with nothing to undo (:class:`UsageError`).
+        """
+        shas = [self.resolve(c) for c in commits]
+        safe = [self._safe_path(p) for p in paths]
+
+        def work_in(work: Path, ident: Mapping[str, str]) -> None:
+            for sha in shas:
+                parents = self.commit_info(sha).parents
+                base = parents[0] if parents else EMPTY_TREE
+                diff = self._run(["diff", "--binary", "--full-index", base, sha, "--", *safe], cwd=work).stdout
+                if not diff.strip():
+                    continue
+                done = self._run(
+                    ["apply", "--3way", "--index", "-R", "-"], cwd=work, input=diff, ok=(0, 1, 128)
+                )
+                if done.returncode != 0:
+                    self._raise_conflict(work, sha, done.stderr)
+            body = message + "\n\n" + "\n".join(f"This reverts commit {sha}." for sha in shas)
+            self._commit_in(work, body, ident, what=f"reverting {', '.join(s[:12] for s in shas)}")
+
+        return self._on_new_branch(branch, work_in)
+
+    def delete_branch(self, branch: str, expected: str) -> None:
+        """Delete ``branch`` if it still points at ``expected`` (undo of a prepared revert)."""
+        self._run(["update-ref", "-d", f"refs/heads/{branch}", expected], ok=(0, 1, 128))
+
+    def _on_new_branch(self, branch: str, work_in: Callable[[Path, Mapping[str, str]], None]) -> str:
+        """Run ``work_in`` in a temporary worktree on a new ``branch`` made at HEAD.
+
+        The branch keeps the commit ``work_in`` made; on any failure it is deleted again
+        and the worktree is always removed.
         """
         if self.bare:
             raise UsageError(f"{self.path} is a bare repository: prepare the revert in a clone")
-        sha = self.resolve(commit)
         head = self.head()
         if head is None:
             raise UsageError(f"{self.path} has no commits to revert")
         self._check_branch_name(branch)
-        patch = {self._safe_path(p): data for p, data in (paths_patch or {}).items()}
         ident = self._identity_env()
-
         tmp = Path(tempfile.mkdtemp(prefix="configctl-revert-"))
         work = tmp / "worktree"
         created = False
         try:
             self._run(["worktree", "add", "--quiet", "-b", branch, str(work), head])
             created = True
-            if paths_patch is None:
-                self._revert_in(work, sha, message, ident)
-            else:
-                self._patch_in(work, patch, message, ident)
+            work_in(work, ident)
             new = self._text(["rev-parse", "HEAD"], cwd=work).strip()
         except BaseException:
             self._remove_worktree(work)
@@ -410,20 +504,29 @@ class GitSource:
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
 
-    def _revert_in(self, work: Path, sha: str, message: str, ident: Mapping[str, str]) -> None:
+    def _raise_conflict(self, work: Path, sha: str, stderr: bytes) -> NoReturn:
+        """Name the files a revert of ``sha`` conflicts in (unmerged, or a failed hunk)."""
+        unmerged = self._run(["diff", "--name-only", "--diff-filter=U"], cwd=work, ok=(0, 1, 128))
+        files = sorted({line for line in unmerged.stdout.decode("utf-8", "replace").splitlines() if line})
+        if not files:
+            text = stderr.decode("utf-8", "replace")
+            found = re.findall(r"(?:patch failed: |conflicts? in |with conflicts: )'?([^:'\n]+)", text)
+            files = sorted({f.strip() for f in found if f.strip()})
+        named = ", ".join(files) if files else "(git did not say which files)"
+        raise RevertConflict(
+            f"reverting {sha[:12]} conflicts with later changes in {named}; nothing was written",
+            files=tuple(files),
+            hint="resolve it by hand (git revert), or revert only some keys (configctl revert --keys)",
+        )
+
+    def _revert_in(self, work: Path, sha: str, ident: Mapping[str, str]) -> None:
         parents = self.commit_info(sha).parents
         args = ["revert", "--no-commit"]
         if len(parents) > 1:
             args += ["-m", "1"]
-        try:
-            self._run([*args, sha], cwd=work, extra_env=ident)
-        except GitError as exc:
-            raise GitError(
-                f"reverting {sha[:12]} conflicts with later changes",
-                hint="revert only some keys (--keys), or revert by hand",
-            ) from exc
-        body = f"{message}\n\nThis reverts commit {sha}."
-        self._commit_in(work, body, ident, what=f"reverting {sha[:12]}")
+        done = self._run([*args, sha], cwd=work, extra_env=ident, ok=(0, 1, 128))
+        if done.returncode != 0:
+            self._raise_conflict(work, sha, done.stderr)
 
     def _patch_in(
         self, work: Path, patch: Mapping[str, bytes], message: str, ident: Mapping[str, str]
@@ -485,3 +588,26 @@ class GitSource:
         author = self._run(["var", "GIT_AUTHOR_IDENT"], ok=(0, 128)).returncode == 0
         committer = self._run(["var", "GIT_COMMITTER_IDENT"], ok=(0, 128)).returncode == 0
         return {} if author and committer else dict(_FALLBACK_IDENT)
+
+
+class GitChangeLog:
+    """:class:`configctl.services.attribution.ChangeLog` over a :class:`GitSource`, for the
+    config folder ``prefix`` ('' at the top): paths come back relative to it."""
+
+    def __init__(self, source: GitSource, prefix: str = "", *, limit: int = 200) -> None:
+        self.source = source
+        self.prefix = prefix.strip("/")
+        self.limit = limit
+
+    def changes(self, head: str) -> list[tuple[str, str | None, frozenset[str]]]:
+        return self.source.changes(head, prefix=self.prefix, limit=self.limit)
+
+    def tree(self, sha: str) -> dict[str, FileEntry]:
+        files = self.source.read_tree(sha, self.prefix)
+        if not self.prefix:
+            return files
+        p = self.prefix + "/"
+        return {path[len(p) :]: entry for path, entry in files.items() if path.startswith(p)}
+
+    def commit_info(self, sha: str) -> CommitInfo:
+        return self.source.commit_info(sha)

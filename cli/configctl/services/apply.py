@@ -11,7 +11,10 @@ Shared by `configctl apply` and the reconciler. The order of the steps matters:
 4. each (app, env) whose resolved checksum differs from the version in service gets a new
    version, unless it is pinned by a rollback or its values are those of a quarantined
    commit (rolled back and not yet superseded in git);
-5. the commit is recorded as applied. Applying the same commit twice writes nothing.
+5. each new version records the commit that last changed its pair (see
+   ``services.attribution``; given no change log, the applied commit), and such a commit,
+   not applied on its own, is recorded as ``superseded``;
+6. the commit is recorded as applied. Applying the same commit twice writes nothing.
 
 Secret values never leave through key changes, audit rows or messages: the store keeps the
 real snapshot (it must serve it), everything else is redacted.
@@ -29,6 +32,7 @@ from typing import Any, Protocol
 from configctl.core import diff as diff_mod
 from configctl.core.model import FileEntry, Report
 from configctl.core.records import CommitInfo, KeyChange, VersionHead, VersionRecord, checksum
+from configctl.services.attribution import ChangeLog, attribute
 from configctl.services.inspect import Checked, Evaluator, secret_keys
 
 QUARANTINE_PREFIX = "quarantine:"
@@ -248,11 +252,13 @@ def apply_snapshot(
     dry_run: bool = False,
     only: tuple[str, str] | None = None,
     baseline: Baseline | None = None,
+    changelog: ChangeLog | None = None,
 ) -> ApplyResult:
     """Apply one commit's tree (see the module docstring for the steps).
 
     With ``baseline`` (the tree of the store's last applied commit) only the apps whose
-    values files changed since are evaluated; see :class:`Baseline`.
+    values files changed since are evaluated; see :class:`Baseline`. With ``changelog``
+    each version records the commit that changed its pair (``services.attribution``).
     """
     scope = changed_apps(baseline.files, files) if baseline is not None else None
     checked, scope = _evaluate(evaluator, files, scope)
@@ -298,6 +304,17 @@ def apply_snapshot(
         plan = [pair for pair in plan_pairs(checked.values, checksums, in_scope) if only is None or pair == only]
         # Secrets of the apps that changed only: work follows the change.
         secrets = secret_keys(checked.tree, apps={app for app, _ in plan})
+        origin: dict[tuple[str, str], CommitInfo] = {}
+        if not dry_run and plan:
+            last_applied = uow.get_sync_state("last_applied_commit")
+            parent_applied = last_applied is not None and commit.parents[:1] == (last_applied,)
+            in_sync = [
+                pair
+                for pair in plan
+                if parent_applied and (head := latest.get(pair)) is not None and head.reason == "commit"
+            ]
+            digests = {pair: checksums.get(pair) or checksum(checked.values.get(pair, {})) for pair in plan}
+            origin = attribute(changelog, head=commit, pairs=digests, in_sync_with_parent=in_sync)
         for app, env in plan:
             prev = latest.get((app, env))
             prev_record = uow.get_version(app, env, prev.number) if prev is not None else None
@@ -321,12 +338,16 @@ def apply_snapshot(
             version: int | None = None
             changed_keys = tuple(k.key for k in keys)
             if skipped is None and not dry_run:
+                made_by = origin.get((app, env), commit)
+                if made_by.sha != commit.sha and uow.commit_status(made_by.sha) is None:
+                    # Not applied on its own: a later commit (this one) carried its change.
+                    uow.record_commit(made_by, "superseded", f"applied as part of {commit.sha}")
                 version = uow.add_version(
                     app=app,
                     env=env,
                     values=values,
                     checksum=digest,
-                    commit_sha=commit.sha,
+                    commit_sha=made_by.sha,
                     reason="commit",
                     actor=actor,
                     changes=[KeyChange(key=k.key, change=str(k.change), old=k.old, new=k.new) for k in keys],
@@ -336,7 +357,7 @@ def apply_snapshot(
                     env=env,
                     version=version,
                     previous=prev.number if prev else None,
-                    commit=commit.sha,
+                    commit=made_by.sha,
                     keys=changed_keys,
                     reason="commit",
                     now=now(),
@@ -348,9 +369,14 @@ def apply_snapshot(
                     host=host,
                     app=app,
                     env=env,
-                    commit_sha=commit.sha,
+                    commit_sha=made_by.sha,
                     version=version,
-                    details={"changed_keys": list(changed_keys), "previous_version": prev.number if prev else None, **counts},
+                    details={
+                        "changed_keys": list(changed_keys),
+                        "previous_version": prev.number if prev else None,
+                        "applied_commit": commit.sha,
+                        **counts,
+                    },
                 )
                 messages.append(message)
             outcomes.append(
@@ -393,3 +419,41 @@ def apply_snapshot(
         new_versions=len(messages),
         notifications=tuple(messages),
     )
+
+
+FORCE_PUSH = "force-push"
+"""Audit action of a history rewrite: the commit applied next does not descend from the
+last one (a force push, a reset, `apply --rev` of an older or a side commit)."""
+
+
+def moves_backwards(*, last: str | None, target: str, is_ancestor: Callable[[str, str], bool]) -> bool:
+    """Whether ``target`` is an older commit of the history already applied (``last``'s
+    ancestor): serving it means going back on purpose (``--allow-backwards``)."""
+    return last is not None and last != target and is_ancestor(target, last)
+
+
+def history_rewritten(*, last: str | None, target: str, is_ancestor: Callable[[str, str], bool]) -> bool:
+    """Whether applying ``target`` after ``last`` leaves the line of history (``last`` is
+    not an ancestor of ``target``); ``is_ancestor`` answers False when git cannot tell."""
+    return last is not None and last != target and not is_ancestor(last, target)
+
+
+def record_force_push(
+    store: VersionStore,
+    *,
+    previous: str,
+    head: str,
+    actor: str,
+    host: str,
+    fence: tuple[str, int] | None = None,
+) -> None:
+    """Audit a history rewrite; no version is deleted. One code path for `configctl
+    apply` and the reconciler, so both write the same row."""
+    with store.unit_of_work(fence=fence) as uow:
+        uow.add_audit(
+            action=FORCE_PUSH,
+            actor=actor,
+            host=host,
+            commit_sha=head,
+            details={"previous_head": previous, "new_head": head},
+        )

@@ -37,6 +37,32 @@ def _baseline(git: GitSource, prefix: str, last_applied: object) -> Baseline | N
         return None
 
 
+def _check_direction(git: GitSource, *, last: object, target: str, allow_backwards: bool) -> bool:
+    """Refuse going back in history unless asked; True when ``target`` leaves the line of
+    history the store followed (a force push, a reset, a side commit: audited)."""
+    from configctl.errors import ConfigctlError, UsageError
+    from configctl.services import apply as apply_service
+
+    if not isinstance(last, str):
+        return False
+
+    def is_ancestor(a: str, b: str) -> bool:
+        try:
+            return git.is_ancestor(a, b)
+        except ConfigctlError:  # a commit git no longer has (rewritten away)
+            return False
+
+    if apply_service.moves_backwards(last=last, target=target, is_ancestor=is_ancestor):
+        if not allow_backwards:
+            raise UsageError(
+                f"{target[:12]} is older than the last applied commit {last[:12]} (one of its ancestors): "
+                "applying it would serve older values; nothing was written",
+                hint="pass --allow-backwards to go back on purpose, or `configctl rollback` one app",
+            )
+        return True
+    return apply_service.history_rewritten(last=last, target=target, is_ancestor=is_ancestor)
+
+
 @app.command(
     epilog=(
         "Examples:\n\n"
@@ -44,7 +70,9 @@ def _baseline(git: GitSource, prefix: str, last_applied: object) -> Baseline | N
         "  configctl apply --rev v1.4.0 --dry-run\n\n"
         "  configctl apply --db postgresql://configctl@db/configctl\n\n"
         "Applying the same commit twice writes nothing; an invalid tree writes only a\n"
-        "rejected-commit record and exits 1."
+        "rejected-commit record and exits 1. A commit older than the last applied one is\n"
+        "refused (exit 2) unless --allow-backwards; one that does not descend from it is\n"
+        "recorded as a force-push in the audit log, as the reconciler does."
     )
 )
 @context.boundary
@@ -52,12 +80,17 @@ def apply(
     *,
     rev: Annotated[str, typer.Option("--rev", help="The git revision to apply.")] = "HEAD",
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan; write nothing.")] = False,
+    allow_backwards: Annotated[
+        bool,
+        typer.Option("--allow-backwards", help="Apply a commit older than the last applied one (an ancestor of it)."),
+    ] = False,
     repo: context.RepoOption = None,
     db: sources.DbOption = None,
     out: Annotated[Output, typer.Option("--output", "-o", help="Output format.")] = Output.text,
 ) -> None:
     """Validate and resolve a commit, and write a new version for every app/env that changed."""
     from configctl.adapters import schemas
+    from configctl.adapters.git import GitChangeLog
     from configctl.cli import output
     from configctl.services import apply as apply_service
     from configctl.services.inspect import Evaluator
@@ -69,7 +102,15 @@ def apply(
     files = sources.strip_prefix(git.read_tree(sha), prefix)
     store = sources.open_store(root, db)
     try:
-        baseline = _baseline(git, prefix, store.sync_state("last_applied_commit"))
+        last_applied = store.sync_state("last_applied_commit")
+        rewritten = _check_direction(git, last=last_applied, target=sha, allow_backwards=allow_backwards)
+        if rewritten and not dry_run:
+            apply_service.record_force_push(store, previous=last_applied, head=sha, actor=sources.actor(), host=sources.host())
+            context.print_warning(
+                f"{sha[:12]} does not descend from the last applied commit {str(last_applied)[:12]}: "
+                "recorded as a history rewrite (force-push) in the audit log; no version is deleted"
+            )
+        baseline = _baseline(git, prefix, last_applied)
         evaluator = Evaluator(file_schemas=schemas.file_schemas())
         err = context.stderr()
         status = err.status(f"validating and resolving {len(files)} files at {sha[:12]}…") if err.is_terminal and len(files) > 200 else contextlib.nullcontext()
@@ -77,6 +118,7 @@ def apply(
             result = apply_service.apply_snapshot(
                 store=store, files=files, commit=commit, evaluator=evaluator, actor=sources.actor(),
                 host=sources.host(), now=lambda: datetime.now(UTC), dry_run=dry_run, baseline=baseline,
+                changelog=GitChangeLog(git, prefix),
             )
     finally:
         store.close()

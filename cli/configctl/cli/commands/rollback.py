@@ -4,11 +4,16 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from configctl.cli import context, sources
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from configctl.services.rollback import PreparedRevert, RevertPlan
 
 app = typer.Typer()
 
@@ -36,7 +41,10 @@ def _secrets(root: Path, app_name: str) -> dict[str, set[str]] | None:
         "Examples:\n\n"
         "  configctl rollback checkout production --to 7\n\n"
         "  configctl rollback checkout production --to 7 --revert   # also prepare the git revert\n\n"
-        "The pair stays pinned (apply leaves it alone) until `configctl release`."
+        "  configctl rollback checkout production --to 7 --revert --branch fix/pool\n\n"
+        "The pair stays pinned (apply leaves it alone) until `configctl release`. With\n"
+        "--revert the branch is made first: a conflict (exit 1) or a taken branch name\n"
+        "(exit 2) writes nothing. A version whose values are in service writes nothing."
     )
 )
 @context.boundary
@@ -46,38 +54,75 @@ def rollback(
     *,
     to: Annotated[int, typer.Option("--to", help="The version whose values go back into service.")],
     revert: Annotated[bool, typer.Option("--revert", help="Also prepare a git revert commit on a new branch.")] = False,
+    branch: Annotated[
+        str | None,
+        typer.Option("--branch", help="With --revert: the branch to create (default: configctl/revert-<sha>)."),
+    ] = None,
     reason: Annotated[str | None, typer.Option("--reason", help="Why (kept in the audit log).")] = None,
     repo: context.RepoOption = None,
     db: sources.DbOption = None,
 ) -> None:
     """Put version N's values back into service now, as a new version, pinned until released."""
+    from configctl.errors import UsageError
     from configctl.services import rollback as rollback_service
 
+    if branch is not None and not revert:
+        raise UsageError("--branch names the branch of the git revert: use it with --revert")
     root = context.repo_path(repo)
     secrets = _secrets(root, app_name)
+    prepare = _preparer(root, app_name, env, branch) if revert else None
     store = sources.open_store(root, db)
     try:
         result = rollback_service.rollback(
             store=store, app=app_name, env=env, to=to, actor=sources.actor(), host=sources.host(),
-            now=lambda: datetime.now(UTC), reason=reason, secrets=secrets,
+            now=lambda: datetime.now(UTC), reason=reason, secrets=secrets, prepare=prepare,
         )
     finally:
         store.close()
+    if result.version is None:
+        context.write(
+            f"{app_name}/{env}: version {to} has the values in service (version {result.previous}): "
+            "nothing to roll back, nothing written"
+        )
+        return
     context.write(
         f"{app_name}/{env}: version {result.version} now serves the values of version {to} "
         f"(was {result.previous}); pinned until `configctl release {app_name} {env}`"
     )
     if result.quarantined_commit:
         context.write(f"commit {result.quarantined_commit[:12]} is quarantined for {app_name}/{env}")
-    if revert and result.quarantined_commit:
-        git, _ = sources.git_source(root)
-        branch = f"configctl/revert-{result.quarantined_commit[:12]}"
-        sha = git.prepare_revert(
-            result.quarantined_commit,
-            branch=branch,
-            message=f"Revert {result.quarantined_commit[:12]} ({app_name}/{env} rolled back to version {to})",
+    if result.revert is not None:
+        context.write(
+            f"prepared revert commit {result.revert.commit[:12]} on branch {result.revert.branch}: "
+            "push it and open a pull request"
         )
-        context.write(f"prepared revert commit {sha[:12]} on branch {branch}: push it and open a pull request")
+
+
+def _preparer(root: Path, app_name: str, env: str, branch: str | None) -> Callable[[RevertPlan], PreparedRevert]:
+    """The git side of `rollback --revert`, run before the store writes anything.
+
+    It undoes, in the files that resolve APP/ENV only, the commits of the versions being
+    rolled back (newest first), on a new branch; other changes of those commits stay.
+    """
+    from configctl.services.attribution import pair_paths
+    from configctl.services.rollback import PreparedRevert
+
+    git, prefix = sources.git_source(root)
+    p = prefix.strip("/") + "/" if prefix.strip("/") else ""
+    paths = [p + path for path in pair_paths(app_name, env)]
+
+    def prepare(plan: RevertPlan) -> PreparedRevert:
+        name = branch or f"configctl/revert-{plan.commits[0][:12]}"
+        shorts = ", ".join(c[:12] for c in plan.commits)
+        new = git.prepare_path_revert(
+            plan.commits,
+            paths=paths,
+            branch=name,
+            message=f"Revert {shorts} for {app_name}/{env} (rolled back to version {plan.to})",
+        )
+        return PreparedRevert(branch=name, commit=new, reverted=plan.commits, undo=lambda: git.delete_branch(name, new))
+
+    return prepare
 
 
 @app.command(epilog="Example:\n\n  configctl release checkout production")
