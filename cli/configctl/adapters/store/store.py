@@ -858,6 +858,15 @@ class SqlStore:
         with self._read() as s:
             return _sync_state(s, name)
 
+    def sync_states(self, prefix: str) -> dict[str, Any]:
+        """Every non-null sync-state value whose name starts with ``prefix`` (e.g. the
+        quarantines, ``quarantine:<app>:<env>``), in one query."""
+        with self._read() as s:
+            rows = s.execute(
+                select(m.SyncState.name, m.SyncState.value).where(m.SyncState.name.startswith(prefix, autoescape=True))
+            )
+            return {name: value for name, value in rows if value is not None}
+
     # -- outbox -------------------------------------------------------------------------
 
     def pending_outbox(self, limit: int) -> list[OutboxRecord]:

@@ -11,6 +11,8 @@ from configctl.cli import context
 from configctl.cli.exit_codes import ExitCode
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from configctl.services.diff import DiffResult
 
 app = typer.Typer()
@@ -108,7 +110,8 @@ def render_markdown(result: DiffResult, base_label: str, head_label: str) -> str
         "  configctl diff main                 # main against the working tree\n\n"
         "  configctl diff main my-branch --format markdown > comment.md\n\n"
         "  configctl diff origin/main HEAD --exit-code   # exit 1 when something changes\n\n"
-        "Needs only the git repository: no database, no cluster credentials."
+        "  configctl diff --served checkout production   # what is served vs git HEAD\n\n"
+        "Needs only the git repository (--served reads the store too): no cluster credentials."
     )
 )
 @context.boundary
@@ -119,6 +122,17 @@ def diff(
     repo: context.RepoOption = None,
     fmt: Annotated[Format, typer.Option("--format", "-f", help="Output format.")] = Format.text,
     exit_code: Annotated[bool, typer.Option("--exit-code", help="Exit 1 when something changes, like `git diff --exit-code`.")] = False,
+    served: Annotated[
+        bool,
+        typer.Option(
+            "--served",
+            help="Compare what the store serves for APP ENV (the two arguments) with what git HEAD resolves to.",
+        ),
+    ] = False,
+    db: Annotated[
+        str | None,
+        typer.Option("--db", envvar="CONFIGCTL_DB", help="With --served: the store URL (see `configctl apply --help`).", show_default=False),
+    ] = None,
 ) -> None:
     """Show the resolved, key-by-key difference of every app and environment between two revisions."""
     from configctl.adapters import schemas
@@ -127,6 +141,9 @@ def diff(
     from configctl.services.inspect import Evaluator
 
     root = context.repo_path(repo)
+    if served:
+        _served(root, base, head, db=db, fmt=fmt, exit_code=exit_code)
+        return
     base_rev = base if base is not None else "HEAD"
     base_files = sources.snapshot(root, base_rev)
     head_files = sources.snapshot(root, head)
@@ -149,4 +166,66 @@ def diff(
                 f"{head_label} has {len(result.head_report.errors)} validation error(s); run `configctl validate`"
             )
     if exit_code and not result.diff.empty:
+        raise typer.Exit(ExitCode.FINDINGS)
+
+
+def _served(root: Path, app_name: str | None, env: str | None, *, db: str | None, fmt: Format, exit_code: bool) -> None:
+    """`diff --served APP ENV`: the store's snapshot in service (old) against git HEAD (new),
+    like `kubectl diff` (live against desired). Secret values are redacted; with the
+    app's schema not at HEAD, every value is."""
+    from configctl.cli import output, sources
+    from configctl.core import tree as tree_mod
+    from configctl.core.model import Report
+    from configctl.errors import UsageError
+    from configctl.services import drift as drift_service
+    from configctl.services.diff import DiffResult
+    from configctl.services.inspect import require_pair, secret_keys
+
+    if app_name is None or env is None:
+        raise UsageError("--served needs APP and ENV: configctl diff --served APP ENV")
+    git, prefix = sources.git_source(root)
+    head_sha = git.head()
+    if head_sha is None:
+        raise UsageError(f"{root}: the git repository has no commits yet")
+    files = sources.strip_prefix(git.read_tree(head_sha), prefix)
+    tree = tree_mod.build(files)
+    store = sources.open_store(root, db)
+    try:
+        record = store.get_version(app_name, env)
+    finally:
+        store.close()
+    if record is None:
+        require_pair(tree, app_name, env)  # an unknown pair is a usage error, with a did-you-mean
+    in_git = (
+        drift_service.resolve_all({p: e for p, e in files.items() if not p.startswith("apps/") or p.startswith(f"apps/{app_name}/")}).get(
+            (app_name, env)
+        )
+        if app_name in tree.apps and env in tree.environments
+        else None
+    )
+    secrets = secret_keys(tree, apps=[app_name]).get(app_name) if app_name in tree.apps else None
+    if secrets is None and app_name in tree.apps and tree.apps[app_name].schema_path is None:
+        secrets = set()  # no schema: nothing is marked secret
+    tree_diff = drift_service.served_diff(
+        app=app_name, env=env, served=record.values if record is not None else None, in_git=in_git, secrets=secrets
+    )
+    result = DiffResult(diff=tree_diff, base_report=Report(), head_report=Report(), rollouts_touched=())
+    served_label = f"served v{record.number}" if record is not None else "served (nothing)"
+    head_label = f"HEAD {head_sha[:12]}"
+    if fmt is Format.json:
+        payload = tree_diff.to_dict()
+        payload["base"] = "served"
+        payload["head"] = head_sha
+        payload["app"] = app_name
+        payload["env"] = env
+        payload["served"] = (
+            {"version": record.number, "commit": record.commit_sha, "reason": record.reason} if record is not None else None
+        )
+        payload["in_sync"] = tree_diff.empty
+        context.write(output.dumps_json(payload))
+    elif fmt is Format.markdown:
+        context.write(render_markdown(result, served_label, head_label))
+    else:
+        render_text(result, served_label, head_label)
+    if exit_code and not tree_diff.empty:
         raise typer.Exit(ExitCode.FINDINGS)

@@ -253,7 +253,12 @@ def audit(
 
 
 @app.command(
-    epilog="Examples:\n\n  configctl status\n\n  configctl status -o json",
+    epilog=(
+        "Examples:\n\n  configctl status\n\n  configctl status -o json\n\n"
+        "  configctl status --exit-code   # exit 1 when anything is pending, drifting or rejected\n\n"
+        "Drift lists every app/env whose served values differ from what git HEAD resolves to,\n"
+        "with the reason: pinned, quarantined, rejected, force-push, pending or out-of-sync."
+    ),
 )
 @context.boundary
 def status(
@@ -261,10 +266,17 @@ def status(
     repo: context.RepoOption = None,
     db: sources.DbOption = None,
     out: OutputOption = Output.text,
+    exit_code: Annotated[
+        bool,
+        typer.Option("--exit-code", help="Exit 1 when anything is pending, drifting or rejected, like `diff --exit-code`."),
+    ] = False,
 ) -> None:
-    """Last applied commit, commits not yet applied, rejected commits, pins and drift."""
+    """Last applied commit, commits not yet applied, rejected commits, pins and drift from git HEAD."""
     from configctl.cli import output
+    from configctl.cli.exit_codes import ExitCode
     from configctl.errors import ConfigctlError
+    from configctl.services import drift as drift_service
+    from configctl.services.apply import QUARANTINE_PREFIX
 
     root = context.repo_path(repo)
     store = sources.open_store(root, db)
@@ -273,36 +285,70 @@ def status(
         last_attempted = store.sync_state("last_attempted_commit")
         rejected = store.commits(status="rejected")
         pins = store.pins()
-        latest = store.latest_versions()
+        heads = store.latest_heads()
+        quarantines = store.sync_states(QUARANTINE_PREFIX)
+        head: str | None = None
+        pending: list[dict[str, Any]] = []
+        between: set[str] = set()
+        rewritten = False
+        in_git: dict[tuple[str, str], dict[str, Any]] | None = None
+        try:
+            git, prefix = sources.git_source(root)
+            head = git.head()
+            if head is not None and head != last_applied:
+                if isinstance(last_applied, str):
+                    try:
+                        rewritten = not git.is_ancestor(last_applied, head)
+                    except ConfigctlError:  # the commit is gone from the repository
+                        rewritten = True
+                base = None if rewritten or not isinstance(last_applied, str) else last_applied
+                if rewritten:
+                    listed = [git.commit_info(head)]
+                    between = {head}
+                else:
+                    listed = git.commits_between(base, head, prefix=prefix)
+                    between = {c.sha for c in git.commits_between(base, head)}
+                for c in listed:
+                    pending.append({"commit": c.sha, "author": c.author_email, "message": c.message.splitlines()[0] if c.message else ""})
+            if head is not None:
+                in_git = drift_service.resolve_all(sources.strip_prefix(git.read_tree(head), prefix))
+        except ConfigctlError:
+            head = None
+        # A rejected commit blocks only while it is HEAD or on the way to it: one that an
+        # applied commit has superseded is history (the audit log keeps it).
+        blocking = [c for c in rejected if c.info.sha in between] if head is not None else rejected
+        head_rejected = head is not None and any(c.info.sha == head for c in rejected)
+        head_reason: str | None = None
+        if head is not None and head != last_applied:
+            head_reason = "rejected" if head_rejected else "force-push" if rewritten else "pending"
+        drifts: list[drift_service.Drift] = []
+        latest: dict[tuple[str, str], Any] = {}
+
+        def load(app_name: str, env_name: str) -> Any:
+            record = store.get_version(app_name, env_name)
+            latest[(app_name, env_name)] = record
+            return record.values if record is not None else None
+
+        if in_git is not None:
+            quarantined = set()
+            for name in quarantines:
+                _, _, rest = name.partition(QUARANTINE_PREFIX)
+                app_part, _, env_part = rest.partition(":")
+                quarantined.add((app_part, env_part))
+            drifts = drift_service.find_drift(
+                served=heads, in_git=in_git, load_served=load, pinned={(p.app, p.env) for p in pins},
+                quarantined=quarantined, head_reason=head_reason,
+            )
+        for p in pins:
+            if (p.app, p.env) not in latest:
+                latest[(p.app, p.env)] = store.get_version(p.app, p.env)
     finally:
         store.close()
-    head: str | None = None
-    pending: list[dict[str, Any]] = []
-    in_git: dict[tuple[str, str], dict[str, Any]] | None = None
-    try:
-        git, prefix = sources.git_source(root)
-        head = git.head()
-        if head is not None and head != last_applied:
-            for c in git.commits_between(last_applied, head):
-                pending.append({"commit": c.sha, "author": c.author_email, "message": c.message.splitlines()[0] if c.message else ""})
-        if head is not None and pins:
-            # What git says each pinned pair should serve: the drift is the difference.
-            from configctl.services.inspect import resolved_values
-
-            files = sources.strip_prefix(git.read_tree(head), prefix)
-            in_git = resolved_values(files, [(p.app, p.env) for p in pins])
-    except ConfigctlError:
-        head = None
-    drift: list[dict[str, Any]] = []
+    drift_keys_of = {(d.app, d.env): list(d.keys) for d in drifts}
+    pin_rows: list[dict[str, Any]] = []
     for p in pins:
         served = latest.get((p.app, p.env))
-        drift_keys: list[str] | None = None
-        if in_git is not None:
-            from configctl.core.diff import diff_values
-
-            # key names only: no values, so no secret can show here
-            drift_keys = [k.key for k in diff_values(served.values if served else None, in_git[(p.app, p.env)])]
-        drift.append(
+        pin_rows.append(
             {
                 "app": p.app,
                 "env": p.env,
@@ -312,37 +358,50 @@ def status(
                 "reason": p.reason,
                 "actor": p.actor,
                 "since": _iso(p.created_at),
-                "drift_keys": drift_keys,
+                # key names only: no values, so no secret can show here
+                "drift_keys": drift_keys_of.get((p.app, p.env), []) if in_git is not None else None,
             }
         )
     rejected_rows = [
-        {"commit": c.info.sha, "author": c.info.author_email, "reason": c.reason, "recorded_at": _iso(c.recorded_at)}
-        for c in rejected
+        {"commit": c.info.sha, "author": c.info.author_email, "reason": c.reason, "recorded_at": _iso(c.recorded_at), "blocking": True}
+        for c in blocking
     ]
+    in_sync = not pending and not drifts and not rejected_rows
     payload = {
         "head": head,
         "last_applied_commit": last_applied,
         "last_attempted_commit": last_attempted,
         "pending_commits": pending,
         "rejected_commits": rejected_rows,
-        "pins": drift,
-        "versions": len(latest),
+        "pins": pin_rows,
+        "versions": len(heads),
+        "history_rewritten": rewritten,
+        "drift": [d.to_dict() for d in drifts],
+        "in_sync": in_sync,
     }
     if out is Output.json:
         context.write(output.dumps_json(payload))
-        return
+    else:
+        _status_text(payload, drifts, known=in_git is not None)
+    if exit_code and not in_sync:
+        raise typer.Exit(ExitCode.FINDINGS)
+
+
+def _status_text(payload: dict[str, Any], drifts: list[Any], *, known: bool) -> None:
+    head, pending, rejected_rows, pins = payload["head"], payload["pending_commits"], payload["rejected_commits"], payload["pins"]
     lines = [
         f"HEAD:                 {_short(head)}",
-        f"last applied commit:  {_short(last_applied)}",
-        f"last attempted:       {_short(last_attempted)}",
-        f"app/env pairs served: {len(latest)}",
+        f"last applied commit:  {_short(payload['last_applied_commit'])}"
+        + ("  (no longer in HEAD's history: force push)" if payload["history_rewritten"] else ""),
+        f"last attempted:       {_short(payload['last_attempted_commit'])}",
+        f"app/env pairs served: {payload['versions']}",
         f"commits not applied:  {len(pending)}",
     ]
     lines += [f"  {_short(c['commit'])} {c['author']} {c['message']}" for c in pending[:20]]
     lines.append(f"rejected commits:     {len(rejected_rows)}")
     lines += [f"  {_short(c['commit'])} {(c['reason'] or '').splitlines()[0] if c['reason'] else ''}" for c in rejected_rows[:20]]
-    lines.append(f"pins (drift from git): {len(drift)}")
-    for d in drift:
+    lines.append(f"pins (drift from git): {len(pins)}")
+    for d in pins:
         lines.append(
             f"  {d['app']}/{d['env']} pinned at v{d['pinned_version']} by {d['actor']} ({d['reason']}); quarantined commit {_short(d['quarantined_commit'])}"
         )
@@ -353,4 +412,15 @@ def status(
             lines.append(f"    differs from git HEAD in {len(d['drift_keys'])} key(s): {shown}")
         else:
             lines.append("    same values as git HEAD")
+    if not known:
+        lines.append("drift from git HEAD:  unknown (no git HEAD)")
+    else:
+        lines.append(f"drift from git HEAD:  {len(drifts)}")
+        for dr in drifts[:50]:
+            served = f"v{dr.served_version}" if dr.served_version is not None else "nothing"
+            shown = ", ".join(dr.keys[:6]) + (" …" if len(dr.keys) > 6 else "")
+            lines.append(f"  {dr.app}/{dr.env}: {dr.reason}, serves {served}, {len(dr.keys)} key(s) differ: {shown}")
+        if len(drifts) > 50:
+            lines.append(f"  … and {len(drifts) - 50} more (configctl status -o json)")
+    lines.append("in sync with git HEAD: " + ("yes" if payload["in_sync"] else "no"))
     context.write("\n".join(lines))
