@@ -305,7 +305,7 @@ def apply_snapshot(
         # Secrets of the apps that changed only: work follows the change.
         secrets = secret_keys(checked.tree, apps={app for app, _ in plan})
         origin: dict[tuple[str, str], CommitInfo] = {}
-        if not dry_run and plan:
+        if not dry_run and any(pair not in pins for pair in plan):
             last_applied = uow.get_sync_state("last_applied_commit")
             parent_applied = last_applied is not None and commit.parents[:1] == (last_applied,)
             in_sync = [
@@ -313,7 +313,9 @@ def apply_snapshot(
                 for pair in plan
                 if parent_applied and (head := latest.get(pair)) is not None and head.reason == "commit"
             ]
-            digests = {pair: checksums.get(pair) or checksum(checked.values.get(pair, {})) for pair in plan}
+            digests = {
+                pair: checksums.get(pair) or checksum(checked.values.get(pair, {})) for pair in plan if pair not in pins
+            }
             origin = attribute(changelog, head=commit, pairs=digests, in_sync_with_parent=in_sync)
         for app, env in plan:
             prev = latest.get((app, env))

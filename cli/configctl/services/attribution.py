@@ -29,6 +29,7 @@ recorded, as before.
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from configctl.core import resolve as resolve_mod
@@ -69,6 +70,48 @@ def feeds(path: str, app: str, env: str) -> bool:
         return False
     rest = path[len(prefix) :]
     return not rest.startswith("envs/") or rest == f"envs/{env}.yaml"
+
+
+@dataclass(frozen=True, slots=True)
+class _Touched:
+    """The pairs one commit's changed paths can reach, answerable in O(1) per pair."""
+
+    everything: bool
+    envs: frozenset[str]
+    apps: Mapping[str, frozenset[str] | None]
+    """app -> the environments whose app file changed; None: every environment."""
+
+    @classmethod
+    def of(cls, paths: Collection[str]) -> _Touched:
+        everything = False
+        envs: set[str] = set()
+        apps: dict[str, set[str] | None] = {}
+        for path in paths:
+            if path in (tree_mod.REPO_FILE, tree_mod.GLOBAL_FILE):
+                everything = True
+            elif path.startswith("environments/") and path.endswith(".yaml"):
+                envs.add(path[len("environments/") : -len(".yaml")])
+            elif path.startswith("apps/") and path.count("/") >= 2:
+                _, app, rest = path.split("/", 2)
+                if rest.startswith("envs/"):
+                    current = apps.setdefault(app, set())
+                    if current is not None and rest.endswith(".yaml") and rest.count("/") == 1:
+                        current.add(rest[len("envs/") : -len(".yaml")])
+                else:
+                    apps[app] = None
+        return cls(
+            everything=everything,
+            envs=frozenset(envs),
+            apps={a: (frozenset(e) if e is not None else None) for a, e in apps.items()},
+        )
+
+    def reaches(self, app: str, env: str) -> bool:
+        if self.everything or env in self.envs:
+            return True
+        if app not in self.apps:
+            return False
+        only = self.apps[app]
+        return only is None or env in only
 
 
 def pair_paths(app: str, env: str) -> tuple[str, ...]:
@@ -134,10 +177,11 @@ def attribute(
         return out
     trees = _Trees(log, max_trees)
     infos: dict[str, CommitInfo] = {head.sha: head}
+    touched = [(sha, parent, _Touched.of(paths)) for sha, parent, paths in commits]
     for app, env in todo:
         found: str | None = None
-        for sha, parent, paths in commits:
-            if not any(feeds(p, app, env) for p in paths):
+        for sha, parent, reach in touched:
+            if not reach.reaches(app, env):
                 continue
             # The pair's values at this commit are HEAD's: no newer commit touched its files.
             before = trees.checksum(parent, app, env)
