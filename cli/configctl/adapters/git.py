@@ -144,8 +144,13 @@ class GitSource:
         self.bare = repo.bare
         repo.close()
         self.timeout = timeout
-        self._config = dict(config or {})
-        self._env = dict(env or {})
+        # Signature checks (every `git log` with %G?) never use the user's own keyring or
+        # git's ambient allowed-signers file: see configctl.adapters.signing.
+        from configctl.adapters import signing
+
+        checks = signing.from_environment()
+        self._config = {**checks.config, **(config or {})}
+        self._env = {**checks.env, **(env or {})}
         self._blobs = _BlobCache(blob_cache_bytes)
 
     @classmethod
