@@ -37,10 +37,12 @@ from configctl.errors import GitError, RevisionNotFound, UsageError
 
 __all__ = [
     "DEFAULT_TIMEOUT",
+    "abort_all",
     "check_branch",
     "check_url",
     "clone",
     "fetch",
+    "first_parents",
     "group_members",
     "is_ancestor",
     "log_range",
@@ -51,6 +53,7 @@ __all__ = [
     "rev_parse",
     "run_git",
     "run_git_bytes",
+    "use_signature_keys",
 ]
 
 DEFAULT_TIMEOUT = 120.0
@@ -78,6 +81,56 @@ _USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/@\s]+@")
 
 #: How long to wait for the members of a killed process group to disappear.
 _REAP_TIMEOUT = 5.0
+
+_INFLIGHT: dict[int, subprocess.Popen[bytes]] = {}
+"""Running git children by pid (= their process group id), for :func:`abort_all`. Plain
+dict operations only (atomic under the GIL): :func:`abort_all` runs in a signal handler,
+which interrupts the main thread wherever it is, so a lock could deadlock."""
+
+_ABORTING = False
+
+
+def abort_all() -> int:
+    """SIGKILL every git child still running, with its whole process group (SIGTERM's
+    path: a fetch from a remote that hangs must not hold up shutdown for ``--git-timeout``).
+
+    The calls in flight return at once with a GitError; calls started afterwards fail at
+    once too. Returns how many groups were killed.
+    """
+    global _ABORTING
+    _ABORTING = True
+    killed = 0
+    for pid in list(_INFLIGHT):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGKILL)
+            killed += 1
+    return killed
+
+
+_SIGNATURES: tuple[tuple[str, ...], dict[str, str]] | None = None
+
+
+def use_signature_keys(
+    *, gnupg_home: str | None = None, allowed_signers: str | None = None
+) -> None:
+    """Point every later git call at configctl's signature keys (see
+    :mod:`configctl.adapters.signing`); until called, at none (an empty private keyring)."""
+    global _SIGNATURES
+    from configctl.adapters import signing
+
+    checks = signing.verification(gnupg_home=gnupg_home, allowed_signers=allowed_signers)
+    _SIGNATURES = (tuple(checks.config_args()), dict(checks.env))
+
+
+def _signatures() -> tuple[tuple[str, ...], dict[str, str]]:
+    if _SIGNATURES is None:
+        use_signature_keys()
+    return _SIGNATURES or ((), {})
+
+
+def _aborting() -> bool:
+    """Read at call time (a signal handler may have set it since the last look)."""
+    return _ABORTING
 
 
 def redact(text: str) -> str:
@@ -261,12 +314,17 @@ def _run_git_raw(
     input: bytes | None,
 ) -> tuple[int, bytes, bytes]:
     what = args[0] if args else "git"
-    argv = ["git", *_BASE_CONFIG, *args]
+    if _aborting():
+        raise GitError(f"git {what} not started: the reconciler is stopping")
+    # Any git call may check a signature (`%G?` in a log format): never with the user's
+    # keyring. The caller's own -c and environment come later and win.
+    sig_config, sig_env = _signatures()
+    argv = ["git", *_BASE_CONFIG, *sig_config, *args]
     try:
         proc = subprocess.Popen(
             argv,
             cwd=cwd,
-            env=git_env(env),
+            env=git_env({**sig_env, **(env or {})}),
             stdin=subprocess.DEVNULL if input is None else subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -278,7 +336,10 @@ def _run_git_raw(
         )
     except OSError as exc:
         raise GitError(f"cannot run git: {exc.strerror or exc}") from exc
+    _INFLIGHT[proc.pid] = proc
     try:
+        if _aborting():  # stopped between the check above and the registration
+            os.killpg(proc.pid, signal.SIGKILL)
         out, err = proc.communicate(input=input, timeout=timeout)
     except subprocess.TimeoutExpired as exc:
         _kill_group(proc)
@@ -289,9 +350,17 @@ def _run_git_raw(
     except BaseException:
         _kill_group(proc)
         raise
+    finally:
+        _INFLIGHT.pop(proc.pid, None)
     # A helper that outlived git (it should not) would be an orphan: end it now.
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
+    if _aborting():
+        # wait (bounded) until every helper of the aborted call is gone: no orphans
+        deadline = time.monotonic() + _REAP_TIMEOUT
+        while group_members(proc.pid) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        raise GitError(f"git {what} aborted: the reconciler is stopping")
     return proc.returncode, out, err
 
 
@@ -478,6 +547,20 @@ def log_range(
             if len(info.parents) == 1:
                 on_changes(info.sha, info.parents[0], parse_raw(fields))
     return commits
+
+
+def first_parents(
+    repo: str | os.PathLike[str], head: str, limit: int, *, timeout: float = LOCAL_TIMEOUT
+) -> list[CommitInfo]:
+    """``head`` and its first-parent ancestors, newest first, at most ``limit`` of them."""
+    if not _OBJECT_ID.fullmatch(head):
+        raise RevisionNotFound(f"not a full commit id: {head!r}")
+    out = run_git(
+        ["log", "-z", "--no-color", "--no-show-signature", "--first-parent", f"--max-count={int(limit)}",
+         "--format=" + "%x1f".join(_LOG_FIELDS), head, "--"],
+        cwd=repo, timeout=timeout,
+    )  # fmt: skip
+    return [_commit_record(token) for token in out.split("\0") if token.strip()]
 
 
 def _commit_record(record: str) -> CommitInfo:

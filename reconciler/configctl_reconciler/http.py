@@ -15,14 +15,14 @@ Endpoints:
 |---|---|
 | ``GET /livez`` | 200 while the loop makes progress (``alive``), else 503. For the liveness probe: a restart helps only then. |
 | ``GET /readyz`` | 200 if the store is reachable, else 503. A standby is ready (it serves reads). Body: ``{"ready", "role", "store_reachable", "degraded"}``. |
-| ``GET /healthz`` | 200 if alive and the store is reachable, else 503; body: the whole status, with ``"status": "ok" | "degraded" | "unavailable"``. For people and monitors. |
+| ``GET /healthz`` | 200 if alive and the store is reachable, else 503; body: the whole status, with ``"status": "ok" | "degraded" | "unavailable"`` (``degraded``: a dependency is down, or the branch head is rejected -- ``"head_rejected": {"commit", "reason"}``). For people and monitors. |
 | ``GET /metrics`` | Prometheus text exposition of the given registry. |
 | ``POST /hooks/git`` | GitHub / GitLab / Gitea push. 401 if the proof is missing or wrong (nothing is triggered), 400 if the payload is unreadable, 413 if larger than ``max_body``, 200 for other events (ping), 202 when the push was handed to ``on_push``. |
-| ``GET /api/v1/snapshots/<app>/<env>`` | The cached snapshot as JSON, 404 if none, 503 if the backend fails. |
+| ``GET /api/v1/snapshots/<app>/<env>`` | The cached snapshot as JSON, 404 if none (or if the API is off), 503 if the backend fails. |
 
-The snapshot API returns configuration values, which may be secrets, and has no
-authentication of its own: expose it only inside the cluster (a NetworkPolicy), or do
-not pass ``get_snapshot``.
+The snapshot API returns configuration values, secrets in clear, and has no
+authentication of its own: the reconciler passes ``get_snapshot`` only with
+``--serve-snapshots`` (off by default); expose it only inside the cluster (a NetworkPolicy).
 
 Each connection gets ``request_timeout`` seconds per socket operation, so a slow client
 cannot hold a thread forever; request bodies are read only up to ``max_body`` bytes.
@@ -68,6 +68,9 @@ class HealthStatus:
     """Dependencies that are down while we keep working without them (``redis``, ``rabbitmq``, ``git``)."""
     alive: bool = True
     """The loop is making progress (its heartbeat is fresh): the liveness condition."""
+    head_rejected: Mapping[str, str] | None = None
+    """``{"commit", "reason"}`` while the branch head is rejected: the last good configuration
+    is served, but not what git says -- ``/healthz`` reports ``degraded``."""
     detail: Mapping[str, Any] = field(default_factory=dict)
     """Extra JSON-safe facts for ``/healthz`` (last applied and attempted commit, ...)."""
 
@@ -233,7 +236,11 @@ def _make_handler(
                 self._json(HTTPStatus.SERVICE_UNAVAILABLE, {"status": "unavailable", "error": "status unavailable"})
                 return
             healthy = st.alive and st.store_reachable
-            overall = "unavailable" if not healthy else ("degraded" if st.degraded else "ok")
+            overall = (
+                "unavailable"
+                if not healthy
+                else ("degraded" if st.degraded or st.head_rejected else "ok")
+            )
             self._json(
                 HTTPStatus.OK if healthy else HTTPStatus.SERVICE_UNAVAILABLE,
                 {
@@ -242,6 +249,7 @@ def _make_handler(
                     "alive": st.alive,
                     "store_reachable": st.store_reachable,
                     "degraded": sorted(st.degraded),
+                    "head_rejected": dict(st.head_rejected) if st.head_rejected else None,
                     "detail": dict(st.detail),
                 },
             )

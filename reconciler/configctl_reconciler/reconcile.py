@@ -36,7 +36,7 @@ from typing import Any, NamedTuple
 
 from configctl.core.cache import CachedSnapshot
 from configctl.core.records import CommitInfo
-from configctl.errors import BackendError, CacheError, GitError
+from configctl.errors import BackendError, CacheError, GitError, UsageError
 from configctl.services import apply as apply_service
 from configctl.services import relay as relay_service
 from configctl.services.inspect import Evaluator
@@ -79,6 +79,10 @@ class PassResult:
     """Outbox rows still unpublished after the pass (None if it could not be read)."""
     drained: bool = False
     """A relay in this pass found nothing more to publish after its last commit."""
+    head_rejected: tuple[str, str] | None = None
+    """(commit, why) when the branch head is recorded as rejected, whichever pass did it."""
+    fallback: str | None = None
+    """The older commit applied because the head was rejected and nothing was served yet."""
 
     @property
     def behind(self) -> bool:
@@ -117,6 +121,15 @@ class Deps:
     write of ours fails its fencing check anyway."""
     metrics: Any = None
     now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    history: Callable[[str, int], list[CommitInfo]] | None = None
+    """``(head, n) -> head and its first-parent ancestors, newest first, at most n``: where
+    the first start looks for something valid to serve when the head is rejected."""
+    layout_checked: bool = False
+    """The first fetched head was checked to hold ``<prefix>/configctl.yaml``."""
+    fallback_tried: bool = False
+    """This process already looked for an older valid commit to serve (once is enough)."""
+    head_status: tuple[str, tuple[str, str] | None] | None = None
+    """(head, (commit, why) if rejected): the store's verdict on the head, read once per head."""
     last_applied: apply_service.Baseline | None = None
     """The tree of the last commit this process applied: the next apply evaluates only
     what changed since (apply re-checks, inside the writer lock, that the store still
@@ -361,6 +374,119 @@ def _up(deps: Deps, dependency: str, up: bool) -> None:
         deps.metrics.set_dependency_up(dependency, up)
 
 
+CONFIG_FILE = "configctl.yaml"
+
+FALLBACK_DEPTH = 100
+"""How many first-parent ancestors of a rejected head the first start looks through."""
+
+
+def check_layout(deps: Deps, head: str) -> None:
+    """The fetched head holds ``<prefix>/configctl.yaml``, or the ``--path`` is wrong.
+
+    Checked once, on the first fetch: a wrong ``--path`` (or a repository that is no
+    configctl repository) is the operator's mistake to fix, a usage error that records
+    nothing -- not a rejected commit that would then never be applied.
+    """
+    read_tree = deps.read_tree if deps.read_tree is not None else deps.git.read_tree
+    files = _strip(read_tree(head), deps.prefix)
+    if CONFIG_FILE not in files:
+        where = f"{deps.prefix.strip('/')}/{CONFIG_FILE}" if deps.prefix.strip("/") else CONFIG_FILE
+        raise UsageError(
+            f"--path {deps.prefix or '/'}: the branch head {head[:12]} has no {where}",
+            hint="--path (CONFIGCTL_PATH) names the folder of the repository that holds configctl.yaml",
+        )
+
+
+def head_verdict(deps: Deps, head: str, result: PassResult) -> tuple[str, str] | None:
+    """(head, why) if the store records the branch head as rejected, else None."""
+    if head in result.applied:
+        verdict = None
+    elif (
+        head in result.rejected
+        and result.last_rejected is not None
+        and result.last_rejected[0] == head
+    ):
+        verdict = result.last_rejected
+    elif deps.head_status is not None and deps.head_status[0] == head:
+        return deps.head_status[1]
+    else:
+        record = deps.store.get_commit(head)
+        verdict = (
+            (head, record.reason or "rejected")
+            if record is not None and record.status == "rejected"
+            else None
+        )
+    deps.head_status = (head, verdict)
+    return verdict
+
+
+def serve_newest_valid(
+    deps: Deps, head: str, *, fence: tuple[str, int] | None, result: PassResult
+) -> None:
+    """On a store that serves nothing yet, apply the newest valid ancestor of a rejected head.
+
+    A first start on a branch whose head is invalid (or not signed by an allowed key)
+    would otherwise serve nothing at all until someone fixes the branch. Only first
+    parents are looked at, newest first, at most :data:`FALLBACK_DEPTH`; a candidate is
+    judged without writing anything (signature, then the whole tree), so the commits
+    passed over are not recorded. The cursor stays at the head: the next new commit is
+    applied as usual, and the head stays reported as rejected.
+    """
+    if deps.store.sync_state("last_applied_commit") is not None or deps.history is None:
+        return
+    for commit in deps.history(head, FALLBACK_DEPTH + 1)[1:]:
+        if deps.verify is not None:
+            verdict = deps.verify(commit.sha)
+            if not verdict.ok:
+                continue
+            commit = dataclasses.replace(
+                commit, signature_status=verdict.status, signer=verdict.signer
+            )
+        read_tree = deps.read_tree if deps.read_tree is not None else deps.git.read_tree
+        files = _strip(read_tree(commit.sha), deps.prefix)
+        if not deps.evaluator.check(files).report.valid:
+            continue
+        outcome = apply_service.apply_snapshot(
+            store=deps.store, files=files, commit=commit, evaluator=deps.evaluator, actor=ACTOR,
+            host=deps.host, now=deps.now, fence=fence,
+        )  # fmt: skip
+        if outcome.status == "rejected":
+            continue
+        with deps.store.unit_of_work(fence=fence) as uow:
+            # what was last attempted is still the head; the cursor never left it
+            uow.set_sync_state("last_attempted_commit", head)
+            uow.add_audit(
+                action="commit.fallback",
+                actor=ACTOR,
+                host=deps.host,
+                commit_sha=commit.sha,
+                details={
+                    "rejected_head": head,
+                    "reason": "first start: the head is rejected and nothing was served",
+                },
+            )
+        deps.last_applied = apply_service.Baseline(commit=commit.sha, files=files)
+        result.applied.append(commit.sha)
+        result.fallback = commit.sha
+        result.new_versions += outcome.new_versions
+        if deps.metrics is not None:
+            deps.metrics.commit_applied()
+        log.warning(
+            "nothing was served and the head %s is rejected: serving %s, its newest valid ancestor",
+            head[:12],
+            commit.sha[:12],
+        )
+        warm(deps, [(m["app"], m["env"]) for m in outcome.notifications], result)
+        if outcome.notifications:
+            relay(deps, result)
+        return
+    log.error(
+        "nothing is served: the head %s is rejected and none of its last %d ancestors is valid",
+        head[:12],
+        FALLBACK_DEPTH,
+    )
+
+
 def reconcile_once(deps: Deps, *, fence: tuple[str, int] | None) -> PassResult:
     """One pass: fetch, apply every pending commit in order, warm, relay."""
     result = PassResult()
@@ -380,9 +506,16 @@ def reconcile_once(deps: Deps, *, fence: tuple[str, int] | None) -> PassResult:
             raise
         _up(deps, "git", True)
         result.head = head
+        if not deps.layout_checked:
+            check_layout(deps, head)
+            deps.layout_checked = True
         for commit in pending_commits(deps, head, result, fence=fence):
             result.drained = False  # rows may be written from now on
             apply_commit(deps, commit, fence=fence, result=result)
+        result.head_rejected = head_verdict(deps, head, result)
+        if result.head_rejected is not None and not deps.fallback_tried:
+            deps.fallback_tried = True
+            serve_newest_valid(deps, head, fence=fence, result=result)
         catch_up(deps, result)
         ok = True
         return result

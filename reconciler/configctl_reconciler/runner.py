@@ -24,6 +24,7 @@ import json
 import logging
 import os
 import random
+import re
 import shutil
 import signal
 import socket
@@ -41,6 +42,7 @@ from configctl.errors import (
     FencingError,
     GitError,
     StoreError,
+    UsageError,
     UserError,
 )
 from configctl_reconciler.reconcile import (
@@ -74,9 +76,13 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, dict):
+            # structured facts of a line (the start-up line's settings), never overriding the above
+            doc.update({k: v for k, v in fields.items() if k not in doc})
         if record.exc_info:
             doc["error"] = self.formatException(record.exc_info)
-        return json.dumps(doc)
+        return json.dumps(doc, default=str)
 
 
 def setup_logging(fmt: str) -> None:
@@ -101,6 +107,8 @@ class State:
     last: PassResult | None = None
     last_error: str | None = None
     last_rejected: dict[str, str] | None = None
+    head_rejected: dict[str, str] | None = None
+    """The branch head, while the store records it as rejected: /healthz says degraded."""
     backlog: int | None = None
 
 
@@ -113,7 +121,6 @@ class Reconciler:
         self.wake = threading.Event()
         self.stopping = threading.Event()
         self.workdir = Path(settings.workdir).absolute()
-        self.workdir.mkdir(parents=True, exist_ok=True)
         self.identity = f"{socket.gethostname()}-{os.getpid()}"
         from configctl_reconciler.metrics import ReconcilerMetrics
 
@@ -142,7 +149,7 @@ class Reconciler:
             raise
 
     def _build(self, store: Any) -> Deps:
-        from configctl.adapters import schemas
+        from configctl.adapters import schemas, signing
         from configctl.adapters.git import GitSource
         from configctl.services.inspect import Evaluator
         from configctl_reconciler import gitproc
@@ -151,7 +158,8 @@ class Reconciler:
         store.ensure_schema()
         clone_dir = self.workdir / "clone"
         self._ensure_clone(clone_dir)
-        git = GitSource(clone_dir)
+        checks = signing.verification(gnupg_home=s.gnupg_home, allowed_signers=s.allowed_signers)
+        git = GitSource(clone_dir, config=checks.config, env=checks.env)
         from configctl_reconciler.trees import TreeReader, full_reader
 
         trees = TreeReader(clone_dir, full_read=full_reader(git), timeout=s.git_timeout)
@@ -165,6 +173,9 @@ class Reconciler:
         def log_range(base: str | None, head: str) -> Any:
             # one git log both lists the commits and tells the tree reader what they changed
             return gitproc.log_range(clone_dir, base, head, on_changes=trees.hint)
+
+        def history(head: str, limit: int) -> list[Any]:
+            return gitproc.first_parents(clone_dir, head, limit)
 
         cache: Any
         if s.redis:
@@ -210,6 +221,7 @@ class Reconciler:
             verify=verify,
             is_ancestor=is_ancestor,
             log_range=log_range,
+            history=history,
             read_tree=trees.read,
             metrics=self.metrics,
         )
@@ -260,6 +272,7 @@ class Reconciler:
             store_reachable=self.state.store_reachable,
             degraded=tuple(sorted(self.state.degraded)),
             alive=alive,
+            head_rejected=self.state.head_rejected,
             detail={
                 "head": last.head if last else None,
                 "last_rejected": self.state.last_rejected,
@@ -294,15 +307,24 @@ class Reconciler:
                 "values": dict(snap.values),
             }
 
-        self.http = ReconcilerHTTPServer(
-            self.settings.http_host,
-            self.settings.http_port,
-            status=self,
-            render_metrics=self.metrics.render,
-            webhook_secrets=WebhookSecrets.shared(self.settings.webhook_secret),
-            on_push=on_push,
-            get_snapshot=get_snapshot,
-        )
+        try:
+            server = ReconcilerHTTPServer(
+                self.settings.http_host,
+                self.settings.http_port,
+                status=self,
+                render_metrics=self.metrics.render,
+                webhook_secrets=WebhookSecrets.shared(self.settings.webhook_secret),
+                on_push=on_push,
+                get_snapshot=get_snapshot if self.settings.serve_snapshots else None,
+            )
+        except OSError as exc:
+            # a port in use, an address not on this host, a privileged port: the operator's to fix
+            where = f"{self.settings.http_host}:{self.settings.http_port}"
+            raise UsageError(
+                f"--http-port {self.settings.http_port}: cannot listen on {where}: {exc.strerror or exc}",
+                hint="choose a free port with --http-port (CONFIGCTL_HTTP_PORT), or stop what holds it",
+            ) from exc
+        self.http = server
         self.http.start()
         log.info("http listening on %s", self.http.url)
 
@@ -374,6 +396,19 @@ class Reconciler:
         if result.last_rejected is not None:
             sha, why = result.last_rejected
             self.state.last_rejected = {"commit": sha, "reason": why}
+        if full and not result.git_error:
+            before = (self.state.head_rejected or {}).get("commit")
+            if result.head_rejected is None:
+                self.state.head_rejected = None
+            else:
+                sha, why = result.head_rejected
+                self.state.head_rejected = {"commit": sha, "reason": why}
+                if sha != before:
+                    log.warning(
+                        "the branch head %s is rejected (%s); the last good configuration stays in service",
+                        sha[:12],
+                        why,
+                    )
         if result.applied or result.rejected:
             log.info(
                 "head %s: applied %d, rejected %d, new versions %d, published %d",
@@ -389,12 +424,11 @@ class Reconciler:
         behind = 0  # consecutive rounds that left Redis or RabbitMQ behind
         next_pass = 0.0  # monotonic time of the next full pass; 0 = now
         next_repair = 0.0
-        started = False
+        started = False  # a first full pass has run: configuration errors are behind us
         while not self.stopping.is_set():
             self.state.heartbeat = time.monotonic()
             try:
                 deps = self._deps if self._deps is not None else self.build()
-                started = True
                 if not self._lead():
                     if s.once:
                         log.info("another replica is the leader; nothing to do")
@@ -407,7 +441,11 @@ class Reconciler:
                 now = time.monotonic()
                 if now >= next_repair or "redis" in self.state.degraded:
                     repaired = repair_cache(deps)
-                    next_repair = now + s.interval
+                    # Its own fixed cadence, not the jittered poll's: a flushed Redis is
+                    # refilled within one interval, whenever the next pass happens to be.
+                    next_repair = (
+                        max(next_repair + s.interval, now) if next_repair else now + s.interval
+                    )
                     self._mark("redis", repaired is not None)
                     if repaired:
                         log.info("cache repaired: %d entries", repaired)
@@ -415,6 +453,7 @@ class Reconciler:
                 if full:
                     result = reconcile_once(deps, fence=fence)
                     next_pass = time.monotonic() + s.interval * rng.uniform(0.8, 1.2)
+                    started = True
                 else:
                     result = catch_up(deps)
                 self._record(result, full=full)
@@ -423,8 +462,10 @@ class Reconciler:
                 self.metrics.set_dependency_up("postgresql", True)
                 failures = 0
                 if s.once:
-                    return 1 if result.rejected else 0
-                delay = next_pass - time.monotonic()
+                    # findings while the head is rejected, on every run (not only the run
+                    # that rejected it), or when this run rejected a commit
+                    return 1 if result.rejected or result.head_rejected else 0
+                delay = min(next_pass, next_repair) - time.monotonic()
                 if result.behind or "redis" in self.state.degraded:
                     behind += 1
                     delay = min(delay, backoff(behind, base=0.25, cap=min(CATCH_UP_CAP, s.interval), rng=rng))
@@ -438,6 +479,8 @@ class Reconciler:
                     self.leader.release()
                 self._standby()
             except BackendError as exc:
+                if self.stopping.is_set():
+                    break  # SIGTERM aborted the git call in flight: not a failure
                 failures += 1
                 self.state.last_error = exc.message
                 if isinstance(exc, StoreError):
@@ -453,6 +496,8 @@ class Reconciler:
                 next_pass = 0.0
                 self._sleep(delay)
             except ConfigctlError as exc:
+                if self.stopping.is_set():
+                    break
                 if not started and isinstance(exc, UserError):
                     # a wrong URL, branch or path: retrying cannot help
                     log.error("%s%s", exc.message, f" ({exc.hint})" if exc.hint else "")
@@ -477,8 +522,14 @@ class Reconciler:
         return 0
 
     def stop(self) -> None:
+        """Stop the loop from any thread or a signal handler: a git call in flight (a fetch
+        from a remote that hangs) is killed with its process group, so shutdown takes a
+        moment, not ``--git-timeout``."""
+        from configctl_reconciler import gitproc
+
         self.stopping.set()
         self.wake.set()
+        gitproc.abort_all()
 
     def close(self) -> None:
         if self.http is not None:
@@ -502,16 +553,132 @@ class Reconciler:
                         log.debug("close failed", exc_info=True)
 
 
-def main(settings: ReconcilerSettings) -> int:
-    setup_logging(settings.log_format)
-    rec = Reconciler(settings)
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, lambda *_: rec.stop())
+def mask_url(url: str) -> str:
+    """``url`` with the password of its user-info replaced by ``***`` (for logs)."""
+    return _PASSWORD.sub(r"\g<head>***@", url)
+
+
+_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^/@\s:]*:)[^/@\s]*@")
+
+
+def check_workdir(path: Path) -> None:
+    """``path`` is (or can be made) a writable directory; else UsageError naming it.
+
+    Checked before anything is started: a workdir that is a file or read-only would
+    otherwise fail every start attempt as an "internal error", over and over.
+    """
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"--workdir {path} is not a directory")
     try:
-        if not settings.once:
-            rec.start_http()
-        return rec.run()
-    except KeyboardInterrupt:
-        return 130
+        path.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError) as exc:
+        raise UsageError(
+            f"--workdir {path}: a part of the path is not a directory ({exc.filename})"
+        ) from exc
+    except OSError as exc:
+        raise UsageError(f"--workdir {path} cannot be created: {exc.strerror or exc}") from exc
+    probe = path / f".configctl-write-test-{os.getpid()}"
+    try:
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError as exc:
+        raise UsageError(
+            f"--workdir {path} is not writable: {exc.strerror or exc}",
+            hint="the reconciler keeps its clone, lock and snapshots there; give it a writable folder",
+        ) from exc
+    os.close(fd)
+    probe.unlink(missing_ok=True)
+
+
+def check_keys(settings: ReconcilerSettings) -> None:
+    """The signature keys named in the settings exist: a typo is a usage error at start
+    (exit 2), never a rejected commit (which would never be applied once it is fixed)."""
+    if settings.allowed_signers is not None and not Path(settings.allowed_signers).is_file():
+        raise UsageError(
+            f"--allowed-signers {settings.allowed_signers}: no such file",
+            hint="an SSH allowed-signers file: one '<principal> namespaces=\"git\" <key>' per line",
+        )
+    if settings.gnupg_home is not None and not Path(settings.gnupg_home).is_dir():
+        raise UsageError(
+            f"--gnupg-home {settings.gnupg_home}: no such directory",
+            hint="a GnuPG home holding the public keys that may sign (gpg --homedir DIR --import KEY.asc)",
+        )
+
+
+def describe(settings: ReconcilerSettings, workdir: Path) -> dict[str, Any]:
+    """What the start-up line reports; every URL with its password masked."""
+    from configctl_reconciler.gitproc import redact
+
+    s = settings
+    return {
+        "repository": redact(s.repo),
+        "branch": s.branch,
+        "path": s.path or "/",
+        "store": mask_url(s.db) if s.db else f"sqlite:///{workdir / 'configctl.db'}",
+        "cache": f"{mask_url(s.redis)} (prefix {s.redis_prefix})"
+        if s.redis
+        else f"snapshot directory {Path(s.snapshot_dir) if s.snapshot_dir else workdir / 'snapshots'}",
+        "broker": f"{mask_url(s.amqp)} (exchange {s.exchange})" if s.amqp else "log lines",
+        "workdir": str(workdir),
+        "interval": s.interval,
+        "http": None if s.once else f"{s.http_host}:{s.http_port}",
+        "signed_commits": "required" if s.require_signed else "not required",
+        "snapshot_api": s.serve_snapshots,
+        "once": s.once,
+    }
+
+
+def main(settings: ReconcilerSettings) -> int:
+    """Run the reconciler; the exit code (0 stopped, 1 head rejected with --once, 2 usage,
+    3 backends with --once, 70 bug, 130 interrupted). A usage error found before the loop
+    starts is raised (UsageError) for the command's error boundary."""
+    from configctl_reconciler import gitproc
+
+    setup_logging(settings.log_format)
+    workdir = Path(settings.workdir).absolute()
+    facts = describe(settings, workdir)
+    log.info(
+        "starting: repository %s, branch %s, path %s, store %s, cache %s, broker %s",
+        facts["repository"],
+        facts["branch"],
+        facts["path"],
+        facts["store"],
+        facts["cache"],
+        facts["broker"],
+        extra={"fields": facts},
+    )
+    code = 70  # until we know better: an exception escaping is a bug
+    signals: list[str] = []
+    try:
+        check_workdir(workdir)
+        check_keys(settings)
+        gitproc.use_signature_keys(
+            gnupg_home=settings.gnupg_home, allowed_signers=settings.allowed_signers
+        )
+        rec = Reconciler(settings)
+
+        def on_sigterm(signum: int, _frame: Any) -> None:
+            signals.append(signal.Signals(signum).name)
+            rec.stop()
+
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, on_sigterm)
+        try:
+            if not settings.once:
+                rec.start_http()
+            code = rec.run()
+        except KeyboardInterrupt:
+            code = 130
+        finally:
+            rec.close()
+        return code
+    except UsageError:
+        code = 2
+        raise
     finally:
-        rec.close()
+        why = f"on {signals[0]}" if signals else ("interrupted" if code == 130 else "")
+        log.info(
+            "stopped%s, exit code %d",
+            f" {why}" if why else "",
+            code,
+            extra={"fields": {"exit_code": code}},
+        )

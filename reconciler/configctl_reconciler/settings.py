@@ -58,14 +58,17 @@ class ReconcilerSettings:
     """GnuPG home holding only the allowed keys."""
     allowed_fingerprints: tuple[str, ...] = ()
     """GPG fingerprints allowed to sign."""
+    serve_snapshots: bool = False
+    """Serve ``GET /api/v1/snapshots/<app>/<env>``: every resolved value of any (app, env),
+    secrets in clear, without authentication. Off by default; only behind a NetworkPolicy."""
     once: bool = False
     """Apply what is pending and exit."""
     log_format: str = "text"
     """``text`` or ``json`` (one object per line)."""
 
 
-_ENV: Mapping[str, tuple[str, type]] = {
-    "repo": ("CONFIGCTL_REPO_URL", str),
+ENV: Mapping[str, tuple[str, type]] = {
+    "repo": ("CONFIGCTL_REPO", str),
     "branch": ("CONFIGCTL_BRANCH", str),
     "path": ("CONFIGCTL_PATH", str),
     "db": ("CONFIGCTL_DB", str),
@@ -86,8 +89,25 @@ _ENV: Mapping[str, tuple[str, type]] = {
     "require_signed": ("CONFIGCTL_REQUIRE_SIGNED", bool),
     "allowed_signers": ("CONFIGCTL_ALLOWED_SIGNERS", str),
     "gnupg_home": ("CONFIGCTL_GNUPG_HOME", str),
+    "serve_snapshots": ("CONFIGCTL_SERVE_SNAPSHOTS", bool),
     "log_format": ("CONFIGCTL_LOG_FORMAT", str),
 }
+
+
+DEPRECATED: Mapping[str, str] = {"CONFIGCTL_REPO_URL": "CONFIGCTL_REPO"}
+"""Old spellings still read (with a warning), mapped to the name every command uses."""
+
+ALLOWED_FINGERPRINTS = "CONFIGCTL_ALLOWED_FINGERPRINTS"
+"""Comma-separated GPG (hex) or SSH (``SHA256:...``) fingerprints that may sign; no flag."""
+
+
+def deprecations(environ: Mapping[str, str]) -> list[str]:
+    """One warning per deprecated variable that is set (and not overridden by its new name)."""
+    return [
+        f"{old} is deprecated; use {new} (the name every configctl command reads)"
+        for old, new in DEPRECATED.items()
+        if environ.get(old) and not environ.get(new)
+    ]
 
 
 def _convert(kind: type, raw: str) -> Any:
@@ -99,12 +119,16 @@ def _convert(kind: type, raw: str) -> Any:
 def from_env(environ: Mapping[str, str], **flags: Any) -> ReconcilerSettings:
     """Settings from flags (given, not None) over environment variables over defaults."""
     values: dict[str, Any] = {}
-    for name, (var, kind) in _ENV.items():
+    environ = {
+        **{new: environ[old] for old, new in DEPRECATED.items() if environ.get(old)},
+        **environ,
+    }
+    for name, (var, kind) in ENV.items():
         if var in environ and environ[var] != "":
             values[name] = _convert(kind, environ[var])
-    if "CONFIGCTL_ALLOWED_FINGERPRINTS" in environ:
+    if ALLOWED_FINGERPRINTS in environ:
         values["allowed_fingerprints"] = tuple(
-            f.strip() for f in environ["CONFIGCTL_ALLOWED_FINGERPRINTS"].split(",") if f.strip()
+            f.strip() for f in environ[ALLOWED_FINGERPRINTS].split(",") if f.strip()
         )
     for name, value in flags.items():
         if value is not None:
@@ -112,7 +136,7 @@ def from_env(environ: Mapping[str, str], **flags: Any) -> ReconcilerSettings:
     if "repo" not in values:
         from configctl.errors import UsageError
 
-        raise UsageError("the reconciler needs a repository: --repo URL or CONFIGCTL_REPO_URL")
+        raise UsageError("the reconciler needs a repository: --repo URL or CONFIGCTL_REPO")
     settings = ReconcilerSettings(**values)
     from configctl.errors import UsageError
 
@@ -128,6 +152,10 @@ def from_env(environ: Mapping[str, str], **flags: Any) -> ReconcilerSettings:
         # Every commit would be rejected; say so at start instead of failing every commit.
         raise UsageError(
             "--require-signed needs the allowed keys",
-            hint="pass --allowed-signers FILE (SSH) or --gnupg-home DIR / CONFIGCTL_ALLOWED_FINGERPRINTS (GPG)",
+            hint=(
+                "pass --allowed-signers FILE (CONFIGCTL_ALLOWED_SIGNERS, SSH signatures) and/or "
+                "--gnupg-home DIR (CONFIGCTL_GNUPG_HOME, GPG signatures); "
+                "CONFIGCTL_ALLOWED_FINGERPRINTS narrows either to the listed keys"
+            ),
         )
     return replace(settings)

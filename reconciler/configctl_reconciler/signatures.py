@@ -8,9 +8,10 @@ Trust is an allow-list, never "git said the signature is fine":
   code; we ask ``git log`` for the signature status and fingerprints and decide here.
 - A commit is accepted only if ``%G?`` is ``G`` (good signature, valid key) **and**, for
   GPG, when an allow-list of fingerprints is given, the signing key (``%GF``) or its
-  primary key (``%GP``) is in it. Give both a dedicated ``GNUPGHOME`` that holds only the
-  allowed keys (marked trusted) and the fingerprints: the keyring makes ``G`` possible,
-  the list makes sure it is one of ours.
+  primary key (``%GP``) is in it. A dedicated ``GNUPGHOME`` holds only the allowed keys:
+  every key imported there counts as valid (gpg runs with ``--trust-model always``, see
+  :mod:`configctl.adapters.signing`), no ownertrust step needed; the fingerprint list, if
+  given, narrows it further.
 - For SSH signatures the allowed-signers file *is* the allow-list: git reports ``G`` only
   for a key listed there for the committer's principal, ``U`` otherwise; an unconfigured
   or empty file degrades to ``U`` or an error, which we reject (never "fails open").
@@ -31,7 +32,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from configctl.errors import GitError
+from configctl.adapters import signing
+from configctl.errors import GitError, UsageError
 from configctl_reconciler.gitproc import LOCAL_TIMEOUT, run_git
 
 __all__ = ["SignatureVerdict", "normalize_fingerprint", "verify_commit"]
@@ -82,19 +84,24 @@ def verify_commit(
 ) -> SignatureVerdict:
     """Decide whether commit ``sha`` in ``repo_path`` is signed by an allowed key.
 
-    Raises GitError only if git itself cannot be run or the commit does not exist; every
-    signature problem is a rejecting verdict, not an exception.
+    Raises GitError only if git itself cannot be run, UsageError if a given key file or
+    GnuPG home does not exist; every signature problem is a rejecting verdict.
     """
     allowed = {normalize_fingerprint(f) for f in allowed_fingerprints if f.strip()}
-    args: list[str] = ["-c", "log.showSignature=false"]
-    if allowed_signers_file is not None:
-        signers = Path(allowed_signers_file)
-        if not signers.is_file():
-            return _reject("?", None, None, f"allowed signers file {signers} does not exist")
-        args += ["-c", f"gpg.ssh.allowedSignersFile={signers}"]
-    env: dict[str, str] = {}
-    if gnupg_home is not None:
-        env["GNUPGHOME"] = os.fspath(gnupg_home)
+    # A key file that is not there is a configuration error, not a verdict on the commit:
+    # rejecting would record the commit as rejected and, once the path is fixed, never
+    # apply it. The reconciler checks at start (exit 2); here it retries with backoff.
+    if allowed_signers_file is not None and not Path(allowed_signers_file).is_file():
+        raise UsageError(
+            f"allowed signers file {allowed_signers_file} does not exist or is not a file"
+        )
+    if gnupg_home is not None and not Path(gnupg_home).is_dir():
+        raise UsageError(f"GnuPG home {gnupg_home} does not exist or is not a directory")
+    # Only configctl's keys, never the user's keyring or git configuration; a key in
+    # configctl's GnuPG home is allowed without an ownertrust step (trust model "always").
+    checks = signing.verification(gnupg_home=gnupg_home, allowed_signers=allowed_signers_file)
+    args: list[str] = ["-c", "log.showSignature=false", *checks.config_args()]
+    env: dict[str, str] = dict(checks.env)
     args += [
         "log",
         "-1",

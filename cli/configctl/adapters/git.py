@@ -149,6 +149,11 @@ class GitSource:
         self.bare = repo.bare
         repo.close()
         self.timeout = timeout
+        # Signature checks (every `git log` with %G?) never use the user's own keyring or
+        # git's ambient allowed-signers file: see configctl.adapters.signing.
+        from configctl.adapters import signing
+
+        self._checks = signing.from_environment()
         self._config = dict(config or {})
         self._env = dict(env or {})
         self._blobs = _BlobCache(blob_cache_bytes)
@@ -191,8 +196,11 @@ class GitSource:
         ok: tuple[int, ...] = (0,),
         extra_env: Mapping[str, str] | None = None,
     ) -> subprocess.CompletedProcess[bytes]:
+        # Reading signatures uses configctl's keys only; making a commit (a prepared
+        # revert) keeps the user's own signing setup (commit.gpgSign, their keyring).
+        checks = args[0] != "commit"
         argv = ["git"]
-        for key, value in self._config.items():
+        for key, value in {**(self._checks.config if checks else {}), **self._config}.items():
             argv += ["-c", f"{key}={value}"]
         argv += list(args)
         env = {
@@ -200,6 +208,7 @@ class GitSource:
             "GIT_TERMINAL_PROMPT": "0",
             "LC_ALL": "C",
             "LANGUAGE": "C",
+            **(self._checks.env if checks else {}),
             **self._env,
             **(extra_env or {}),
         }

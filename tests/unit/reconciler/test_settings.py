@@ -47,3 +47,27 @@ def test_require_signed_needs_the_allowed_keys() -> None:
 def test_bad_values_are_usage_errors(var: str, value: str) -> None:
     with pytest.raises(UsageError):
         settings.from_env({"CONFIGCTL_REPO_URL": "a", var: value})
+
+
+def test_repo_reads_the_name_every_command_uses_and_the_old_one_with_a_warning() -> None:
+    assert settings.from_env({"CONFIGCTL_REPO": "new"}).repo == "new"
+    assert settings.deprecations({"CONFIGCTL_REPO": "new"}) == []
+    old = {"CONFIGCTL_REPO_URL": "old"}
+    assert settings.from_env(old).repo == "old"
+    assert settings.deprecations(old) == [
+        "CONFIGCTL_REPO_URL is deprecated; use CONFIGCTL_REPO (the name every configctl command reads)"
+    ]
+    assert settings.from_env({"CONFIGCTL_REPO_URL": "old", "CONFIGCTL_REPO": "new"}).repo == "new"
+
+
+def test_snapshot_api_is_off_unless_asked_for() -> None:
+    assert settings.from_env({"CONFIGCTL_REPO": "a"}).serve_snapshots is False
+    assert settings.from_env({"CONFIGCTL_REPO": "a", "CONFIGCTL_SERVE_SNAPSHOTS": "true"}).serve_snapshots is True
+
+
+def test_the_hint_names_every_variable_of_the_signature_options() -> None:
+    with pytest.raises(UsageError) as caught:
+        settings.from_env({"CONFIGCTL_REPO": "a", "CONFIGCTL_REQUIRE_SIGNED": "1"})
+    hint = caught.value.hint or ""
+    for name in ("CONFIGCTL_ALLOWED_SIGNERS", "CONFIGCTL_GNUPG_HOME", "CONFIGCTL_ALLOWED_FINGERPRINTS"):
+        assert name in hint
