@@ -454,7 +454,7 @@ class _Rollout:
             b = mmh3.hash(f"{self.seed}:{unit}", 0, False) % BUCKETS
             if b < percent:
                 return (True, Reason.SPLIT, "percentage", b)
-            return (False, Reason.DEFAULT, "percentage", b)
+            return (False, Reason.DEFAULT, None, b)
         if self.rules:
             # Rules that held, with no canary or percentage to narrow them further.
             if self.has_canary:
