@@ -281,3 +281,28 @@ def test_read_commands_fall_back_to_the_working_tree(tmp_path: Path) -> None:
     assert not (repo.path / ".configctl").exists()  # reading never creates a store
     missing = cli.run("rollout", "status", "checkout", "prod", "--source", "store", rc=2, db=False)
     assert "no version in the store" in missing.stderr
+
+
+def test_diff_lists_the_rollouts_a_change_touches(tmp_path: Path) -> None:
+    repo = GitRepo.init(tmp_path / "config", from_tree=TREE)
+    (repo.path / "expected.json").unlink()
+    repo.commit("rollouts")
+    cli = Cli(repo=repo, db="", env={})
+    repo.replace("apps/checkout/rollouts.yaml", "    percentage: 2500\n", "    percentage: 3000\n")
+    repo.replace("apps/checkout/rollouts.yaml", "  dark-mode:\n    enabled: false\n", "")
+    payload = json.loads(cli.run("diff", "--format", "json", db=False).stdout)
+    assert payload["rollouts_touched"] == ["checkout"]
+    assert {
+        (c["env"], c["rollout"], c["key"], c["change"]) for c in payload["rollout_changes"]
+    } == {
+        (env, name, key, change)
+        for env in ("dev", "staging", "prod")
+        for name, key, change in (
+            ("german-banner", "banner", "changed"),
+            ("dark-mode", None, "removed"),
+        )
+    }
+    text = cli.run("diff", db=False).stdout
+    assert "rollout german-banner (banner) changed in checkout/prod" in text
+    # Only rollouts changed, no resolved value: still a change for --exit-code.
+    assert cli.run("diff", "--exit-code", rc=1, db=False).returncode == 1
