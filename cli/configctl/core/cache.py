@@ -70,6 +70,9 @@ class CachedSnapshot:
     checksum: str
     values: Mapping[str, Any]
     updated_at: datetime
+    rollouts: tuple[Mapping[str, object], ...] = ()
+    """The rollouts and flags of this (app, env) in their JSON form with runtime state
+    folded in (:mod:`configctl.core.rollouts`), so a reader evaluates locally."""
 
     def __post_init__(self) -> None:
         require_name("app", self.app)
@@ -96,6 +99,7 @@ def encode_snapshot(snapshot: CachedSnapshot) -> str:
         "checksum": snapshot.checksum,
         "values": snapshot.values,
         "updated_at": snapshot.updated_at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+        "rollouts": list(snapshot.rollouts),
     }
     # allow_nan=False: NaN/Infinity are not JSON and other readers (the SDK in another
     # language, jq) would choke on them; the store never records them.
@@ -151,6 +155,10 @@ def decode_snapshot(text: str | bytes) -> CachedSnapshot:
         raise ValueError("snapshot updated_at is not an ISO 8601 time") from exc
     if updated_at.tzinfo is None:
         raise ValueError("snapshot updated_at has no time zone")
+    # Absent in entries written before rollouts existed: those pairs have none.
+    rollouts = doc.get("rollouts", [])
+    if not isinstance(rollouts, list) or not all(isinstance(r, dict) for r in rollouts):
+        raise ValueError("snapshot rollouts are not a JSON array of objects")
     return CachedSnapshot(
         app=app,
         env=env,
@@ -159,6 +167,7 @@ def decode_snapshot(text: str | bytes) -> CachedSnapshot:
         checksum=checksum,
         values=values,
         updated_at=updated_at,
+        rollouts=tuple(rollouts),
     )
 
 
