@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -141,6 +142,9 @@ class ClientCore:
         self.instance_id = settings.resolved_instance_id()
         self.hub = hub
         self.clock = clock or _utcnow
+        # rollouts read "now" as epoch seconds on the hot path: time.time() is several
+        # times cheaper than datetime.now(UTC); a given clock (tests) is used as is
+        self.now: Callable[[], datetime | float] = clock or time.time
         self.view: View = EMPTY_VIEW
         self.source: str | None = None
         self.lock = threading.RLock()
@@ -161,13 +165,20 @@ class ClientCore:
     def watermark(self) -> int:
         return self.view.version
 
+    def value(self, view: View, key: str, default: Any, context: Mapping[str, object] | None) -> Any:
+        """The hot path of a key under a rollout: no Evaluation object; the base on error."""
+        base = view.flat.get(key, default)
+        try:
+            return view.rollouts.value(key, base, context, now=self.now(), instance_id=self.instance_id)
+        except Exception:
+            log.exception("rollout evaluation of %s failed; serving the base value", key)
+            return base
+
     def evaluate(self, view: View, key: str, default: Any, context: Mapping[str, object] | None) -> tuple[Any, Any]:
         """(value, evaluation) of a key that has a rollout; the base value on any error."""
         base = view.flat.get(key, default)
         try:
-            ev = view.rollouts.evaluate(
-                key, base, context or {}, now=self.clock(), instance_id=self.instance_id
-            )
+            ev = view.rollouts.evaluate(key, base, context, now=self.now(), instance_id=self.instance_id)
         except Exception:
             log.exception("rollout evaluation of %s failed; serving the base value", key)
             return base, None
@@ -181,20 +192,19 @@ class ClientCore:
             return {}
         out = leaves(view.snapshot.values)
         for key in view.rollout_keys:
-            out[key] = self.evaluate(view, key, out.get(key), context)[0]
+            out[key] = self.value(view, key, out.get(key), context)
         return out
 
     def is_enabled(self, flag: str, context: Mapping[str, object] | None, default: bool) -> bool:
         view = self.view
         if flag in view.rollouts.flags:
             try:
-                ev = view.rollouts.evaluate_flag(flag, context or {}, now=self.clock(), instance_id=self.instance_id)
+                return view.rollouts.enabled(flag, context, now=self.now(), instance_id=self.instance_id)
             except Exception:
                 log.exception("flag evaluation of %s failed; serving the default", flag)
                 return default
-            return ev.value if isinstance(ev.value, bool) else default
         if flag in view.rollout_keys:
-            value = self.evaluate(view, flag, default, context)[0]
+            value = self.value(view, flag, default, context)
             return value if isinstance(value, bool) else default
         value = view.flat.get(flag, default)
         return value if isinstance(value, bool) else default
@@ -202,7 +212,7 @@ class ClientCore:
     def typed(self, key: str, kind: type[T] | tuple[type, ...], default: Any, context: Mapping[str, object] | None, label: str) -> Any:
         view = self.view
         if key in view.rollout_keys:
-            value = self.evaluate(view, key, _MISSING, context)[0]
+            value = self.value(view, key, _MISSING, context)
         else:
             value = view.flat.get(key, _MISSING)
         if value is _MISSING or value is None:
@@ -299,7 +309,7 @@ class ClientCore:
             if problem is None:
                 try:
                     view = View.of(snapshot)
-                except Exception as exc:  # a rollout the evaluator cannot load
+                except Exception as exc:  # noqa: BLE001 - a damaged rollout must not stop adoption: it is refused
                     problem = f"its rollouts cannot be loaded: {type(exc).__name__}: {str(exc)[:200]}"
             if problem is not None or view is None:
                 reason = problem or "unusable"
@@ -359,7 +369,7 @@ class ClientCore:
         try:
             path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             atomic_write(path, encode_snapshot(snapshot).encode())
-        except Exception as exc:  # a read-only disk must not stop the client
+        except Exception as exc:  # a read-only disk must not stop the client  # noqa: BLE001 - a read-only or full disk must not stop the client
             log.warning("configctl client: cannot write the last-known-good file %s: %s", path, type(exc).__name__)
 
     def read_lkg(self) -> CachedSnapshot | None:
@@ -418,7 +428,7 @@ class ClientCore:
         commit = snap.commit if snap else None
         try:
             resolution = self._resolution(repo, commit)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - explain is best effort: any git or parse failure becomes a note
             return None, f"provenance unavailable: {type(exc).__name__}"
         if resolution is None:
             return None, f"{self.app}/{self.env} cannot be resolved from the repository"
@@ -463,7 +473,7 @@ class ClientCore:
         checked = inspect.check(files, file_schemas=schemas.file_schemas())
         try:
             resolution = inspect.resolve_pair(checked.tree, self.app, self.env)
-        except Exception:
+        except Exception:  # noqa: BLE001 - an unresolvable tree has no provenance
             resolution = None
         self._provenance = {memo: resolution}
         return resolution

@@ -20,6 +20,7 @@ After ``fork`` the child gets a new hub (threads do not survive a fork).
 from __future__ import annotations
 
 import contextlib
+import functools
 import heapq
 import itertools
 import json
@@ -326,7 +327,7 @@ class Hub:
                     nkey[0],
                     exchange,
                     on_message=self._on_message,
-                    on_connected=lambda nkey=nkey: self._on_connected(nkey),
+                    on_connected=functools.partial(self._on_connected, nkey),
                 )
                 self._notifiers[nkey] = notifier
         notifier.subscribe(f"{sub.app}.{sub.env}")
@@ -370,9 +371,9 @@ class Hub:
 
     def _on_connected(self, nkey: tuple[str, str]) -> None:
         with self._lock:
-            pairs = [p for p in self._by_notifier.get(nkey, set())]
+            pairs = list(self._by_notifier.get(nkey, set()))
         for pair in pairs:
-            self.worker.submit(lambda pair=pair: self.notify(pair, None))
+            self.worker.submit(functools.partial(self.notify, pair, None))
 
     def notify(self, pair: tuple[str, str], version: int | None, attempt: int = 0) -> None:
         """A change of ``pair`` to ``version`` (None: unknown, check) was announced.
@@ -394,7 +395,7 @@ class Hub:
             error: str | None = None
             try:
                 text = members[0].fetch_text()
-            except Exception as exc:  # CacheError and friends: each client records it
+            except Exception as exc:  # noqa: BLE001 - the error is recorded by each client, whatever it is
                 error = getattr(exc, "message", type(exc).__name__)
             for sub in members:
                 sub.offer_text(text, error=error, wanted=version)
@@ -409,7 +410,7 @@ _HUB_LOCK = threading.Lock()
 
 def hub() -> Hub:
     """This process's hub (a new one after ``fork``)."""
-    global _HUB  # noqa: PLW0603 - one hub per process by design
+    global _HUB
     with _HUB_LOCK:
         if _HUB is None or _HUB.pid != os.getpid():
             _HUB = Hub()

@@ -72,7 +72,7 @@ class _RepoSchema:
         value = doc.value
         if not isinstance(value, dict) or not isinstance(value.get("schema"), str):
             return None
-        return (manifest.parent / value["schema"]).resolve()
+        return (manifest.parent / str(value["schema"])).resolve()
 
     def current(self) -> SchemaCheck | None:
         manifest = self.repo / "apps" / self.app / "app.yaml"

@@ -13,6 +13,7 @@ friends) takes no lock: it reads one immutable view.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import random
@@ -98,6 +99,8 @@ class ConfigClient:
             self._side = self._hub.acquire(
                 key, lambda: RedisClientSide(settings.redis or "", prefix=settings.redis_prefix, timeout=settings.timeout)
             )
+            self._report_key = ("report", self._core.instance_id, settings.redis, settings.redis_prefix, app, env)
+            self._hub.acquire(self._report_key, object)
         self._start()
 
     # -- start ------------------------------------------------------------------------------------
@@ -159,7 +162,8 @@ class ConfigClient:
         self.offer_text(text, error=None, wanted=None)
         return not (fresh_start and text is None)
 
-    def offer_text(self, text: str | None, *, error: str | None, wanted: int | None) -> None:
+    def offer_text(self, text: str | None, *, error: str | None, wanted: int | None) -> None:  # noqa: ARG002 - the hub retries
+
         """Consider a fetched snapshot; called by :meth:`refresh` and by the hub."""
         if error is not None:
             self._core.mark_stale(error)
@@ -177,11 +181,15 @@ class ConfigClient:
         event, report = self._core.consider(snapshot, source)
         if event is not None:
             self._core.fire(event)
-            self._core.write_lkg()
+            if self._auto and self._hub.worker.on_thread:
+                # after every client of this notification has adopted: an fsync takes ms
+                self._hub.worker.submit(self._core.write_lkg)
+            else:
+                self._core.write_lkg()
         if report:
             self._report_soon()
 
-    def notified(self, version: int | None) -> bool:
+    def notified(self, version: int | None) -> bool:  # noqa: ARG002 - the hub compares versions
         return False  # the hub fetches once for every sync client of the pair
 
     # -- the TTL ----------------------------------------------------------------------------------
@@ -234,7 +242,7 @@ class ConfigClient:
         """
         view = self._core.view
         if key in view.rollout_keys:
-            return self._core.evaluate(view, key, default, context)[0]
+            return self._core.value(view, key, default, context)
         return view.flat.get(key, default)
 
     def __getitem__(self, key: str) -> Any:
@@ -334,11 +342,10 @@ class ConfigClient:
         if self._auto:
             self._hub.unregister(self)
         if self._side is not None and self._side_key is not None:
-            if self.settings.report_ttl > 0:
-                try:
+            # the instance id is per process: withdraw when its last client of the pair closes
+            if self._hub.release(self._report_key) is not None and self.settings.report_ttl > 0:
+                with contextlib.suppress(CacheError):
                     self._side.withdraw(self.app, self.env, self._core.instance_id)
-                except CacheError:
-                    pass
             last = self._hub.release(self._side_key)
             if last is not None:
                 last.close()

@@ -12,76 +12,24 @@ Pure: no I/O, no clock.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 from configctl.core.cache import CachedSnapshot
+from configctl.core.rollouts import EMPTY_ROLLOUTS, RolloutSet
 
-__all__ = ["EMPTY_VIEW", "EvaluationLike", "RolloutsLike", "View", "changed_keys", "flatten_all", "load_rollouts"]
-
-
-class EvaluationLike(Protocol):
-    """What ``configctl.core.rollouts.Evaluation`` offers (the shared evaluator's result)."""
-
-    @property
-    def value(self) -> object: ...
-    @property
-    def reason(self) -> str: ...
-    @property
-    def rollout(self) -> str | None: ...
-    @property
-    def rule(self) -> str | None: ...
-    @property
-    def bucket(self) -> int | None: ...
-    @property
-    def variant(self) -> str | None: ...
+__all__ = ["EMPTY_VIEW", "View", "changed_keys", "flatten_all", "load_rollouts"]
 
 
-class RolloutsLike(Protocol):
-    """What ``configctl.core.rollouts.RolloutSet`` offers."""
-
-    @property
-    def keys(self) -> frozenset[str]: ...
-    @property
-    def flags(self) -> frozenset[str]: ...
-    def evaluate(
-        self, key: str, base: object, context: Mapping[str, object], *, now: datetime, instance_id: str | None = None
-    ) -> EvaluationLike: ...
-    def evaluate_flag(
-        self, name: str, context: Mapping[str, object], *, now: datetime, instance_id: str | None = None
-    ) -> EvaluationLike: ...
+NO_ROLLOUTS: RolloutSet = EMPTY_ROLLOUTS
 
 
-class _NoRollouts:
-    """Stands in for the evaluator when a snapshot carries no rollouts."""
-
-    keys: frozenset[str] = frozenset()
-    flags: frozenset[str] = frozenset()
-
-    def evaluate(
-        self, key: str, base: object, context: Mapping[str, object], *, now: datetime, instance_id: str | None = None
-    ) -> EvaluationLike:
-        raise KeyError(key)
-
-    def evaluate_flag(
-        self, name: str, context: Mapping[str, object], *, now: datetime, instance_id: str | None = None
-    ) -> EvaluationLike:
-        raise KeyError(name)
-
-
-NO_ROLLOUTS: RolloutsLike = _NoRollouts()
-
-
-def load_rollouts(raw: Sequence[Mapping[str, object]]) -> RolloutsLike:
+def load_rollouts(raw: Sequence[Mapping[str, object]]) -> RolloutSet:
     """The snapshot's rollouts as the shared core evaluator (ValueError if malformed)."""
     if not raw:
         return NO_ROLLOUTS
-    module = importlib.import_module("configctl.core.rollouts")
-    rollouts: RolloutsLike = module.RolloutSet.from_json(raw)
-    return rollouts
+    return RolloutSet.from_json(raw)
 
 
 def flatten_all(values: Mapping[str, Any], prefix: str = "", out: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -125,13 +73,13 @@ class View:
 
     snapshot: CachedSnapshot | None
     flat: dict[str, Any]
-    rollouts: RolloutsLike = NO_ROLLOUTS
+    rollouts: RolloutSet = NO_ROLLOUTS
     rollout_keys: frozenset[str] = frozenset()
     raw_rollouts: tuple[Mapping[str, object], ...] = field(default=())
 
     @classmethod
     def of(cls, snapshot: CachedSnapshot) -> View:
-        raw = tuple(getattr(snapshot, "rollouts", ()) or ())
+        raw = tuple(snapshot.rollouts)
         rollouts = load_rollouts(raw)
         return cls(
             snapshot=snapshot,

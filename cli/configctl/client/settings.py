@@ -105,7 +105,7 @@ _INSTANCE_ID: str | None = None
 
 def _default_instance_id() -> str:
     """One id per process: every client in it reports under the same instance."""
-    global _INSTANCE_ID  # noqa: PLW0603 - one lazily built value per process
+    global _INSTANCE_ID
     if _INSTANCE_ID is None:
         _INSTANCE_ID = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
     return _INSTANCE_ID
