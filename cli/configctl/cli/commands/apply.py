@@ -78,6 +78,8 @@ def apply(
                 store=store, files=files, commit=commit, evaluator=evaluator, actor=sources.actor(),
                 host=sources.host(), now=lambda: datetime.now(UTC), dry_run=dry_run, baseline=baseline,
             )
+        if not dry_run and result.status != "rejected":
+            sources.export_snapshots(root, db, store, [(p.app, p.env) for p in result.pairs if p.version is not None])
     finally:
         store.close()
 
