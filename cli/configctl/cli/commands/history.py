@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
-from configctl.cli import context, sources
+from configctl.cli import clients_view, context, sources
 
 app = typer.Typer()
 
@@ -253,16 +253,21 @@ def audit(
 
 
 @app.command(
-    epilog="Examples:\n\n  configctl status\n\n  configctl status -o json",
+    epilog="Examples:\n\n  configctl status\n\n  configctl status -o json\n\n  configctl status checkout production --redis redis://localhost:6379/0",
 )
 @context.boundary
 def status(
+    app_name: Annotated[str | None, typer.Argument(metavar="APP", help="With ENV: also the running SDK clients of APP/ENV.", show_default=False)] = None,
+    env_name: Annotated[str | None, typer.Argument(metavar="ENV", show_default=False)] = None,
     *,
     repo: context.RepoOption = None,
     db: sources.DbOption = None,
+    redis: clients_view.RedisOption = None,
+    redis_prefix: clients_view.RedisPrefixOption = "configctl",
     out: OutputOption = Output.text,
 ) -> None:
-    """Last applied commit, commits not yet applied, rejected commits, pins and drift."""
+    """Last applied commit, commits not yet applied, rejected commits, pins and drift;
+    with APP ENV, which versions the running clients hold and which refused one."""
     from configctl.cli import output
     from configctl.errors import ConfigctlError
 
@@ -328,6 +333,11 @@ def status(
         "pins": drift,
         "versions": len(latest),
     }
+    clients = None
+    if app_name and env_name:
+        served = latest.get((app_name, env_name))
+        clients = clients_view.clients_summary(app_name, env_name, redis, redis_prefix, served.number if served else None)
+        payload["clients"] = clients.to_dict() if clients is not None else None
     if out is Output.json:
         context.write(output.dumps_json(payload))
         return
@@ -353,4 +363,6 @@ def status(
             lines.append(f"    differs from git HEAD in {len(d['drift_keys'])} key(s): {shown}")
         else:
             lines.append("    same values as git HEAD")
+    if app_name and env_name:
+        lines += clients_view.clients_text(app_name, env_name, clients)
     context.write("\n".join(lines))
