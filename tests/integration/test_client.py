@@ -133,7 +133,7 @@ def test_reads_from_redis_typed_getters_get_all_and_state(cache: RedisCache, set
         assert client.get_list("hosts") == ["a"]
         assert client.get_dict("database") == {"host": "db", "timeout": 3}
         assert client.get_int("missing", 7) == 7
-        with pytest.raises(TypeError, match="database.host"):
+        with pytest.raises(TypeError, match=r"database\.host"):
             client.get_int("database.host")
         with pytest.raises(TypeError):
             client.get_int("on")  # a boolean is not an integer

@@ -12,7 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.integration.reconciler_harness import CONFIGCTL, ConfigRepo, ReconcilerProcess, running, wait_for
+from tests.integration.reconciler_harness import (
+    CONFIGCTL,
+    ConfigRepo,
+    ReconcilerProcess,
+    running,
+    wait_for,
+)
 
 from configctl.client import ChangeEvent, ConfigClient
 

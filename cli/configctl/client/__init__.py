@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from configctl.client._core import ChangeEvent, ClientState, Explanation, Provenance
+from configctl.client._core import ChangeEvent, ClientState, Details, Explanation, Provenance
 from configctl.client._sync import ConfigClient
 from configctl.client.settings import ClientSettings
 
@@ -32,6 +32,7 @@ __all__ = [
     "ClientSettings",
     "ClientState",
     "ConfigClient",
+    "Details",
     "Explanation",
     "Provenance",
 ]

@@ -33,7 +33,7 @@ from configctl.client.settings import ClientSettings
 from configctl.core.cache import CachedSnapshot, decode_snapshot, encode_snapshot, require_name
 from configctl.core.clients import ClientReport
 
-__all__ = ["ChangeEvent", "ClientCore", "ClientState", "Explanation", "Provenance"]
+__all__ = ["ChangeEvent", "ClientCore", "ClientState", "Details", "Explanation", "Provenance"]
 
 log = logging.getLogger("configctl.client")
 
@@ -119,6 +119,26 @@ class Explanation:
         from dataclasses import asdict
 
         return asdict(self)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Details:
+    """One evaluation with its reason, cheap enough for every flag check (no provenance).
+
+    ``kind`` says what ``key`` named: ``flag`` (a feature flag), ``rollout`` (a key under a
+    rollout), ``value`` (a plain key) or ``missing``.
+    """
+
+    key: str
+    value: object
+    kind: str
+    reason: str
+    """``static``, ``targeting_match``, ``split``, ``default``, ``disabled`` or ``error``."""
+    version: int | None
+    rollout: str | None = None
+    rule: str | None = None
+    bucket: int | None = None
+    variant: str | None = None
 
 
 class ClientCore:
@@ -386,6 +406,28 @@ class ClientCore:
             log.warning("configctl client: the last-known-good file %s is unusable: %s", path, parsed)
             return None
         return parsed
+
+    def details(self, key: str, context: Mapping[str, object] | None) -> Details:
+        view = self.view
+        version = view.version or None
+        try:
+            if key in view.rollouts.flags:
+                ev = view.rollouts.evaluate_flag(key, context, now=self.now(), instance_id=self.instance_id)
+                kind = "flag"
+            elif key in view.rollout_keys:
+                ev = view.rollouts.evaluate(key, view.flat.get(key), context, now=self.now(), instance_id=self.instance_id)
+                kind = "rollout"
+            elif key in view.flat:
+                return Details(key=key, value=view.flat[key], kind="value", reason="static", version=version)
+            else:
+                return Details(key=key, value=None, kind="missing", reason="error", version=version)
+        except Exception as exc:  # noqa: BLE001 - a failing evaluation is an ERROR result, never a crash
+            log.warning("evaluation of %s failed: %s", key, type(exc).__name__)
+            return Details(key=key, value=view.flat.get(key), kind="rollout", reason="error", version=version)
+        return Details(
+            key=key, value=ev.value, kind=kind, reason=str(ev.reason), version=version,
+            rollout=ev.rollout, rule=ev.rule, bucket=ev.bucket, variant=ev.variant,
+        )  # fmt: skip
 
     # -- explain ----------------------------------------------------------------------------------
 

@@ -22,7 +22,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from configctl.client._core import ChangeEvent, ClientCore, ClientState, Explanation
+from configctl.client._core import ChangeEvent, ClientCore, ClientState, Details, Explanation
 from configctl.client._hub import Hub, hub
 from configctl.client._schema import schema_check
 from configctl.client.settings import ClientSettings, from_env
@@ -291,6 +291,11 @@ class ConfigClient:
     def is_enabled(self, flag: str, context: Context = None, *, default: bool = False) -> bool:
         """A feature flag for ``context`` (a boolean key serves as a flag too)."""
         return self._core.is_enabled(flag, context, default)
+
+    def details(self, key: str, context: Context = None) -> Details:
+        """The value with the evaluator's reason, rollout, rule, bucket and variant (what
+        the OpenFeature provider reports); no provenance, so cheap on every call."""
+        return self._core.details(key, context)
 
     def explain(self, key: str, context: Context = None) -> Explanation:
         """The value, the rollout rule that decided it, and the file and line that set it."""
