@@ -125,7 +125,7 @@ class AsyncConfigClient:
                     self.app, self.env, lkg.version,
                 )
         if self.settings.amqp:
-            self._hub.register(self, amqp=self.settings.amqp, exchange=self.settings.exchange)
+            self._hub.register(self, amqp=self.settings.amqp, exchange=self.settings.exchange, spread=self.settings.notify_spread)
             self._registered = True
         if self._auto:
             await self.start_auto_refresh()

@@ -307,7 +307,7 @@ class ClientCore:
     def parse(self, text: str | bytes) -> CachedSnapshot | str:
         """The snapshot, or why it cannot be used."""
         try:
-            snapshot = decode_snapshot(text)
+            snapshot = self.hub.memo(("parse", text), lambda: decode_snapshot(text))
         except ValueError as exc:
             return f"malformed snapshot: {exc}"
         if snapshot.key != (self.app, self.env):
@@ -328,7 +328,7 @@ class ClientCore:
             view: View | None = None
             if problem is None:
                 try:
-                    view = View.of(snapshot)
+                    view = self.hub.memo(("view", self.app, self.env, snapshot.version, snapshot.checksum), lambda: View.of(snapshot))
                 except Exception as exc:  # noqa: BLE001 - a damaged rollout must not stop adoption: it is refused
                     problem = f"its rollouts cannot be loaded: {type(exc).__name__}: {str(exc)[:200]}"
             if problem is not None or view is None:
@@ -350,7 +350,10 @@ class ClientCore:
                 env=self.env,
                 old_version=old.snapshot.version if old.snapshot else None,
                 new_version=snapshot.version,
-                changed_keys=changed_keys(old.snapshot.values if old.snapshot else None, snapshot.values),
+                changed_keys=self.hub.memo(
+                    ("diff", old.snapshot.checksum if old.snapshot else None, snapshot.checksum),
+                    lambda: changed_keys(old.snapshot.values if old.snapshot else None, snapshot.values),
+                ),
                 rollouts_changed=old.raw_rollouts != view.raw_rollouts,
             )
         return event, True

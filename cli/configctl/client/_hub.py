@@ -30,13 +30,15 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from configctl.core.backoff import backoff
 
 __all__ = ["Hub", "Subscriber", "hub"]
 
 log = logging.getLogger("configctl.client")
+
+T = TypeVar("T")
 
 
 class Subscriber(Protocol):
@@ -263,6 +265,10 @@ class Hub:
         self._shared_refs: dict[tuple[str, ...], int] = {}
         self._lkg: dict[str, tuple[int, str]] = {}
         self._validated: dict[tuple[str, str, int, str], str | None] = {}
+        self._memo: dict[tuple[object, ...], Any] = {}
+        self._rng = random.Random()  # noqa: S311 - jitter, not security
+        self.spread = 0.0
+        """Seconds: the longest random delay before the fetch a notification triggers."""
 
     @property
     def worker(self) -> Worker:
@@ -299,6 +305,21 @@ class Hub:
             self._lkg[path] = (version, checksum)
             return True
 
+    def memo(self, key: tuple[object, ...], make: Callable[[], T]) -> T:
+        """One computation per process for what every client of a pair computes alike
+        (parse the fetched text, build the view, diff two versions): a notification to 50
+        clients in a process costs one of each, not 50. A failure is not memoized."""
+        with self._lock:
+            if key in self._memo:
+                found: T = self._memo[key]
+                return found
+        value = make()
+        with self._lock:
+            if len(self._memo) > 64:
+                self._memo.clear()
+            self._memo[key] = value
+        return value
+
     def validated(self, key: tuple[str, str, int, str], check: Callable[[], str | None]) -> str | None:
         with self._lock:
             if key in self._validated:
@@ -312,8 +333,9 @@ class Hub:
 
     # -- registration ---------------------------------------------------------------------------
 
-    def register(self, sub: Subscriber, *, amqp: str | None, exchange: str) -> None:
+    def register(self, sub: Subscriber, *, amqp: str | None, exchange: str, spread: float = 0.0) -> None:
         pair = (sub.app, sub.env)
+        self.spread = spread
         nkey = (amqp, exchange) if amqp else None
         with self._lock:
             self._subs.setdefault(pair, []).append(sub)
@@ -367,7 +389,10 @@ class Hub:
 
     def _on_message(self, routing_key: str, version: int | None) -> None:
         app, _, env = routing_key.partition(".")
-        self.worker.submit(lambda: self.notify((app, env), version))
+        # Every process gets the message in the same millisecond; a random delay of up to
+        # ``spread`` seconds before its one fetch keeps a fleet's reads off one instant.
+        delay = self._rng.uniform(0.0, self.spread) if self.spread > 0 else 0.0
+        self.worker.submit(lambda: self.notify((app, env), version), delay=delay)
 
     def _on_connected(self, nkey: tuple[str, str]) -> None:
         with self._lock:

@@ -124,7 +124,7 @@ class ConfigClient:
                         self.app, self.env, lkg.version,
                     )
         if self._auto:
-            self._hub.register(self, amqp=self.settings.amqp, exchange=self.settings.exchange)
+            self._hub.register(self, amqp=self.settings.amqp, exchange=self.settings.exchange, spread=self.settings.notify_spread)
             self._schedule(self._next_delay())
         self._report_soon()
 

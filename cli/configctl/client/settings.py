@@ -51,6 +51,10 @@ class ClientSettings:
     """Seconds a client's report in Redis lives unless renewed (``CONFIGCTL_REPORT_TTL``);
     reports are renewed every ``refresh_interval``, so a dead client vanishes from
     ``configctl status`` within this time. 0 disables reporting."""
+    notify_spread: float = 0.03
+    """Seconds (``CONFIGCTL_NOTIFY_SPREAD``): after a notification each process waits a random
+    0..this before its one Redis read, so a fleet's reads do not land in one instant (a
+    process makes one read for all its clients). 0 fetches at once."""
     instance_id: str | None = None
     """This instance's id (``CONFIGCTL_INSTANCE_ID``): canary rollouts select on it and
     reports are keyed by it. Default: ``<hostname>-<pid>-<random>``."""
@@ -63,6 +67,8 @@ class ClientSettings:
             raise UsageError("refresh_interval must be positive seconds")
         if self.report_ttl < 0:
             raise UsageError("report_ttl must be >= 0 seconds")
+        if not 0 <= self.notify_spread <= 5:
+            raise UsageError("notify_spread must be between 0 and 5 seconds")
         if self.timeout <= 0:
             raise UsageError("timeout must be positive seconds")
         if not self.redis_prefix or any(ch.isspace() for ch in self.redis_prefix):
@@ -130,6 +136,7 @@ _ENV: Mapping[str, tuple[str, type]] = {
     "refresh_interval": ("CONFIGCTL_REFRESH_INTERVAL", float),
     "report_ttl": ("CONFIGCTL_REPORT_TTL", float),
     "instance_id": ("CONFIGCTL_INSTANCE_ID", str),
+    "notify_spread": ("CONFIGCTL_NOTIFY_SPREAD", float),
 }
 
 
