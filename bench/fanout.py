@@ -82,7 +82,7 @@ def worker(prefix: str, exchange: str, n_clients: int, cache_dir: str) -> None:
         ConfigClient(
             APP, "prod", redis=prop.REDIS_URL, redis_prefix=prefix, amqp=prop.AMQP_URL, exchange=exchange,
             cache_dir=cache_dir, refresh_interval=600, report_ttl=0, environ={}, instance_id=f"{os.getpid()}-{i}",
-        )  # fmt: skip
+        )
         for i in range(n_clients)
     ]
     for i, c in enumerate(clients):
@@ -95,7 +95,7 @@ def worker(prefix: str, exchange: str, n_clients: int, cache_dir: str) -> None:
         with lock:
             reads.clear()
         with cond:
-            ok = cond.wait_for(lambda: len(reached.get(version, {})) >= n_clients, timeout=30)
+            ok = cond.wait_for(lambda v=version: len(reached.get(v, {})) >= n_clients, timeout=30)
         time.sleep(0.05)  # let late reads (retries) land before counting them
         with lock:
             got_reads = list(reads)
@@ -166,10 +166,10 @@ def one_run(n_procs: int, n_clients: int, n_commits: int, warmup: int) -> dict[s
                         [sys.executable, __file__, "--worker", "--prefix", prefix, "--exchange", exchange,
                          "--clients", str(n_clients), "--cache-dir", str(base / "lkg")],
                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1,
-                    )  # fmt: skip
+                    )
                 )
             for w in workers:
-                assert w.stdout is not None
+                assert w.stdout is not None  # noqa: S101 - PIPE was asked for
                 hello = json.loads(w.stdout.readline())
                 if hello.get("version") != version:
                     raise RuntimeError(f"a worker started on version {hello.get('version')}, not {version}")
@@ -180,13 +180,13 @@ def one_run(n_procs: int, n_clients: int, n_commits: int, warmup: int) -> dict[s
                 prop.post_webhook(port, sha)
                 at = consumer.wait(lambda k, p, sha=sha: k == f"{APP}.prod" and p.get("commit") == sha, timeout=10)
                 for w in workers:
-                    assert w.stdin is not None
+                    assert w.stdin is not None  # noqa: S101 - PIPE was asked for
                     w.stdin.write(f"{version}\n")
                     w.stdin.flush()
                 times: list[float] = []
                 reads: list[float] = []
                 for w in workers:
-                    assert w.stdout is not None
+                    assert w.stdout is not None  # noqa: S101 - PIPE was asked for
                     got = json.loads(w.stdout.readline())
                     if not got["ok"]:
                         raise RuntimeError(f"a worker's clients did not all reach version {version}")

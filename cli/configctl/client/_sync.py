@@ -85,6 +85,8 @@ class ConfigClient:
             repo=repo_path,
         )
         self.app, self.env = self._core.app, self._core.env
+        self._now = self._core.now
+        self._instance_id = self._core.instance_id
         self._rng = random.Random()  # noqa: S311 - jitter, not security
         self._attempt = 0
         self._closed = False
@@ -242,7 +244,10 @@ class ConfigClient:
         """
         view = self._core.view
         if key in view.rollout_keys:
-            return self._core.value(view, key, default, context)
+            try:  # the evaluator inline (one call less on the hot path); _core.value logs a failure
+                return view.rollouts.value(key, view.flat.get(key, default), context, now=self._now(), instance_id=self._instance_id)
+            except Exception:  # noqa: BLE001 - a failing rollout serves the base value, never raises
+                return self._core.value(view, key, default, context)
         return view.flat.get(key, default)
 
     def __getitem__(self, key: str) -> Any:
