@@ -252,12 +252,14 @@ class ClientCore:
     def state(self) -> ClientState:
         with self.lock:
             snap = self.view.snapshot
+            # fresh: the source answered the last refresh *and* something is served
+            fresh = self.fresh and snap is not None
             return ClientState(
                 version=snap.version if snap else None,
                 commit=snap.commit if snap else None,
                 source=self.source,
-                fresh=self.fresh,
-                stale_since=None if self.fresh else self.stale_since,
+                fresh=fresh,
+                stale_since=None if fresh else self.stale_since,
                 since=self.since,
                 last_refresh=self.last_refresh,
                 refused_version=self.refused[0] if self.refused else None,
