@@ -47,7 +47,7 @@ or refuses a version and on every refresh; it deletes its field on `close()`. A 
 `seen` + `ttl` has passed belongs to a client that died: readers ignore it and delete it.
 `configctl status APP ENV --redis URL` reads this hash. The reconciler never reads or
 repairs these keys (they are not snapshots), and their TTL is the one exception to "no key
-has a TTL" below.
+has a TTL" above.
 
 ## Reading it
 
