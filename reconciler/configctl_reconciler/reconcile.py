@@ -39,6 +39,7 @@ from configctl.core.records import CommitInfo
 from configctl.errors import BackendError, CacheError, GitError
 from configctl.services import apply as apply_service
 from configctl.services import relay as relay_service
+from configctl.services import rollouts as rollouts_service
 from configctl.services.inspect import Evaluator
 
 log = logging.getLogger(__name__)
@@ -289,6 +290,7 @@ def to_cached(record: Any, now: datetime) -> CachedSnapshot:
         checksum=record.checksum,
         values=record.values,
         updated_at=now,
+        rollouts=tuple(getattr(record, "rollouts", ())),
     )
 
 
@@ -321,6 +323,18 @@ def repair_cache(deps: Deps) -> int | None:
     if repaired and deps.metrics is not None:
         deps.metrics.redis_repaired(repaired)
     return repaired
+
+
+def advance_rollouts(deps: Deps, *, fence: tuple[str, int] | None) -> int:
+    """The schedule tick: record and announce each rollout stage reached since the last
+    pass (the outbox message goes out with this pass's relay). Returns how many."""
+    changes = rollouts_service.advance_stages(store=deps.store, now=deps.now(), actor=ACTOR, host=deps.host, fence=fence)
+    for change in changes:
+        log.info(
+            "rollout %s of %s/%s reached stage %d (window %s, %s basis points)",
+            change.rollout, change.app, change.env, change.stage, change.window, change.percentage,
+        )
+    return len(changes)
 
 
 def relay(deps: Deps, result: PassResult) -> None:
@@ -390,6 +404,7 @@ def reconcile_once(deps: Deps, *, fence: tuple[str, int] | None) -> PassResult:
         for commit in pending_commits(deps, head, result, fence=fence):
             result.drained = False  # rows may be written from now on
             apply_commit(deps, commit, fence=fence, result=result)
+        advance_rollouts(deps, fence=fence)
         catch_up(deps, result)
         ok = True
         return result

@@ -58,7 +58,9 @@ def _by_id() -> dict[str, Any]:
     out: dict[str, Any] = {}
     for _, text in schema_files():
         schema = json.loads(text)
-        out[schema["$id"]] = schema
+        # Data shipped beside the schemas (rollout-vectors.json) has an $id but no $schema.
+        if "$schema" in schema:
+            out[schema["$id"]] = schema
     return out
 
 

@@ -24,6 +24,7 @@ from configctl.cli.commands import (
     ls,
     reconcile,
     rollback,
+    rollout,
     schema,
     validate,
 )
@@ -71,6 +72,7 @@ app.add_typer(apply.app)
 app.add_typer(history.app)
 app.add_typer(rollback.app)
 app.add_typer(reconcile.app)
+app.add_typer(rollout.app, name="rollout")
 app.add_typer(schema.app, name="schema")
 app.add_typer(db.app, name="db")
 

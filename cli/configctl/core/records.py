@@ -23,7 +23,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -44,6 +44,8 @@ class VersionReason(enum.StrEnum):
     COMMIT = "commit"
     ROLLBACK = "rollback"
     RELEASE = "release"
+    ROLLOUT = "rollout"
+    """A rollout control (pause, resume, promote, abort) changed the runtime state."""
 
 
 class ChangeKind(enum.StrEnum):
@@ -83,6 +85,18 @@ def canonical_json(value: Any) -> str:
 def checksum(values: Any) -> str:
     """SHA-256 (hex) of the canonical JSON of a resolved snapshot."""
     return hashlib.sha256(canonical_json(values).encode("utf-8")).hexdigest()
+
+
+def snapshot_checksum(values: Any, rollouts: Sequence[Mapping[str, Any]] = ()) -> str:
+    """The checksum of a version: its values, and its rollouts when it has any.
+
+    A pair without rollouts keeps exactly :func:`checksum` of its values (stores written
+    before rollouts existed stay valid); with rollouts, both go into one canonical
+    document, so a change to either makes a new version.
+    """
+    if not rollouts:
+        return checksum(values)
+    return checksum({"values": values, "rollouts": list(rollouts)})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -148,6 +162,8 @@ class VersionRecord:
     actor: str
     created_at: datetime
     rolled_back_to: int | None = None
+    rollouts: tuple[Mapping[str, Any], ...] = ()
+    """The rollouts of this version in their JSON form, runtime state folded in."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

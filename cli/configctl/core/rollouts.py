@@ -32,8 +32,9 @@ Evaluation order of one rollout (first match decides):
 6. a percentage (fixed, from the schedule at ``now``, or frozen while paused) is given:
    served when the unit's bucket is under it (``split``, rule ``percentage``); a missing
    unit is not served;
-7. no canary and no percentage: rules that held → served (``targeting_match``, rule
-   ``rules``); no rules at all → served (``static``, rule ``all``).
+7. no percentage: rules that held (and no canary) → served (``targeting_match``, rule
+   ``rules``); only users or a canary given → not served (only those are in); no part
+   at all (a bare window, a plain flag) → served to everyone (``static``, rule ``all``).
 
 Rollouts of one key are tried by descending ``priority`` then name; the first that serves
 wins. Nothing here raises for a missing or odd context: it falls back to the base value
@@ -453,11 +454,14 @@ class _Rollout:
             b = mmh3.hash(f"{self.seed}:{unit}", 0, False) % BUCKETS
             if b < percent:
                 return (True, Reason.SPLIT, "percentage", b)
-            return (False, Reason.DEFAULT, "percentage", b)
-        if self.has_canary:
-            return (False, Reason.DEFAULT, None, None)
+            return (False, Reason.DEFAULT, None, b)
         if self.rules:
+            # Rules that held, with no canary or percentage to narrow them further.
+            if self.has_canary:
+                return (False, Reason.DEFAULT, None, None)
             return (True, Reason.TARGETING_MATCH, "rules", None)
+        if self.has_canary or self.users:
+            return (False, Reason.DEFAULT, None, None)  # only the named ones are in
         return (True, Reason.STATIC, "all", None)
 
 

@@ -29,6 +29,7 @@ from jsonschema.exceptions import ValidationError
 
 from configctl.core import parse as parse_mod
 from configctl.core import resolve as resolve_mod
+from configctl.core import rollout_spec
 from configctl.core import tree as tree_mod
 from configctl.core.model import Finding, Report, Severity, SourceLocation
 from configctl.core.parse import Document
@@ -360,6 +361,9 @@ def evaluate(
             if app.manifest is not None:
                 findings.extend(tree_mod.memoized(memo, app.manifest, manifest_findings))
 
+    rollouts_schema = file_schemas.get(rollout_spec.ROLLOUTS_SCHEMA_ID)
+    rollouts_validator = _python_validator(rollouts_schema, registry) if rollouts_schema is not None else None
+
     cache = schema_cache if schema_cache is not None else {}
     pcache = pair_cache if pair_cache is not None else {}
     grouped: dict[tuple[str, int, int, str, str], _Grouped] = {}
@@ -411,6 +415,8 @@ def evaluate(
                     grouped[gkey] = _Grouped(finding=finding, pairs=[f"{app.name}/{env}"])
                 else:
                     group.pairs.append(f"{app.name}/{env}")
+        if app.rollouts is not None and app.rollouts.ok and app.rollouts.file not in broken_files:
+            findings.extend(_rollout_findings(app, tree, live, compiled, rollouts_validator))
     if pair_cache is not None:
         pair_cache.clear()
         pair_cache.update(live)
@@ -433,6 +439,43 @@ def evaluate(
             )
         )
     return Evaluation(report=Report.of(findings), values=all_values, pairs=live)
+
+
+def _rollout_findings(
+    app: tree_mod.App,
+    tree: ConfigTree,
+    live: Mapping[tuple[str, str], PairResult],
+    compiled: CompiledSchema | None,
+    validator: jsonschema.protocols.Validator | None,
+) -> list[Finding]:
+    """The checks of ``apps/<app>/rollouts.yaml`` (see :mod:`configctl.core.rollout_spec`)."""
+    doc = app.rollouts
+    if doc is None:
+        return []
+    schema_findings = _file_schema_findings(doc, validator) if validator is not None else []
+    value_errors: rollout_spec.ValueErrors | None = None
+    if compiled is not None:
+        checked_schema = compiled
+
+        def value_errors(values: Mapping[str, Any]) -> list[tuple[Path, str]]:
+            if checked_schema.fast is not None and _fast_valid(checked_schema.fast, values):
+                return []
+            return [
+                (
+                    tuple(err.absolute_path),
+                    f"`{_dotted(tuple(err.absolute_path)) or '(root)'}`: "
+                    + ("value does not match the schema (secret value hidden)" if _is_secret(err.schema) else _short(err.message)),
+                )
+                for err in checked_schema.python.iter_errors(values)
+            ]
+
+    return rollout_spec.check(
+        doc,
+        environments=tree.environments,
+        schema_findings=schema_findings,
+        values={env: live[(app.name, env)].values for env in tree.environments if (app.name, env) in live},
+        value_errors=value_errors,
+    )
 
 
 def _fast_valid(fast: Any, values: Any) -> bool:

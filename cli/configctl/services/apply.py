@@ -29,6 +29,7 @@ from typing import Any, Protocol
 from configctl.core import diff as diff_mod
 from configctl.core.model import FileEntry, Report
 from configctl.core.records import CommitInfo, KeyChange, VersionHead, VersionRecord, checksum
+from configctl.services import rollouts as rollouts_service
 from configctl.services.inspect import Checked, Evaluator, secret_keys
 
 QUARANTINE_PREFIX = "quarantine:"
@@ -54,7 +55,11 @@ class UnitOfWork(Protocol):
         actor: str,
         changes: Sequence[KeyChange],
         rolled_back_to: int | None = None,
+        rollouts: Sequence[Mapping[str, Any]] = (),
     ) -> int: ...
+    def rollout_states(
+        self, app: str | None = None, env: str | None = None
+    ) -> dict[tuple[str, str], dict[str, dict[str, Any]]]: ...
     def add_audit(
         self,
         *,
@@ -292,6 +297,9 @@ def apply_snapshot(
                     return ApplyResult(commit=commit.sha, status="rejected", report=checked.report)
                 checksums = _checksums(checked)
         in_scope = latest if scope is None else {pair: v for pair, v in latest.items() if pair[0] in scope}
+        # Rollouts (runtime state folded in) are part of a version and of its checksum.
+        pair_rollouts = rollouts_service.pair_rollouts(checked.tree, list(checked.values), uow.rollout_states())
+        checksums = rollouts_service.with_rollouts(checksums, checked.values, pair_rollouts)
         pins = {(p.app, p.env) for p in uow.get_pins()}
         outcomes: list[PairOutcome] = []
         messages: list[dict[str, Any]] = []
@@ -319,7 +327,9 @@ def apply_snapshot(
                         # A newer commit changed this pair: the quarantine is superseded.
                         uow.set_sync_state(f"{QUARANTINE_PREFIX}{app}:{env}", None)
             version: int | None = None
-            changed_keys = tuple(k.key for k in keys)
+            changed_keys = rollouts_service.changed_keys(
+                [k.key for k in keys], prev_record.rollouts if prev_record else None, pair_rollouts.get((app, env), ())
+            )
             if skipped is None and not dry_run:
                 version = uow.add_version(
                     app=app,
@@ -330,6 +340,7 @@ def apply_snapshot(
                     reason="commit",
                     actor=actor,
                     changes=[KeyChange(key=k.key, change=str(k.change), old=k.old, new=k.new) for k in keys],
+                    rollouts=pair_rollouts.get((app, env), ()),
                 )
                 message = _message(
                     app=app,

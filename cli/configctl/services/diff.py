@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from configctl.core import diff as diff_mod
+from configctl.core import rollout_spec
 from configctl.core.model import FileEntry, Report
 from configctl.services.inspect import Checked, Evaluator, secret_keys
 
@@ -21,6 +22,9 @@ class DiffResult:
     head_report: Report
     rollouts_touched: tuple[str, ...]
     """Apps whose rollouts.yaml changed."""
+    rollout_changes: tuple[dict[str, str | None], ...] = ()
+    """Per (app, env) and rollout: ``{app, env, rollout, kind, key, change}`` with change
+    added, changed or removed (definitions only; runtime state lives in the store)."""
 
 
 def changed_files(base: Mapping[str, FileEntry], head: Mapping[str, FileEntry]) -> list[str]:
@@ -55,7 +59,33 @@ def diff_snapshots(
         base_report=before.report,
         head_report=after.report,
         rollouts_touched=rollouts,
+        rollout_changes=rollout_changes(before, after, rollouts),
     )
+
+
+def rollout_changes(before: Checked, after: Checked, apps: tuple[str, ...]) -> tuple[dict[str, str | None], ...]:
+    """The rollouts added, changed or removed in each environment of ``apps``."""
+    out: list[dict[str, str | None]] = []
+    for app in apps:
+        sides = []
+        for checked in (before, after):
+            a = checked.tree.apps.get(app)
+            sides.append(rollout_spec.read(a.rollouts if a is not None else None))
+        envs = sorted(set(before.tree.environments) | set(after.tree.environments))
+        for env in envs:
+            old = {str(e["name"]): e for e in rollout_spec.for_env(sides[0], env)} if env in before.tree.environments else {}
+            new = {str(e["name"]): e for e in rollout_spec.for_env(sides[1], env)} if env in after.tree.environments else {}
+            for name in sorted(old.keys() | new.keys()):
+                a_entry, b_entry = old.get(name), new.get(name)
+                if a_entry == b_entry:
+                    continue
+                change = "added" if a_entry is None else "removed" if b_entry is None else "changed"
+                entry = b_entry or a_entry or {}
+                key = entry.get("key")
+                out.append(
+                    {"app": app, "env": env, "rollout": name, "kind": str(entry.get("kind")), "key": key if isinstance(key, str) else None, "change": change}
+                )
+    return tuple(out)
 
 
 def _secrets(checked: Checked) -> dict[str, set[str]]:

@@ -74,6 +74,7 @@ def rollback(
             actor=actor,
             changes=[KeyChange(key=k.key, change=str(k.change), old=k.old, new=k.new) for k in keys],
             rolled_back_to=to,
+            rollouts=target.rollouts,
         )
         bad_commit = latest.commit_sha
         uow.set_pin(app=app, env=env, version=version, reason=reason or f"rollback to version {to}", actor=actor, quarantined_commit=bad_commit)

@@ -38,7 +38,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 #: The alembic revision this code reads and writes; ``SqlStore`` refuses other revisions.
 #: A test checks it is the head of ``migrations/versions``.
-SCHEMA_REVISION = "0001"
+SCHEMA_REVISION = "0002"
 
 #: Deterministic constraint and index names on both backends (alembic can then alter them).
 NAMING_CONVENTION = {
@@ -130,6 +130,8 @@ class Version(Base):
     rolled_back_to: Mapped[int | None] = mapped_column(Integer, nullable=True)
     actor: Mapped[str] = mapped_column(String(255), nullable=False)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
+    rollouts: Mapped[Any] = mapped_column(JsonType, nullable=True)
+    """The JSON form of the pair's rollouts (state folded in); NULL when it has none."""
 
 
 class KeyChangeRow(Base):
@@ -193,7 +195,11 @@ class Pin(Base):
 
 
 class RolloutState(Base):
-    """Runtime state of a rollout (paused, promoted, stage...); filled in by a later change."""
+    """Runtime state of one rollout or flag of (app, env); ``key`` holds its name.
+
+    ``state`` is JSON: ``status`` (active, paused, promoted, aborted), ``paused_at``,
+    ``shift_seconds`` (time spent paused, which delays the schedule), ``stage`` (the last
+    schedule stage announced), ``actor``. Versions fold in status, paused_at and shift."""
 
     __tablename__ = "rollout_state"
 

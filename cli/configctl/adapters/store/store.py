@@ -119,6 +119,7 @@ def _version_record(row: m.Version) -> VersionRecord:
         actor=row.actor,
         created_at=row.created_at,
         rolled_back_to=row.rolled_back_to,
+        rollouts=tuple(row.rollouts or ()),
     )
 
 
@@ -242,6 +243,37 @@ def _get_version(s: Session, app: str, env: str, number: int | None) -> VersionR
     return _version_record(row) if row is not None else None
 
 
+def _rollout_heads(s: Session) -> dict[tuple[str, str], tuple[int, str | None, tuple[dict[str, Any], ...]]]:
+    """(number, commit, rollouts) of every pair whose version in service has rollouts."""
+    sub = (
+        select(m.Version.app, m.Version.env, func.max(m.Version.number).label("number"))
+        .group_by(m.Version.app, m.Version.env)
+        .subquery()
+    )
+    q = (
+        select(m.Version.app, m.Version.env, m.Version.number, m.Version.commit_sha, m.Version.rollouts)
+        .join(sub, (m.Version.app == sub.c.app) & (m.Version.env == sub.c.env) & (m.Version.number == sub.c.number))
+        .where(m.Version.rollouts.is_not(None))
+    )
+    return {
+        (app, env): (number, sha, tuple(rollouts))
+        for app, env, number, sha, rollouts in s.execute(q)
+        if rollouts
+    }
+
+
+def _rollout_states(s: Session, app: str | None, env: str | None) -> dict[tuple[str, str], dict[str, dict[str, Any]]]:
+    q = select(m.RolloutState)
+    if app is not None:
+        q = q.where(m.RolloutState.app == app)
+    if env is not None:
+        q = q.where(m.RolloutState.env == env)
+    out: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
+    for row in s.scalars(q.order_by(m.RolloutState.app, m.RolloutState.env, m.RolloutState.key)):
+        out.setdefault((row.app, row.env), {})[row.key] = dict(row.state or {})
+    return out
+
+
 def _pins(s: Session) -> list[PinRecord]:
     return [_pin_record(r) for r in s.scalars(select(m.Pin).order_by(m.Pin.app, m.Pin.env))]
 
@@ -348,6 +380,7 @@ class UnitOfWork:
         actor: str,
         changes: Sequence[KeyChange],
         rolled_back_to: int | None = None,
+        rollouts: Sequence[Mapping[str, Any]] = (),
     ) -> int:
         """Write the next version of (app, env) with its key changes; return its number.
 
@@ -373,6 +406,7 @@ class UnitOfWork:
                 rolled_back_to=rolled_back_to,
                 actor=actor,
                 created_at=self._clock(),
+                rollouts=[dict(r) for r in rollouts] or None,
             )
             s.add(row)
             s.flush()
@@ -469,6 +503,28 @@ class UnitOfWork:
             s = self._session()
             result = s.execute(delete(m.Pin).where(m.Pin.app == app, m.Pin.env == env))
             return bool(getattr(result, "rowcount", 0))
+
+    def rollout_states(self, app: str | None = None, env: str | None = None) -> dict[tuple[str, str], dict[str, dict[str, Any]]]:
+        """Runtime state of rollouts: ``{(app, env): {name: state}}``, optionally one pair."""
+        with self._errors():
+            return _rollout_states(self._session(), app, env)
+
+    def rollout_heads(self) -> dict[tuple[str, str], tuple[int, str | None, tuple[dict[str, Any], ...]]]:
+        """(number, commit, rollouts) of every pair whose version in service has rollouts."""
+        with self._errors():
+            return _rollout_heads(self._session())
+
+    def set_rollout_state(self, app: str, env: str, name: str, state: Mapping[str, Any]) -> None:
+        """Replace the runtime state of rollout ``name`` of (app, env)."""
+        with self._errors():
+            s = self._session()
+            row = s.get(m.RolloutState, (app, env, name))
+            if row is None:
+                row = m.RolloutState(app=app, env=env, key=name)
+                s.add(row)
+            row.state = dict(state)
+            row.updated_at = self._clock()
+            s.flush()
 
     def set_sync_state(self, name: str, value: Any) -> None:
         """Store a JSON value under ``name``; ``None`` removes it."""
@@ -724,6 +780,11 @@ class SqlStore:
         """Version ``number`` of (app, env), or the newest when ``number`` is None."""
         with self._read() as s:
             return _get_version(s, app, env, number)
+
+    def rollout_states(self, app: str | None = None, env: str | None = None) -> dict[tuple[str, str], dict[str, dict[str, Any]]]:
+        """Runtime state of rollouts: ``{(app, env): {name: state}}``, optionally one pair."""
+        with self._read() as s:
+            return _rollout_states(s, app, env)
 
     def list_versions(self, app: str, env: str, limit: int | None = None) -> list[VersionEntry]:
         """Versions of (app, env), newest first, with commit author and changed keys."""

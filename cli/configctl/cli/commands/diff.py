@@ -34,6 +34,9 @@ def render_text(result: DiffResult, base_label: str, head_label: str) -> None:
 
     console = context.stdout()
     d = result.diff
+    for rc in result.rollout_changes:
+        target = f" ({rc['key']})" if rc["key"] else " (flag)"
+        console.print(f"rollout {escape(str(rc['rollout']))}{escape(target)} {rc['change']} in {rc['app']}/{rc['env']}")
     if d.empty:
         console.print(f"No change to any resolved configuration between {escape(base_label)} and {escape(head_label)}.")
         return
@@ -68,6 +71,10 @@ def render_markdown(result: DiffResult, base_label: str, head_label: str) -> str
     lines = [f"### configctl diff `{base_label}` → `{head_label}`", ""]
     if d.empty:
         lines.append("No change to any resolved configuration.")
+        lines += [
+            f"- rollout `{rc['rollout']}` ({'`' + str(rc['key']) + '`' if rc['key'] else 'flag'}) {rc['change']} in {rc['app']}/{rc['env']}"
+            for rc in result.rollout_changes
+        ]
         return "\n".join(lines)
     s = d.summary()
     lines += [
@@ -77,6 +84,7 @@ def render_markdown(result: DiffResult, base_label: str, head_label: str) -> str
         f"- **{s['environments']}** environment(s): {', '.join(s['environment_names'])}",
         f"- **{s['pairs']}** app/environment pair(s), **{s['keys']}** key change(s)",
         f"- rollouts touched: {', '.join(result.rollouts_touched) if result.rollouts_touched else 'none'}",
+        *[f"  - `{rc['rollout']}` ({'`' + str(rc['key']) + '`' if rc['key'] else 'flag'}) {rc['change']} in {rc['app']}/{rc['env']}" for rc in result.rollout_changes],
         f"- files changed: {', '.join(f'`{f}`' for f in d.changed_files) if d.changed_files else 'none'}",
     ]
     if not result.head_report.valid:
@@ -138,6 +146,7 @@ def diff(
         payload["base"] = base_rev
         payload["head"] = head if head is not None else None
         payload["rollouts_touched"] = list(result.rollouts_touched)
+        payload["rollout_changes"] = list(result.rollout_changes)
         payload["head_valid"] = result.head_report.valid
         context.write(output.dumps_json(payload))
     elif fmt is Format.markdown:
@@ -148,5 +157,5 @@ def diff(
             context.print_error(
                 f"{head_label} has {len(result.head_report.errors)} validation error(s); run `configctl validate`"
             )
-    if exit_code and not result.diff.empty:
+    if exit_code and not (result.diff.empty and not result.rollout_changes):
         raise typer.Exit(ExitCode.FINDINGS)
