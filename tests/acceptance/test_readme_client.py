@@ -46,6 +46,7 @@ def applied(tmp_path_factory: pytest.TempPathFactory) -> Path:
     ]  # fmt: skip
     doc = json.loads((snapshots / "checkout.production.json").read_text())
     assert doc["version"] == 1
+    assert [r["name"] for r in doc["rollouts"]] == ["adyen-in-germany", "one-page-checkout"]
     assert doc["values"]["database"]["host"] == "checkout-db.prod.internal"
     return base
 
@@ -62,18 +63,16 @@ def test_readme_sdk_example_runs_on_the_snapshot_folder_apply_left(applied: Path
     out = run_python(readme_block("sdk"), applied).splitlines()
     assert out[0] == "checkout-db.prod.internal 50 {'max': 50, 'min': 1}"
     assert out[1] == "fallback"
-    assert out[2] == "False"
-    assert out[3] == "stripe"
-    assert out[4] == "1 True snapshot_dir"
-    assert out[5] == "apps/checkout/envs/production.yaml 3 static"
+    assert out[2:6] == ["adyen", "stripe", "stripe", "True"]
+    assert out[6] == "1 True snapshot_dir"
+    value, rollout, reason, bucket, file, line = out[7].split()
+    assert (value, rollout, reason, file, line) == ("adyen", "adyen-in-germany", "split", "apps/checkout/envs/production.yaml", "7")
+    assert int(bucket) < 2500
 
 
 def test_readme_openfeature_example_runs(applied: Path) -> None:
     out = run_python(readme_block("openfeature"), applied).splitlines()
-    assert out[0].startswith("False STATIC")
-    assert "'version': 1" in out[0]
-    assert out[1] == "50"
-    assert out[2] == "FLAG_NOT_FOUND"
+    assert out == ["True TARGETING_MATCH on", "False", "SPLIT", "50", "FLAG_NOT_FOUND"]
 
 
 def test_apply_keeps_the_snapshot_folder_current(applied: Path, tmp_path: Path) -> None:

@@ -3,14 +3,14 @@ of what the reconciler does for Redis).
 
 ``configctl apply`` calls :func:`export_snapshots` after it wrote versions, so the
 embedded default's snapshot folder (``<repo>/.configctl/snapshots``) always holds what
-the store serves and a :class:`configctl.client.ConfigClient` can read it with no server
-running. Cheap at any size: only version heads are read from the store, and a snapshot
+the store serves (values and rollouts, as the reconciler writes them to Redis) and a
+:class:`configctl.client.ConfigClient` can read it with no server running. Cheap at any size: only version heads are read from the store, and a snapshot
 only for pairs that were just written or are missing or older in the cache.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Collection, Mapping
 from datetime import datetime
 from typing import Protocol
 
@@ -18,11 +18,6 @@ from configctl.core.cache import CachedSnapshot, SnapshotCache
 from configctl.core.records import VersionHead, VersionRecord
 
 __all__ = ["SnapshotSource", "export_snapshots"]
-
-#: The rollouts (JSON form, runtime state folded in) of one (app, env), for snapshots that
-#: carry them; None leaves the field empty.
-RolloutsOf = Callable[[str, str], tuple[Mapping[str, object], ...]]
-
 
 class SnapshotSource(Protocol):
     """The part of the store this needs."""
@@ -38,7 +33,6 @@ def export_snapshots(
     *,
     now: datetime,
     written: Collection[tuple[str, str]] = (),
-    rollouts_of: RolloutsOf | None = None,
 ) -> int:
     """Write every pair the cache lacks or holds older, plus ``written``; return the count."""
     present = cache.versions()
@@ -57,7 +51,7 @@ def export_snapshots(
             checksum=record.checksum,
             values=record.values,
             updated_at=now,
-            rollouts=rollouts_of(app, env) if rollouts_of is not None else (),
+            rollouts=tuple(record.rollouts),
         )
         if cache.put(snapshot):
             count += 1
