@@ -271,6 +271,11 @@ class AsyncConfigClient:
     def watermark(self) -> int:
         return self._core.watermark
 
+    @property
+    def refused_version(self) -> int | None:
+        refused = self._core.refused
+        return refused[0] if refused else None
+
     def fetch_text(self) -> str | None:
         raise NotImplementedError  # notified() always handles it on the event loop
 

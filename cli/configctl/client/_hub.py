@@ -57,6 +57,11 @@ class Subscriber(Protocol):
         """The version it serves (0: none)."""
         ...
 
+    @property
+    def refused_version(self) -> int | None:
+        """The newest version it refused, if any."""
+        ...
+
     def fetch_text(self) -> str | None:
         """Read the snapshot text from the source (raises CacheError)."""
         ...
@@ -424,7 +429,11 @@ class Hub:
                 error = getattr(exc, "message", type(exc).__name__)
             for sub in members:
                 sub.offer_text(text, error=error, wanted=version)
-            behind = version is not None and any(s.watermark < version for s in members)
+            # behind: the snapshot read is older than announced (Redis not warmed yet); a
+            # client that refused the announced version is not behind, it said no
+            behind = version is not None and any(
+                s.watermark < version and (s.refused_version or 0) < version for s in members
+            )
             if behind and error is None and attempt < 6:
                 self.worker.submit(lambda: self.notify(pair, version, attempt + 1), delay=0.05 * 2**attempt)
 

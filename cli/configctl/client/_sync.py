@@ -115,6 +115,11 @@ class ConfigClient:
     def watermark(self) -> int:
         return self._core.watermark
 
+    @property
+    def refused_version(self) -> int | None:
+        refused = self._core.refused
+        return refused[0] if refused else None
+
     def _start(self) -> None:
         if not self._refresh_now(fresh_start=True):
             lkg = self._core.read_lkg()
