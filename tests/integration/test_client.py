@@ -211,6 +211,7 @@ def test_a_version_failing_the_schema_is_refused_and_the_last_good_one_kept(
         cache.put(snap(3))
         announce(publisher, 3)
         assert seen.wait(3).old_version == 1
+        assert client.state.refused_version is None  # superseded by a newer good version
     # the last-known-good file holds the good version, not the refused one
     lkg = list((Path(settings["cache_dir"])).glob(f"{APP}.{ENV}.*.json"))
     assert len(lkg) == 1

@@ -346,7 +346,10 @@ class ClientCore:
             self.source = source
             self.since = self.clock()
             if self.refused is not None and self.refused[0] < snapshot.version:
-                pass  # keep the refusal visible: status shows it until a newer one is refused
+                # a newer good version supersedes the refusal: state and status show only
+                # a refusal that still holds the client back
+                log.info("configctl client %s/%s: version %d adopted after refusing %d", self.app, self.env, snapshot.version, self.refused[0])
+                self.refused = None
             event = ChangeEvent(
                 app=self.app,
                 env=self.env,
