@@ -41,7 +41,7 @@ __all__ = ["AsyncConfigClient"]
 
 log = logging.getLogger("configctl.client")
 
-L = TypeVar("L", bound=Callable[[ChangeEvent], Any])
+L = TypeVar("L", bound=Callable[..., Any])
 Context = Mapping[str, object] | None
 _MISSING: Any = object()
 
@@ -363,12 +363,11 @@ class AsyncConfigClient:
 
     def on_change(self, listener: L) -> L:
         """Call ``listener(event)`` (a function or a coroutine function) after each adopted version."""
-        self._core.listeners.append(listener)
+        self._core.add_listener(listener)
         return listener
 
     def remove_listener(self, listener: Callable[[ChangeEvent], Any]) -> None:
-        if listener in self._core.listeners:
-            self._core.listeners.remove(listener)
+        self._core.remove_listener(listener)
 
     def __repr__(self) -> str:
         return f"AsyncConfigClient({self.app!r}, {self.env!r}, version={self.version})"

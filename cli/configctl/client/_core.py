@@ -56,6 +56,16 @@ class ChangeEvent:
     rollouts_changed: bool = False
     """The rollouts (or their runtime state) changed: values under a context may differ."""
 
+    @property
+    def version(self) -> int:
+        """The notification schema's name for ``new_version``."""
+        return self.new_version
+
+    @property
+    def previous_version(self) -> int | None:
+        """The notification schema's name for ``old_version``."""
+        return self.old_version
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ClientState:
@@ -370,6 +380,16 @@ class ClientCore:
         key = (check.fingerprint, f"{self.app}:{self.env}", snapshot.version, snapshot.checksum)
         return self.hub.validated(key, lambda: check.problem(snapshot.values))
 
+    def add_listener(self, listener: Callable[..., Any]) -> None:
+        """Register ``listener(event)``, or ``listener(changed_keys, old_version, new_version)``
+        when it takes three positional arguments (both shapes are common)."""
+        with self.lock:
+            self.listeners.append(_adapt(listener))
+
+    def remove_listener(self, listener: Callable[..., Any]) -> None:
+        with self.lock:
+            self.listeners = [fn for fn in self.listeners if fn is not listener and getattr(fn, "__wrapped__", None) is not listener]
+
     def fire(self, event: ChangeEvent) -> None:
         """Call every listener; one that raises is logged and the others still run."""
         with self._listener_lock:
@@ -527,6 +547,27 @@ class ClientCore:
             resolution = None
         self._provenance = {memo: resolution}
         return resolution
+
+
+def _adapt(listener: Callable[..., Any]) -> Callable[[ChangeEvent], Any]:
+    import functools
+    import inspect
+
+    try:
+        params = [
+            p for p in inspect.signature(listener).parameters.values()
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
+        ]  # fmt: skip
+    except (TypeError, ValueError):  # a builtin without a signature: call it with the event
+        return listener
+    if len(params) < 3:
+        return listener
+
+    @functools.wraps(listener)
+    def three(event: ChangeEvent) -> Any:
+        return listener(event.changed_keys, event.old_version, event.new_version)
+
+    return three
 
 
 def _utcnow() -> datetime:

@@ -34,7 +34,7 @@ __all__ = ["ConfigClient"]
 
 log = logging.getLogger("configctl.client")
 
-L = TypeVar("L", bound=Callable[[ChangeEvent], Any])
+L = TypeVar("L", bound=Callable[..., Any])
 _MISSING: Any = object()
 
 Context = Mapping[str, object] | None
@@ -322,19 +322,17 @@ class ConfigClient:
         return self._core.state()
 
     def on_change(self, listener: L) -> L:
-        """Call ``listener(event)`` after each adopted version (usable as a decorator).
+        """Call ``listener(event)`` after each adopted version (usable as a decorator); a
+        listener taking three arguments gets ``(changed_keys, old_version, new_version)``.
 
         Listeners run on the client's refresh thread, in registration order; one that
         raises is logged and does not stop the others.
         """
-        with self._core.lock:
-            self._core.listeners.append(listener)
+        self._core.add_listener(listener)
         return listener
 
     def remove_listener(self, listener: Callable[[ChangeEvent], Any]) -> None:
-        with self._core.lock:
-            if listener in self._core.listeners:
-                self._core.listeners.remove(listener)
+        self._core.remove_listener(listener)
 
     def refresh(self) -> bool:
         """Check the source now; True if it answered (a newer good version is adopted)."""

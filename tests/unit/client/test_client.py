@@ -243,3 +243,23 @@ def test_async_client_on_the_snapshot_folder(tmp_path: Path) -> None:
         await c.close()
 
     asyncio.run(main())
+
+
+def test_listener_shapes_event_or_three_arguments(tmp_path: Path) -> None:
+    put(tmp_path / "snaps", 1)
+    with client(tmp_path) as c:
+        got: list[tuple[object, ...]] = []
+
+        def three(changed_keys: tuple[str, ...], old: int | None, new: int) -> None:
+            got.append((changed_keys, old, new))
+
+        c.on_change(three)
+        c.on_change(lambda event: got.append((event.version, event.previous_version)))
+        put(tmp_path / "snaps", 2)
+        c.refresh()
+        assert got == [(("a", "b", "db.timeout"), 1, 2), (2, 1)]
+        c.remove_listener(three)
+        put(tmp_path / "snaps", 3)
+        c.refresh()
+        assert got[-1] == (3, 2)
+        assert len(got) == 3
