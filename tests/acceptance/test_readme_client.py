@@ -95,3 +95,14 @@ def test_apply_keeps_the_snapshot_folder_current(applied: Path, tmp_path: Path) 
     before = (snapshots / "checkout.production.json").read_bytes()
     assert configctl("apply", "--repo", repo, "--db", f"sqlite:///{tmp_path / 'other.db'}", env={"CONFIGCTL_SNAPSHOT_DIR": ""}).returncode == 0
     assert (snapshots / "checkout.production.json").read_bytes() == before
+
+
+def test_status_app_env_without_redis_says_where_client_reports_are(applied: Path) -> None:
+    env = {"CONFIGCTL_DB": "", "CONFIGCTL_REDIS": ""}
+    text = configctl("status", "checkout", "production", "--repo", applied / "configs-example", env=env)
+    assert text.returncode == 0, text.stderr
+    assert "clients of checkout/production: unknown (client reports are in Redis: pass --redis or set CONFIGCTL_REDIS)" in text.stdout
+    doc = json.loads(configctl("status", "checkout", "production", "--repo", applied / "configs-example", "-o", "json", env=env).stdout)
+    assert doc["clients"] is None
+    plain = json.loads(configctl("status", "--repo", applied / "configs-example", "-o", "json", env=env).stdout)
+    assert "clients" not in plain
