@@ -92,13 +92,12 @@ def worker(prefix: str, exchange: str, n_clients: int, cache_dir: str) -> None:
     print(json.dumps({"ready": True, "version": clients[0].version}), flush=True)
     for line in sys.stdin:
         version = int(line)
-        with lock:
-            reads.clear()
         with cond:
             ok = cond.wait_for(lambda v=version: len(reached.get(v, {})) >= n_clients, timeout=30)
         time.sleep(0.05)  # let late reads (retries) land before counting them
-        with lock:
+        with lock:  # every read since the last report (some happen before this line arrives)
             got_reads = list(reads)
+            reads.clear()
         print(json.dumps({"ok": ok, "times": sorted(reached.get(version, {}).values()), "reads": got_reads}), flush=True)
     for c in clients:
         c.close()
