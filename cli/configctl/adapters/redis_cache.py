@@ -10,7 +10,7 @@ labels (`[a-z0-9]([a-z0-9-]*[a-z0-9])?`), so they never contain `:`.
 
 | Key | Type | Content |
 |---|---|---|
-| `<prefix>:snapshot:<app>:<env>` | string | The snapshot: one JSON object `{"app", "env", "version", "commit", "checksum", "values", "updated_at"}` (UTF-8, sorted keys, compact). **The only key a reader needs.** |
+| `<prefix>:snapshot:<app>:<env>` | string | The snapshot: one JSON object `{"app", "env", "version", "commit", "checksum", "values", "rollouts", "updated_at"}` (UTF-8, sorted keys, compact). **The only key a reader needs.** `rollouts` is the array of the pair's rollouts and flags in their JSON form, runtime state folded in (see `ROLLOUT_CONTRACT.md` and `configctl.core.rollouts`); `[]` when it has none, and absent in entries written before rollouts existed (read it as `[]`). The `checksum` covers values and rollouts (values alone when there are no rollouts). |
 | `<prefix>:version:<app>:<env>` | string | The version of that snapshot, as a decimal integer. A cheap probe: an SDK can `GET` it to learn whether its copy is current before fetching the whole snapshot. |
 | `<prefix>:checksum:<app>:<env>` | string | The checksum of that snapshot (as recorded in the store). Lets the reconciler compare Redis with PostgreSQL without reading every snapshot. |
 | `<prefix>:index` | set | Members `"<app>:<env>"`: every (app, env) that has a snapshot. |
@@ -55,7 +55,7 @@ has a TTL" above.
 $ redis-cli GET configctl:version:billing:prod
 "12"
 $ redis-cli GET configctl:snapshot:billing:prod
-"{\"app\":\"billing\",\"checksum\":\"sha256:…\",\"commit\":\"3b18e5…\",\"env\":\"prod\",\"updated_at\":\"2025-03-14T09:26:54.120000Z\",\"values\":{…},\"version\":12}"
+"{\"app\":\"billing\",\"checksum\":\"sha256:…\",\"commit\":\"3b18e5…\",\"env\":\"prod\",\"rollouts\":[],\"updated_at\":\"2025-03-14T09:26:54.120000Z\",\"values\":{…},\"version\":12}"
 $ redis-cli SMEMBERS configctl:index
 1) "billing:prod"
 ```

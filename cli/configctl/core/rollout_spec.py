@@ -121,31 +121,49 @@ def read(doc: Document | None) -> list[RolloutDef]:
     if doc is None or not isinstance(doc.value, dict):
         return []
     out: list[RolloutDef] = []
+    for _section, kind, name, body, path in _entries(doc):
+        envs = body.get("environments")
+        priority = body.get("priority")
+        out.append(
+            RolloutDef(
+                name=name,
+                kind=kind,
+                key=body.get("key")
+                if kind == "value" and isinstance(body.get("key"), str)
+                else None,
+                environments=tuple(e for e in envs if isinstance(e, str))
+                if isinstance(envs, list)
+                else None,
+                priority=priority
+                if isinstance(priority, int) and not isinstance(priority, bool)
+                else None,
+                entry=_entry(name, kind, body),
+                path=path,
+            )
+        )
+    out.sort(key=lambda d: (d.kind != "value", d.name))
+    return out
+
+
+def _entries(doc: Document) -> list[tuple[str, str, str, dict[str, Any], Path]]:
+    """(section, kind, name, body, path) of every entry, in either form of a section:
+    a mapping by name, or a list of entries that each carry a ``name``."""
+    out: list[tuple[str, str, str, dict[str, Any], Path]] = []
+    if not isinstance(doc.value, dict):
+        return out
     for section, kind in (("rollouts", "value"), ("flags", "flag")):
         group = doc.value.get(section)
-        if not isinstance(group, dict):
-            continue
-        for name, body in sorted(group.items()):
-            if not isinstance(body, dict):
-                continue
-            envs = body.get("environments")
-            priority = body.get("priority")
-            out.append(
-                RolloutDef(
-                    name=name,
-                    kind=kind,
-                    key=body.get("key")
-                    if kind == "value" and isinstance(body.get("key"), str)
-                    else None,
-                    environments=tuple(e for e in envs if isinstance(e, str))
-                    if isinstance(envs, list)
-                    else None,
-                    priority=priority
-                    if isinstance(priority, int) and not isinstance(priority, bool)
-                    else None,
-                    entry=_entry(name, kind, body),
-                    path=(section, name),
-                )
+        if isinstance(group, dict):
+            out.extend(
+                (section, kind, str(name), body, (section, name))
+                for name, body in group.items()
+                if isinstance(body, dict)
+            )
+        elif isinstance(group, list):
+            out.extend(
+                (section, kind, body["name"], body, (section, i))
+                for i, body in enumerate(group)
+                if isinstance(body, dict) and isinstance(body.get("name"), str)
             )
     return out
 
@@ -215,7 +233,7 @@ def check(
                 Finding.at(
                     loc,
                     "rollout-duplicate-name",
-                    f"`{d.name}` names both a rollout and a flag; names must be unique",
+                    f"`{d.name}` is defined more than once; rollout and flag names must be unique",
                 )
             )
         names[d.name] = d
@@ -241,19 +259,13 @@ def check(
 
 def _entry_of(doc: Document, finding: Finding) -> Path | None:
     """The (section, name) path of the entry a schema finding is in, if any."""
-    if not isinstance(doc.value, dict):
-        return None
     best: Path | None = None
-    for section in ("rollouts", "flags"):
-        group = doc.value.get(section)
-        if not isinstance(group, dict):
-            continue
-        for name in group:
-            loc = doc.location((section, name))
-            if (loc.file, loc.line) <= (finding.file, finding.line) and (
-                best is None or doc.location(best).line <= loc.line
-            ):
-                best = (section, name)
+    for _section, _kind, _name, _body, path in _entries(doc):
+        loc = doc.location(path)
+        if (loc.file, loc.line) <= (finding.file, finding.line) and (
+            best is None or doc.location(best).line <= loc.line
+        ):
+            best = path
     return best
 
 

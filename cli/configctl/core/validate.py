@@ -341,7 +341,10 @@ def evaluate(
 
     registry: referencing.Registry[Any] = referencing.Registry(retrieve=_no_retrieve)  # type: ignore[call-arg]
     registry = registry.with_resources(
-        (sid, referencing.Resource.from_contents(s)) for sid, s in file_schemas.items()
+        # Data shipped beside the schemas (rollout-vectors.json) is not a schema resource.
+        (sid, referencing.Resource.from_contents(s))
+        for sid, s in file_schemas.items()
+        if isinstance(s, dict) and "$schema" in s
     )
     repo_schema = file_schemas.get(REPO_SCHEMA_ID)
     app_schema = file_schemas.get(APP_SCHEMA_ID)

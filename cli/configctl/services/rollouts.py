@@ -243,12 +243,12 @@ def control(
         moment = now()
         if action == "pause":
             state["paused_at"] = _iso(moment)
-        elif action == "resume" and previous == "paused" and state.get("paused_at"):
-            paused_for = moment.timestamp() - parse_time(state["paused_at"], "paused_at")
-            state["shift_seconds"] = float(state.get("shift_seconds") or 0) + max(0.0, paused_for)
-            state["paused_at"] = None
         else:
-            state["paused_at"] = None if action != "pause" else state["paused_at"]
+            if action == "resume" and previous == "paused" and state.get("paused_at"):
+                # The schedule continues where it stopped: later steps move by the pause.
+                paused_for = moment.timestamp() - parse_time(state["paused_at"], "paused_at")
+                state["shift_seconds"] = float(state.get("shift_seconds") or 0) + max(0.0, paused_for)
+            state["paused_at"] = None
         state["status"] = target
         state["actor"] = actor
         state["at"] = _iso(moment)

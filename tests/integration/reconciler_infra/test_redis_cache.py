@@ -74,7 +74,7 @@ def test_put_get_and_layout(cache: object, raw: redis.Redis, prefix: str) -> Non
     assert got.commit == s.commit
     # the documented layout
     doc = json.loads(raw.get(f"{prefix}:snapshot:billing:prod") or "")
-    assert set(doc) == {"app", "env", "version", "commit", "checksum", "values", "updated_at"}
+    assert set(doc) == {"app", "env", "version", "commit", "checksum", "values", "rollouts", "updated_at"}
     assert raw.get(f"{prefix}:version:billing:prod") == "3"
     assert raw.get(f"{prefix}:checksum:billing:prod") == s.checksum
     assert raw.smembers(f"{prefix}:index") == {"billing:prod"}
