@@ -241,12 +241,14 @@ def main() -> int:
     print(f"# fan-out: {total} clients in {args.procs} processes, {args.commits} commits per run, {args.runs} run(s)")
     ratios: list[float] = []
     p99s: list[float] = []
+    sdk_p99s: list[float] = []
     spread_ok = True
     for run in range(args.runs):
         res = one_run(args.procs, args.clients, args.commits, args.warmup)
         ratio = q(res["clients"], 0.5) / q(res["single"], 0.5)
         ratios.append(ratio)
         p99s.append(q(res["clients"], 0.99))
+        sdk_p99s.append(q(res["beyond"], 0.99))
         worst = max(res["densest"])
         # "not all in the same 10 ms": in the typical commit some read is >= 10 ms from another
         together = sum(1 for d, n in zip(res["densest"], res["reads"], strict=True) if d >= n)
@@ -269,6 +271,9 @@ def main() -> int:
         f"\nmedian over {args.runs} run(s): p50 ratio {med_ratio:.2f} (goal <= 2.0), p99 {med_p99 * 1000:.1f} ms "
         f"(goal < 250 ms), reads spread: {'yes' if spread_ok else 'NO'} -> {'met' if ok else 'NOT met'}"
     )
+    # The end-to-end p99 includes the reconciler's own webhook -> publish time (the single
+    # consumer's); this line is the SDK's share of it, to tell the two apart on a busy host.
+    print(f"the SDK's part (message at a consumer -> on_change), median p99: {statistics.median(sdk_p99s) * 1000:.1f} ms")
     return 0 if ok else 1
 
 
