@@ -14,6 +14,7 @@ labels (`[a-z0-9]([a-z0-9-]*[a-z0-9])?`), so they never contain `:`.
 | `<prefix>:version:<app>:<env>` | string | The version of that snapshot, as a decimal integer. A cheap probe: an SDK can `GET` it to learn whether its copy is current before fetching the whole snapshot. |
 | `<prefix>:checksum:<app>:<env>` | string | The checksum of that snapshot (as recorded in the store). Lets the reconciler compare Redis with PostgreSQL without reading every snapshot. |
 | `<prefix>:index` | set | Members `"<app>:<env>"`: every (app, env) that has a snapshot. |
+| `<prefix>:clients:<app>:<env>` | hash | Written by the client SDK, not the reconciler: field = instance id, value = one JSON report `{"instance", "version", "since", "state", "stale_since", "refused_version", "refused_reason", "seen", "ttl", "host", "pid"}` (no configuration values). The key has a TTL, renewed by each report (see "Client reports"). |
 
 No key has a TTL: an entry stays until the reconciler replaces or deletes it, and the
 reconciler's check refills whatever is lost (a Redis restart without persistence, an
@@ -37,6 +38,16 @@ eviction, a `FLUSHDB`).
   entry that is *newer* than the store says is left alone and logged.
 - **Degraded, not down.** If Redis is unreachable, commits still land in PostgreSQL; the
   next successful check brings Redis up to date.
+
+## Client reports
+
+Each running `ConfigClient` writes what it holds into `<prefix>:clients:<app>:<env>` (`HSET`
+of its own field, then `EXPIRE` of the key to the report TTL, 90 s by default) when it adopts
+or refuses a version and on every refresh; it deletes its field on `close()`. A field whose
+`seen` + `ttl` has passed belongs to a client that died: readers ignore it and delete it.
+`configctl status APP ENV --redis URL` reads this hash. The reconciler never reads or
+repairs these keys (they are not snapshots), and their TTL is the one exception to "no key
+has a TTL" above.
 
 ## Reading it
 

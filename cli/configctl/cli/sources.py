@@ -87,3 +87,27 @@ def actor() -> str:
 
 def host() -> str:
     return socket.gethostname()
+
+
+def export_snapshots(root: Path, db: str | None, store: SqlStore, written: list[tuple[str, str]]) -> None:
+    """Keep the embedded default's snapshot folder current, so a ConfigClient started in
+    ``root`` (or with ``CONFIGCTL_REPO``) reads what the store serves with no server up.
+
+    Only for the embedded store (no ``--db``), or when ``CONFIGCTL_SNAPSHOT_DIR`` names a
+    folder; a failure is a warning, never a failed apply (the store is the authority).
+    """
+    from datetime import UTC, datetime
+
+    from configctl.adapters.redis_cache import SnapshotDir
+    from configctl.errors import ConfigctlError
+    from configctl.services.snapshots import export_snapshots as export
+
+    folder = os.environ.get("CONFIGCTL_SNAPSHOT_DIR")
+    if not folder and db:
+        return
+    try:
+        export(store, SnapshotDir(Path(folder) if folder else root / ".configctl" / "snapshots"), now=datetime.now(UTC), written=written)
+    except ConfigctlError as exc:
+        from configctl.cli import context
+
+        context.print_warning(f"the snapshot folder was not updated: {exc.message}")

@@ -14,9 +14,10 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Protocol
 
+from configctl.core.clients import ClientReport
 from configctl.core.records import OutboxRecord
 
-__all__ = ["Leader", "OutboxPort", "PublisherPort"]
+__all__ = ["ClientReportsPort", "Leader", "OutboxPort", "PublisherPort"]
 
 
 class OutboxPort(Protocol):
@@ -80,4 +81,12 @@ class Leader(Protocol):
 
     def release(self) -> None:
         """Give leadership up (idempotent); a rival may acquire at once."""
+        ...
+
+
+class ClientReportsPort(Protocol):
+    """Where running SDK clients report the version they hold (Redis; see core.clients)."""
+
+    def reports(self, app: str, env: str, now: datetime) -> list[ClientReport]:
+        """The live reports of (app, env) at ``now``; raises CacheError when unreachable."""
         ...

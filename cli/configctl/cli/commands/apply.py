@@ -120,6 +120,8 @@ def apply(
                 host=sources.host(), now=lambda: datetime.now(UTC), dry_run=dry_run, baseline=baseline,
                 changelog=GitChangeLog(git, prefix),
             )
+        if not dry_run and result.status != "rejected":
+            sources.export_snapshots(root, db, store, [(p.app, p.env) for p in result.pairs if p.version is not None])
     finally:
         store.close()
 

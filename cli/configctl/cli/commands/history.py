@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
-from configctl.cli import context, sources
+from configctl.cli import clients_view, context, sources
 
 app = typer.Typer()
 
@@ -257,21 +257,27 @@ def audit(
         "Examples:\n\n  configctl status\n\n  configctl status -o json\n\n"
         "  configctl status --exit-code   # exit 1 when anything is pending, drifting or rejected\n\n"
         "Drift lists every app/env whose served values differ from what git HEAD resolves to,\n"
-        "with the reason: pinned, quarantined, rejected, force-push, pending or out-of-sync."
+        "with the reason: pinned, quarantined, rejected, force-push, pending or out-of-sync.\n\n"
+        "  configctl status checkout production --redis redis://localhost:6379/0   # and the SDK clients"
     ),
 )
 @context.boundary
 def status(
+    app_name: Annotated[str | None, typer.Argument(metavar="APP", help="With ENV: also the running SDK clients of APP/ENV.", show_default=False)] = None,
+    env_name: Annotated[str | None, typer.Argument(metavar="ENV", show_default=False)] = None,
     *,
     repo: context.RepoOption = None,
     db: sources.DbOption = None,
+    redis: clients_view.RedisOption = None,
+    redis_prefix: clients_view.RedisPrefixOption = "configctl",
     out: OutputOption = Output.text,
     exit_code: Annotated[
         bool,
         typer.Option("--exit-code", help="Exit 1 when anything is pending, drifting or rejected, like `diff --exit-code`."),
     ] = False,
 ) -> None:
-    """Last applied commit, commits not yet applied, rejected commits, pins and drift from git HEAD."""
+    """Last applied commit, commits not yet applied, rejected commits, pins and drift from git HEAD;
+    with APP ENV, which versions the running clients hold and which refused one."""
     from configctl.cli import output
     from configctl.cli.exit_codes import ExitCode
     from configctl.errors import ConfigctlError
@@ -379,15 +385,21 @@ def status(
         "drift": [d.to_dict() for d in drifts],
         "in_sync": in_sync,
     }
+    clients = None
+    if app_name and env_name:
+        served = heads.get((app_name, env_name))
+        clients = clients_view.clients_summary(app_name, env_name, redis, redis_prefix, served.number if served else None)
+        payload["clients"] = clients.to_dict() if clients is not None else None
     if out is Output.json:
         context.write(output.dumps_json(payload))
     else:
-        _status_text(payload, drifts, known=in_git is not None)
+        extra = clients_view.clients_text(app_name, env_name, clients) if app_name and env_name else []
+        _status_text(payload, drifts, known=in_git is not None, extra=extra)
     if exit_code and not in_sync:
         raise typer.Exit(ExitCode.FINDINGS)
 
 
-def _status_text(payload: dict[str, Any], drifts: list[Any], *, known: bool) -> None:
+def _status_text(payload: dict[str, Any], drifts: list[Any], *, known: bool, extra: list[str]) -> None:
     head, pending, rejected_rows, pins = payload["head"], payload["pending_commits"], payload["rejected_commits"], payload["pins"]
     lines = [
         f"HEAD:                 {_short(head)}",
@@ -423,4 +435,5 @@ def _status_text(payload: dict[str, Any], drifts: list[Any], *, known: bool) -> 
         if len(drifts) > 50:
             lines.append(f"  … and {len(drifts) - 50} more (configctl status -o json)")
     lines.append("in sync with git HEAD: " + ("yes" if payload["in_sync"] else "no"))
+    lines += extra
     context.write("\n".join(lines))

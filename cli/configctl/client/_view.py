@@ -1,0 +1,97 @@
+"""The served view: one adopted snapshot, precomputed for dictionary-speed reads.
+
+A :class:`View` is immutable and replaced whole (one reference assignment, atomic under
+the GIL), so a reader on any thread sees one version or the next, never a mix, without
+a lock on the read path. ``flat`` maps every dotted path -- leaves *and* sections --
+to its value, so ``get("database.host")`` is one dict lookup and ``get("database")``
+returns the section. ``rollout_keys`` is the set of keys that need evaluation; a key
+outside it is served straight from ``flat`` (the fast path).
+
+Pure: no I/O, no clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from configctl.core.cache import CachedSnapshot
+from configctl.core.rollouts import EMPTY_ROLLOUTS, RolloutSet
+
+__all__ = ["EMPTY_VIEW", "View", "changed_keys", "flatten_all", "load_rollouts"]
+
+
+NO_ROLLOUTS: RolloutSet = EMPTY_ROLLOUTS
+
+
+def load_rollouts(raw: Sequence[Mapping[str, object]]) -> RolloutSet:
+    """The snapshot's rollouts as the shared core evaluator (ValueError if malformed)."""
+    if not raw:
+        return NO_ROLLOUTS
+    return RolloutSet.from_json(raw)
+
+
+def flatten_all(values: Mapping[str, Any], prefix: str = "", out: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Every dotted path of ``values``, sections included (``a`` and ``a.b`` and ``a.b.c``)."""
+    if out is None:
+        out = {}
+    for key, value in values.items():
+        dotted = f"{prefix}{key}"
+        out[dotted] = value
+        if isinstance(value, Mapping) and value:
+            flatten_all(value, dotted + ".", out)
+    return out
+
+
+def leaves(values: Mapping[str, Any], prefix: str = "", out: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Dotted leaf keys only (an empty mapping counts as a leaf)."""
+    if out is None:
+        out = {}
+    for key, value in values.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            leaves(value, dotted + ".", out)
+        else:
+            out[dotted] = value
+    return out
+
+
+def changed_keys(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> tuple[str, ...]:
+    """Dotted leaf keys added, changed or removed between two value trees, sorted."""
+    a = leaves(old) if old is not None else {}
+    b = leaves(new)
+    return tuple(sorted(k for k in a.keys() | b.keys() if a.get(k, _MISSING) != b.get(k, _MISSING)))
+
+
+_MISSING = object()
+
+
+@dataclass(frozen=True, slots=True)
+class View:
+    """One adopted snapshot as the client serves it."""
+
+    snapshot: CachedSnapshot | None
+    flat: dict[str, Any]
+    rollouts: RolloutSet = NO_ROLLOUTS
+    rollout_keys: frozenset[str] = frozenset()
+    raw_rollouts: tuple[Mapping[str, object], ...] = field(default=())
+
+    @classmethod
+    def of(cls, snapshot: CachedSnapshot) -> View:
+        raw = tuple(snapshot.rollouts)
+        rollouts = load_rollouts(raw)
+        return cls(
+            snapshot=snapshot,
+            flat=flatten_all(snapshot.values),
+            rollouts=rollouts,
+            rollout_keys=frozenset(rollouts.keys),
+            raw_rollouts=raw,
+        )
+
+    @property
+    def version(self) -> int:
+        return self.snapshot.version if self.snapshot is not None else 0
+
+
+EMPTY_VIEW = View(snapshot=None, flat={})
