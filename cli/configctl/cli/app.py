@@ -16,6 +16,7 @@ import typer
 from configctl import __version__
 from configctl.cli.commands import (
     apply,
+    ci,
     db,
     diff,
     get,
@@ -73,6 +74,7 @@ app.add_typer(rollback.app)
 app.add_typer(reconcile.app)
 app.add_typer(schema.app, name="schema")
 app.add_typer(db.app, name="db")
+app.add_typer(ci.app, name="ci")
 
 
 def main() -> None:

@@ -14,9 +14,9 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Protocol
 
-from configctl.core.records import OutboxRecord
+from configctl.core.records import OutboxRecord, ReviewComment
 
-__all__ = ["Leader", "OutboxPort", "PublisherPort"]
+__all__ = ["CommentThread", "Leader", "OutboxPort", "PublisherPort"]
 
 
 class OutboxPort(Protocol):
@@ -80,4 +80,27 @@ class Leader(Protocol):
 
     def release(self) -> None:
         """Give leadership up (idempotent); a rival may acquire at once."""
+        ...
+
+
+class CommentThread(Protocol):
+    """The conversation of one pull request (GitHub) or merge request (GitLab).
+
+    Raises ``ForgeError`` when the API refuses or cannot be reached. ``max_body`` is the
+    longest body the platform accepts, in characters (GitHub: 65,536).
+    """
+
+    @property
+    def max_body(self) -> int: ...
+
+    def comments(self) -> list[ReviewComment]:
+        """Every comment of the thread, oldest first (all pages)."""
+        ...
+
+    def create(self, body: str) -> ReviewComment:
+        """Post a new comment."""
+        ...
+
+    def update(self, comment_id: int, body: str) -> None:
+        """Replace the body of comment ``comment_id``."""
         ...
