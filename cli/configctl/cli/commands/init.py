@@ -240,6 +240,11 @@ def init(
     else:  # a new repository: the CI files sit at its top, beside configctl.yaml
         add = ("" if str(directory) == "." else f"cd {shlex.quote(str(directory))} && ") + "git init && git add ."
     context.write(f"  {add} && git commit -m 'configctl: validate and diff every {_review(ci)}'")
+    if ci is CI.gitlab:
+        context.write(
+            "Then add a masked CI/CD variable CONFIGCTL_GITLAB_TOKEN (a project access token, scope api, "
+            "role Reporter): GitLab's job token cannot write the merge-request note."
+        )
     context.write("And once per clone: pre-commit install")
 
 
