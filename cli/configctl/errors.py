@@ -14,7 +14,8 @@ and travel in a :class:`configctl.core.model.Report`. Exit codes are decided in 
     │   ├── StoreError
     │   │   └── FencingError      a deposed leader tried to write
     │   ├── CacheError
-    │   └── BrokerError
+    │   ├── BrokerError
+    │   └── ForgeError            the GitHub or GitLab API refused or is unreachable
     └── ConflictError             a concurrent writer won (stale base, lost race)
         └── RevertConflict        a revert does not apply to what later commits made (exit 1)
 
@@ -82,6 +83,10 @@ class CacheError(BackendError):
 
 class BrokerError(BackendError):
     """RabbitMQ failed or is unreachable."""
+
+
+class ForgeError(BackendError):
+    """The GitHub or GitLab REST API refused a request or could not be reached."""
 
 
 class ConflictError(ConfigctlError):

@@ -16,6 +16,7 @@ import typer
 from configctl import __version__
 from configctl.cli.commands import (
     apply,
+    ci,
     db,
     diff,
     get,
@@ -75,6 +76,7 @@ app.add_typer(reconcile.app)
 app.add_typer(rollout.app, name="rollout")
 app.add_typer(schema.app, name="schema")
 app.add_typer(db.app, name="db")
+app.add_typer(ci.app, name="ci")
 
 
 def main() -> None:

@@ -42,6 +42,22 @@ def repo_path(repo: Path | None) -> Path:
     return (repo if repo is not None else Path.cwd()).absolute()
 
 
+def worktree_prefix(root: Path) -> str:
+    """The config repository's folder inside its git work tree, as a path prefix.
+
+    ``"config/"`` for ``<worktree>/config``; ``""`` at the top of a work tree or outside of
+    one. CI annotations and code-quality reports place findings by their path from the
+    checkout's root, while findings name files from the config root. Only looks for the
+    ``.git`` entry (a folder, or a file in a linked work tree), so it runs no git.
+    """
+    root = root.resolve()
+    for parent in (root, *root.parents):
+        if (parent / ".git").exists():
+            rel = root.relative_to(parent).as_posix()
+            return "" if rel == "." else rel + "/"
+    return ""
+
+
 @functools.cache
 def stdout() -> Console:
     from rich.console import Console

@@ -54,17 +54,65 @@ def _gh_escape(text: str, *, prop: bool = False) -> str:
     return text
 
 
-def report_github(report: Report) -> str:
-    """GitHub Actions workflow commands: one annotation per finding."""
+def report_github(report: Report, *, prefix: str = "") -> str:
+    """GitHub Actions workflow commands: one annotation per finding.
+
+    ``prefix`` is the config repository's folder inside the git work tree (``""`` at its
+    top): GitHub places an annotation by its path from the checkout's root.
+    """
     lines = []
     for level, findings in (("error", report.errors), ("warning", report.warnings)):
         for f in findings:
             message = f.message + (f" (hint: {f.hint})" if f.hint else "")
             lines.append(
-                f"::{level} file={_gh_escape(f.file, prop=True)},line={f.line},col={f.column},"
+                f"::{level} file={_gh_escape(prefix + f.file, prop=True)},line={f.line},col={f.column},"
                 f"title={_gh_escape(f.rule, prop=True)}::{_gh_escape(message)}"
             )
     return "\n".join(lines)
+
+
+#: Code Climate severities GitLab shows; an error fails the job, a warning does not
+#: (the mapping ESLint's and most linters' GitLab formatters use).
+_GITLAB_SEVERITY = {"error": "major", "warning": "minor"}
+
+
+def report_gitlab(report: Report, *, prefix: str = "") -> str:
+    """A GitLab code-quality report: the Code Climate JSON array of issues GitLab reads.
+
+    Each issue has ``description``, ``check_name`` (``configctl/<rule>``), ``fingerprint``,
+    ``severity`` and ``location.path`` / ``location.lines.begin``, plus Code Climate's
+    ``type`` and ``categories``. ``prefix`` is the config folder inside the git work tree:
+    GitLab matches ``location.path`` against the repository root.
+
+    The fingerprint is how GitLab tells a new finding from one the target branch already
+    has, so it must survive unrelated edits: it is the SHA-256 of the file, the rule and the
+    message (never the line or column, which move whenever a line is added above), plus the
+    finding's rank among identical (file, rule, message) findings so two of them on
+    different lines stay two issues.
+    """
+    import hashlib
+
+    seen: dict[tuple[str, str, str], int] = {}
+    issues: list[dict[str, Any]] = []
+    for level, findings in (("error", report.errors), ("warning", report.warnings)):
+        for f in findings:
+            path = prefix + f.file
+            ident = (path, f.rule, f.message)
+            rank = seen.get(ident, 0)
+            seen[ident] = rank + 1
+            digest = hashlib.sha256("\0".join((*ident, str(rank))).encode("utf-8")).hexdigest()
+            issues.append(
+                {
+                    "type": "issue",
+                    "check_name": f"configctl/{f.rule}",
+                    "description": f.message + (f" (hint: {f.hint})" if f.hint else ""),
+                    "categories": ["Bug Risk"],
+                    "severity": _GITLAB_SEVERITY[level],
+                    "fingerprint": digest,
+                    "location": {"path": path, "lines": {"begin": max(f.line, 1)}},
+                }
+            )
+    return dumps_json(issues)
 
 
 def scalar_text(value: Any) -> str:

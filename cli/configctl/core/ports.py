@@ -15,9 +15,9 @@ from datetime import datetime
 from typing import Protocol
 
 from configctl.core.clients import ClientReport
-from configctl.core.records import OutboxRecord
+from configctl.core.records import OutboxRecord, ReviewComment
 
-__all__ = ["ClientReportsPort", "Leader", "OutboxPort", "PublisherPort"]
+__all__ = ["ClientReportsPort", "CommentThread", "Leader", "OutboxPort", "PublisherPort"]
 
 
 class OutboxPort(Protocol):
@@ -84,9 +84,8 @@ class Leader(Protocol):
         ...
 
 
-class ClientReportsPort(Protocol):
-    """Where running SDK clients report the version they hold (Redis; see core.clients)."""
+from configctl.core.clients import ClientReport
+from configctl.core.records import OutboxRecord, ReviewComment
 
-    def reports(self, app: str, env: str, now: datetime) -> list[ClientReport]:
-        """The live reports of (app, env) at ``now``; raises CacheError when unreachable."""
+__all__ = ["ClientReportsPort", "CommentThread", "Leader", "OutboxPort", "PublisherPort"]
         ...

@@ -260,3 +260,11 @@ class PinRecord:
     actor: str
     created_at: datetime
     quarantined_commit: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReviewComment:
+    """One comment of a pull or merge request, as far as configctl cares: id and text."""
+
+    id: int
+    body: str

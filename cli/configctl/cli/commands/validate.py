@@ -18,6 +18,7 @@ class Format(enum.StrEnum):
     text = "text"
     json = "json"
     github = "github"
+    gitlab = "gitlab"
 
 
 @app.command(
@@ -26,6 +27,7 @@ class Format(enum.StrEnum):
         "  configctl validate\n\n"
         "  configctl validate configs-example --format json\n\n"
         "  configctl validate --format github   # annotations in a GitHub Actions job\n\n"
+        "  configctl validate --format gitlab > gl-code-quality-report.json   # GitLab code quality\n\n"
         "Exit codes: 0 valid, 1 invalid, 2 usage or I/O error."
     )
 )
@@ -52,9 +54,11 @@ def validate(
     if fmt is Format.json:
         context.write(output.report_json(report))
     elif fmt is Format.github:
-        text = output.report_github(report)
+        text = output.report_github(report, prefix=context.worktree_prefix(root))
         if text:
             context.write(text)
+    elif fmt is Format.gitlab:
+        context.write(output.report_gitlab(report, prefix=context.worktree_prefix(root)))
     else:
         tree = checked.tree
         n_err, n_warn = len(report.errors), len(report.warnings)
