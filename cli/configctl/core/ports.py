@@ -84,8 +84,32 @@ class Leader(Protocol):
         ...
 
 
-from configctl.core.clients import ClientReport
-from configctl.core.records import OutboxRecord, ReviewComment
+class ClientReportsPort(Protocol):
+    """Where running SDK clients report the version they hold (Redis; see core.clients)."""
 
-__all__ = ["ClientReportsPort", "CommentThread", "Leader", "OutboxPort", "PublisherPort"]
+    def reports(self, app: str, env: str, now: datetime) -> list[ClientReport]:
+        """The live reports of (app, env) at ``now``; raises CacheError when unreachable."""
+        ...
+
+
+class CommentThread(Protocol):
+    """The conversation of one pull request (GitHub) or merge request (GitLab).
+
+    Raises ``ForgeError`` when the API refuses or cannot be reached. ``max_body`` is the
+    longest body the platform accepts, in characters (GitHub: 65,536).
+    """
+
+    @property
+    def max_body(self) -> int: ...
+
+    def comments(self) -> list[ReviewComment]:
+        """Every comment of the thread, oldest first (all pages)."""
+        ...
+
+    def create(self, body: str) -> ReviewComment:
+        """Post a new comment."""
+        ...
+
+    def update(self, comment_id: int, body: str) -> None:
+        """Replace the body of comment ``comment_id``."""
         ...
