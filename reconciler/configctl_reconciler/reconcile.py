@@ -40,6 +40,7 @@ from configctl.errors import BackendError, CacheError, GitError, UsageError
 from configctl.services import apply as apply_service
 from configctl.services import relay as relay_service
 from configctl.services import rollouts as rollouts_service
+from configctl.services.attribution import ChangeLog
 from configctl.services.inspect import Evaluator
 
 log = logging.getLogger(__name__)
@@ -104,6 +105,8 @@ class Deps:
     publisher: Any
     evaluator: Evaluator
     prefix: str = ""
+    changelog: ChangeLog | None = None
+    """Which commit last changed each pair (see services.attribution); None blames the applied commit."""
     host: str = "reconciler"
     verify: Callable[[str], Verdict] | None = None
     """``sha -> Verdict`` when signed commits are required."""
@@ -237,6 +240,7 @@ def apply_commit(deps: Deps, commit: CommitInfo, *, fence: tuple[str, int] | Non
         now=deps.now,
         fence=fence,
         baseline=deps.last_applied,
+        changelog=deps.changelog,
     )
     if outcome.status == "rejected":
         first = outcome.report.errors[0] if outcome.report.errors else None

@@ -150,7 +150,7 @@ class Reconciler:
 
     def _build(self, store: Any) -> Deps:
         from configctl.adapters import schemas, signing
-        from configctl.adapters.git import GitSource
+        from configctl.adapters.git import GitChangeLog, GitSource
         from configctl.services.inspect import Evaluator
         from configctl_reconciler import gitproc
 
@@ -217,6 +217,7 @@ class Reconciler:
             publisher=publisher,
             evaluator=Evaluator(file_schemas=schemas.file_schemas()),
             prefix=s.path,
+            changelog=GitChangeLog(git, s.path),
             host=self.identity,
             verify=verify,
             is_ancestor=is_ancestor,
