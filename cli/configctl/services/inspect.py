@@ -14,9 +14,9 @@ from configctl.core import parse as parse_mod
 from configctl.core import resolve as resolve_mod
 from configctl.core import tree as tree_mod
 from configctl.core import validate as validate_mod
-from configctl.core.model import FileEntry, Report
+from configctl.core.model import FileEntry, Finding, Report
 from configctl.core.parse import Document
-from configctl.errors import UsageError
+from configctl.errors import UsageError, ValidationFailed
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -100,8 +100,37 @@ def require_pair(tree: tree_mod.ConfigTree, app: str, env: str) -> None:
         )
 
 
+def _refuse_unreadable(found: tuple[Finding, ...], what: str) -> None:
+    if found:
+        files = sorted({f.file for f in found})
+        raise ValidationFailed(
+            f"cannot resolve {what}: {len(files)} file(s) it needs cannot be read ({', '.join(files)})",
+            report=Report.of(found),
+            hint="fix the file(s) above; without them the lower layers' values would be shown instead",
+        )
+
+
+def require_readable(tree: tree_mod.ConfigTree, app: str, env: str) -> None:
+    """Refuse (app, env) when a layer it needs could not be read.
+
+    A layer that failed to parse contributes nothing, so resolving without it would show
+    (and serve) the values of the lower layers as if they were meant: a broken
+    ``apps/<app>/envs/production.yaml`` would silently give production the defaults.
+    """
+    _refuse_unreadable(tree.unreadable_for(app, env), f"{app} in {env}")
+
+
+def require_tree_readable(tree: tree_mod.ConfigTree) -> None:
+    """Refuse a whole-tree resolution (`ls`) when any layer of any pair could not be read."""
+    _refuse_unreadable(tree.unreadable_layers(), "the tree")
+
+
 def resolve_pair(tree: tree_mod.ConfigTree, app: str, env: str) -> resolve_mod.Resolution:
+    """Resolve one pair with provenance: a known app and environment, every layer readable."""
+    if tree_mod.REPO_FILE in tree.unreadable:
+        require_readable(tree, app, env)  # its environments are unknown: say why first
     require_pair(tree, app, env)
+    require_readable(tree, app, env)
     return resolve_mod.resolve(tree.layers(app, env))
 
 

@@ -34,6 +34,12 @@ def render_text(result: DiffResult, base_label: str, head_label: str) -> None:
 
     console = context.stdout()
     d = result.diff
+    if d.empty and not result.complete:
+        console.print(
+            f"No key change shown between {escape(base_label)} and {escape(head_label)}: "
+            f"{len(result.unreadable_pairs)} app/environment pair(s) cannot be resolved (see the errors)."
+        )
+        return
     if d.empty:
         console.print(f"No change to any resolved configuration between {escape(base_label)} and {escape(head_label)}.")
         return
@@ -59,6 +65,25 @@ def render_text(result: DiffResult, base_label: str, head_label: str) -> None:
                 console.print(f"  [yellow]~ {escape(k.key)}: {escape(_fmt(k.old))} → {escape(_fmt(k.new))}[/]")
 
 
+def _print_unreadable(result: DiffResult, base_label: str, head_label: str) -> None:
+    """Name every unreadable file on stderr, with its side, line and cause."""
+    from rich.markup import escape
+
+    err = context.stderr()
+    for label, found in ((base_label, result.unreadable_base), (head_label, result.unreadable_head)):
+        for f in found:
+            err.print(
+                f"{escape(label)}: [bold]{escape(f.file)}:{f.line}:{f.column}[/]: "
+                f"[red]error[/] [dim]\\[{f.rule}][/] {escape(f.message)}"
+            )
+    pairs = ", ".join(f"{a}/{e}" for a, e in result.unreadable_pairs)
+    context.print_error(
+        f"{len(result.unreadable_pairs)} app/environment pair(s) cannot be resolved "
+        f"and are left out of the diff: {pairs}",
+        "a file they need cannot be read; fix it (`configctl validate` lists every problem)",
+    )
+
+
 def _md(value: Any) -> str:
     return "`" + _fmt(value).replace("`", "'").replace("|", "\\|") + "`"
 
@@ -66,6 +91,15 @@ def _md(value: Any) -> str:
 def render_markdown(result: DiffResult, base_label: str, head_label: str) -> str:
     d = result.diff
     lines = [f"### configctl diff `{base_label}` → `{head_label}`", ""]
+    for label, found in ((base_label, result.unreadable_base), (head_label, result.unreadable_head)):
+        for finding in found:
+            lines.append(
+                f"- :x: `{label}`: `{finding.file}:{finding.line}:{finding.column}` cannot be read "
+                f"[{finding.rule}] {finding.message}"
+            )
+    if not result.complete:
+        left_out = ", ".join(f"{a}/{e}" for a, e in result.unreadable_pairs) or "none"
+        lines += [f"- :x: no key changes shown for the pair(s) that need these files: {left_out}", ""]
     if d.empty:
         lines.append("No change to any resolved configuration.")
         return "\n".join(lines)
@@ -139,6 +173,11 @@ def diff(
         payload["head"] = head if head is not None else None
         payload["rollouts_touched"] = list(result.rollouts_touched)
         payload["head_valid"] = result.head_report.valid
+        payload["unreadable"] = {
+            "base": [f.to_dict() for f in result.unreadable_base],
+            "head": [f.to_dict() for f in result.unreadable_head],
+            "pairs": [{"app": a, "env": e} for a, e in result.unreadable_pairs],
+        }
         context.write(output.dumps_json(payload))
     elif fmt is Format.markdown:
         context.write(render_markdown(result, base_rev, head_label))
@@ -148,5 +187,9 @@ def diff(
             context.print_error(
                 f"{head_label} has {len(result.head_report.errors)} validation error(s); run `configctl validate`"
             )
+    if not result.complete:
+        # A diff that lacks a layer is not the diff of the change: never let it pass as one.
+        _print_unreadable(result, base_rev, head_label)
+        raise typer.Exit(ExitCode.FINDINGS)
     if exit_code and not result.diff.empty:
         raise typer.Exit(ExitCode.FINDINGS)

@@ -35,6 +35,7 @@ def ls(
     with context.gc_paused():
         checked = inspect.check(filesystem.read_tree(context.repo_path(repo)), file_schemas=schemas.file_schemas())
     tree = checked.tree
+    inspect.require_tree_readable(tree)
     rows = inspect.matrix(checked)
     if out is Output.json:
         counts: dict[str, dict[str, int]] = {}
