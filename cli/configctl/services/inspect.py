@@ -83,21 +83,33 @@ def check(
 
 
 def _suggest(name: str, choices: list[str]) -> str | None:
+    """The closest known name: a near spelling, else one the name abbreviates (`prod`)."""
     close = difflib.get_close_matches(name, choices, n=1)
+    if not close and name:
+        close = [c for c in choices if c.startswith(name) or name.startswith(c)][:1]
     return f"did you mean `{close[0]}`?" if close else None
 
 
+def require_known(
+    app: str | None, env: str | None, *, apps: Iterable[str], environments: Iterable[str]
+) -> None:
+    """A usage error (exit 2) for an app or environment not in ``apps``/``environments``,
+    listing the known names and suggesting the closest one."""
+    app_names, env_names = sorted(apps), list(environments)
+    if app is not None and app not in app_names:
+        raise UsageError(
+            f"no app `{app}` in this repository (apps: {', '.join(app_names) or 'none'})",
+            hint=_suggest(app, app_names),
+        )
+    if env is not None and env not in env_names:
+        raise UsageError(
+            f"no environment `{env}` in configctl.yaml (environments: {', '.join(env_names) or 'none'})",
+            hint=_suggest(env, env_names),
+        )
+
+
 def require_pair(tree: tree_mod.ConfigTree, app: str, env: str) -> None:
-    if app not in tree.apps:
-        raise UsageError(
-            f"no app `{app}` in this repository (apps: {', '.join(sorted(tree.apps)) or 'none'})",
-            hint=_suggest(app, sorted(tree.apps)),
-        )
-    if env not in tree.environments:
-        raise UsageError(
-            f"no environment `{env}` in configctl.yaml (environments: {', '.join(tree.environments) or 'none'})",
-            hint=_suggest(env, list(tree.environments)),
-        )
+    require_known(app, env, apps=tree.apps, environments=tree.environments)
 
 
 def _refuse_unreadable(found: tuple[Finding, ...], what: str) -> None:

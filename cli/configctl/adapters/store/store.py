@@ -515,6 +515,22 @@ class SqlStore:
     def __repr__(self) -> str:
         return f"SqlStore({self.where})"
 
+    @classmethod
+    def empty(cls) -> SqlStore:
+        """A store with nothing in it, in memory: what a read sees before the first apply.
+
+        Reading a repository's embedded store before it exists must not create it (no stray
+        ``.configctl/`` folder); this answers every read as an empty store would. The tables
+        come from the models, not the migrations: same schema, a fraction of the start-up.
+        """
+        store = cls("sqlite://")
+        with store._errors(), store.engine.begin() as conn:
+            m.Base.metadata.create_all(conn)
+            conn.execute(text("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL PRIMARY KEY)"))
+            conn.execute(text("INSERT INTO alembic_version (version_num) VALUES (:r)"), {"r": m.SCHEMA_REVISION})
+        store._schema_checked = True
+        return store
+
     @property
     def backend(self) -> str:
         """``postgresql`` or ``sqlite``."""

@@ -67,7 +67,7 @@ def apply(
     sha = git.resolve(rev)
     commit = git.commit_info(sha)
     files = sources.strip_prefix(git.read_tree(sha), prefix)
-    store = sources.open_store(root, db)
+    store = sources.open_store(root, db, mode="create")
     try:
         baseline = _baseline(git, prefix, store.sync_state("last_applied_commit"))
         evaluator = Evaluator(file_schemas=schemas.file_schemas())

@@ -13,8 +13,8 @@ app = typer.Typer(help="The version store.", no_args_is_help=True)
 @context.boundary
 def upgrade(*, repo: context.RepoOption = None, db: sources.DbOption = None) -> None:
     """Create or migrate the store's tables to the current schema."""
-    root = context.repo_path(repo)
-    store = sources.open_store(root, db, migrate=False)
+    root = context.optional_repo_path(repo)
+    store = sources.open_store(root, db, migrate=False, mode="create")
     try:
         store.upgrade()
         revision = store.current_revision()

@@ -74,8 +74,10 @@ def history(
     """The versions of APP in ENV, newest first (or one KEY's values over time)."""
     from configctl.cli import output
 
-    store = sources.open_store(context.repo_path(repo), db)
+    root = context.optional_repo_path(repo)
+    store = sources.open_store(root, db, mode="read")
     try:
+        sources.require_names(root, store, app_name, env)
         if key is None:
             entries = store.list_versions(app_name, env, limit=limit)
             rows: list[dict[str, Any]] = [
@@ -168,8 +170,10 @@ def show(
     from configctl.cli import output
     from configctl.errors import UsageError
 
-    store = sources.open_store(context.repo_path(repo), db)
+    root = context.optional_repo_path(repo)
+    store = sources.open_store(root, db, mode="read")
     try:
+        sources.require_names(root, store, app_name, env)
         record = store.get_version(app_name, env, version)
     finally:
         store.close()
@@ -221,8 +225,10 @@ def audit(
     from configctl.cli import output
 
     since_at = parse_since(since) if since else None
-    store = sources.open_store(context.repo_path(repo), db)
+    root = context.optional_repo_path(repo)
+    store = sources.open_store(root, db, mode="read")
     try:
+        sources.require_names(root, store, app_name, env)
         records = store.audit(app=app_name, env=env, actor=actor, since=since_at, limit=limit)
     finally:
         store.close()
@@ -267,7 +273,7 @@ def status(
     from configctl.errors import ConfigctlError
 
     root = context.repo_path(repo)
-    store = sources.open_store(root, db)
+    store = sources.open_store(root, db, mode="read", missing_ok=True)
     try:
         last_applied = store.sync_state("last_applied_commit")
         last_attempted = store.sync_state("last_attempted_commit")

@@ -44,7 +44,10 @@ def validate(
     from configctl.cli import output
     from configctl.services import inspect
 
-    root = context.repo_path(path if path is not None else repo)
+    explicit = path if path is not None else repo
+    # An explicit folder is validated even without configctl.yaml, so the report says what
+    # is missing (and hints at a configctl.yml); it still exits 2: it is no repository.
+    root = context.existing_dir(explicit, "path") if explicit is not None else context.repo_path(None)
     files = filesystem.read_tree(root)
     with context.gc_paused():
         checked = inspect.check(files, file_schemas=schemas.file_schemas())
@@ -70,5 +73,8 @@ def validate(
                 + f" in {len(files)} files"
             )
         output.print_report_text(report, summary=summary)
+    if context.REPO_FILE not in files:
+        context.print_error(f"{explicit}: not a configctl repository (no {context.REPO_FILE})")
+        raise typer.Exit(ExitCode.USAGE)
     if not report.valid:
         raise typer.Exit(ExitCode.FINDINGS)
