@@ -9,6 +9,7 @@ import typer
 
 from configctl.cli import context
 from configctl.cli.exit_codes import ExitCode
+from configctl.cli.output import FORMAT_ALIASES, OUTPUT_NAMES
 
 if TYPE_CHECKING:
     from configctl.services.diff import DiffResult
@@ -20,6 +21,7 @@ class Format(enum.StrEnum):
     text = "text"
     markdown = "markdown"
     json = "json"
+    yaml = "yaml"
 
 
 def _fmt(value: Any) -> str:
@@ -151,7 +153,7 @@ def diff(
     head: Annotated[str | None, typer.Argument(metavar="[HEAD]", help="Head revision (default: the working tree).", show_default=False)] = None,
     *,
     repo: context.RepoOption = None,
-    fmt: Annotated[Format, typer.Option("--format", "-f", help="Output format.")] = Format.text,
+    fmt: Annotated[Format, typer.Option(*OUTPUT_NAMES, *FORMAT_ALIASES, help="Output format (--format is the same option).")] = Format.text,
     exit_code: Annotated[bool, typer.Option("--exit-code", help="Exit 1 when something changes, like `git diff --exit-code`.")] = False,
 ) -> None:
     """Show the resolved, key-by-key difference of every app and environment between two revisions."""
@@ -167,7 +169,7 @@ def diff(
     head_label = head if head is not None else "working tree"
     evaluator = Evaluator(file_schemas=schemas.file_schemas())
     result = diff_service.diff_snapshots(base_files, head_files, evaluator=evaluator)
-    if fmt is Format.json:
+    if fmt in (Format.json, Format.yaml):
         payload = result.diff.to_dict()
         payload["base"] = base_rev
         payload["head"] = head if head is not None else None
@@ -178,7 +180,7 @@ def diff(
             "head": [f.to_dict() for f in result.unreadable_head],
             "pairs": [{"app": a, "env": e} for a, e in result.unreadable_pairs],
         }
-        context.write(output.dumps_json(payload))
+        output.emit(payload, fmt)
     elif fmt is Format.markdown:
         context.write(render_markdown(result, base_rev, head_label))
     else:

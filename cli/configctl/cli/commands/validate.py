@@ -10,13 +10,17 @@ import typer
 
 from configctl.cli import context
 from configctl.cli.exit_codes import ExitCode
+from configctl.cli.output import FORMAT_ALIASES, OUTPUT_NAMES
 
 app = typer.Typer()
 
 
 class Format(enum.StrEnum):
+    """One line per choice: ``-o/--output`` and ``-f/--format`` are one option."""
+
     text = "text"
     json = "json"
+    yaml = "yaml"
     github = "github"
 
 
@@ -37,7 +41,7 @@ def validate(
     ] = None,
     *,
     repo: context.RepoOption = None,
-    fmt: Annotated[Format, typer.Option("--format", "-f", help="Output format.")] = Format.text,
+    fmt: Annotated[Format, typer.Option(*OUTPUT_NAMES, *FORMAT_ALIASES, help="Output format (--format is the same option).")] = Format.text,
 ) -> None:
     """Validate a config repository: strict YAML, schemas, resolution and cross-file rules."""
     from configctl.adapters import filesystem, schemas
@@ -54,6 +58,8 @@ def validate(
     report = checked.report
     if fmt is Format.json:
         context.write(output.report_json(report))
+    elif fmt is Format.yaml:
+        output.emit(report.to_dict(), fmt)
     elif fmt is Format.github:
         text = output.report_github(report)
         if text:
