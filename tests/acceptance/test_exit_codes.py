@@ -195,3 +195,17 @@ def test_debug_is_accepted_before_and_after_the_command(applied: GitRepo, where:
     result = configctl(*argv, env=git_env())
     assert result.returncode == 0, result.stderr
     assert "checkout" in result.stdout
+
+
+@pytest.mark.parametrize("command", ["apply", "db-upgrade"])
+def test_a_db_file_under_a_file_is_a_usage_error_naming_it(applied: GitRepo, command: str, tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("", encoding="utf-8")
+    result = configctl(*ALL_COMMANDS[command], "--repo", applied.path, "--db", f"sqlite:///{blocker}/store.db", env=git_env())
+    _assert_usage(result, str(blocker), "not a directory")
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux /proc (a folder nobody may create files in)")
+def test_a_db_file_that_cannot_be_created_is_a_usage_error(applied: GitRepo) -> None:
+    result = configctl("db", "upgrade", "--repo", applied.path, "--db", "sqlite:////proc/configctl-test.db", env=git_env())
+    _assert_usage(result, "/proc/configctl-test.db")

@@ -65,7 +65,7 @@ from configctl.core.records import (
     VersionReason,
     VersionRecord,
 )
-from configctl.errors import FencingError, StoreError
+from configctl.errors import FencingError, StoreError, UsageError
 
 __all__ = [
     "WRITER_LOCK_KEY",
@@ -569,6 +569,12 @@ class SqlStore:
         lowered = detail.lower()
         if "no such table" in lowered or ("relation" in lowered and "does not exist" in lowered):
             raise StoreError(f"{NOT_MIGRATED} ({self.where})") from exc
+        if not self.is_postgres and ("unable to open database file" in lowered or "readonly database" in lowered):
+            # a local path that cannot be opened or written: the user's to fix, not an outage
+            raise UsageError(
+                f"cannot use the store at {self.where}: {detail}",
+                hint="check that the folder exists and that you may read and write it",
+            ) from exc
         if "lock timeout" in lowered or "database is locked" in lowered:
             raise StoreError(
                 f"the store at {self.where} is busy: another writer held its write lock for "

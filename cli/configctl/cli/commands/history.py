@@ -193,8 +193,8 @@ def show(
     finally:
         store.close()
     if record is None:
-        what = f"version {version}" if version is not None else "any version"
-        raise UsageError(f"{app_name}/{env} has no {what} in the store", hint="run `configctl apply` first")
+        what = f"no version {version}" if version is not None else "no version"
+        raise UsageError(f"{app_name}/{env} has {what} in the store", hint="run `configctl apply` first")
     document = {
         "app": record.app,
         "env": record.env,
