@@ -190,7 +190,7 @@ def test_validate_a_file_is_a_usage_error(scaffold: Path) -> None:
 
 def test_validate_an_empty_folder_is_invalid(tmp_path: Path) -> None:
     result = configctl("validate", tmp_path, "--format", "json")
-    assert result.returncode == 1
+    assert result.returncode == 2  # not a configctl repository: a usage error (issue 7)
     assert [e["rule"] for e in json.loads(result.stdout)["errors"]] == ["missing-repo-file"]
 
 

@@ -693,8 +693,8 @@ def test_history_of_one_key_across_many_commits(cli: Cli, example: GitRepo) -> N
     assert cli.json("history", "checkout", "production", "--limit", "2") == versions[:2]
     # the text form and an unknown pair
     assert "database.pool.max" in cli.run("history", "checkout", "production").stdout
-    assert cli.json("history", "nope", "production") == []
-    assert "no versions" in cli.run("history", "nope", "production").stdout
+    # an unknown app is a usage error with a did-you-mean (issue 7)
+    assert "did you mean" in cli.run("history", "chekout", "production", rc=2).stderr
     # an older version is still there to show
     assert show(cli, "checkout", "production", 1)["values"]["database"]["pool"]["max"] == 50
 

@@ -22,7 +22,7 @@ import pytest
 from configctl.adapters.store import SqlStore, default_sqlite_url, normalize_url
 from configctl.adapters.store import models as m
 from configctl.core.records import CommitInfo, KeyChange, checksum
-from configctl.errors import FencingError, StoreError
+from configctl.errors import FencingError, StoreError, UsageError
 
 pytestmark = pytest.mark.integration
 
@@ -607,9 +607,10 @@ def test_url_helpers(tmp_path: Path) -> None:
     url = default_sqlite_url(tmp_path)
     assert url == f"sqlite:///{tmp_path.resolve()}/.configctl/configctl.db"
     assert (tmp_path / ".configctl").is_dir()
-    with pytest.raises(StoreError, match="unsupported"):
+    # a wrong URL is a usage error (exit 2), not a backend failure (issue 7)
+    with pytest.raises(UsageError, match="unsupported"):
         SqlStore("mysql://u@h/db")
-    with pytest.raises(StoreError, match="malformed"):
+    with pytest.raises(UsageError, match="malformed"):
         SqlStore("not a url")
 
 

@@ -25,7 +25,12 @@ def read_tree(root: Path) -> dict[str, FileEntry]:
     if not root.is_dir():
         raise UsageError(f"{root}: not a directory")
     out: dict[str, FileEntry] = {}
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+
+    def unreadable(exc: OSError) -> None:
+        # os.walk skips a folder it cannot list unless told otherwise: never silently.
+        raise UsageError(f"{exc.filename or root}: cannot read: {exc.strerror}") from exc
+
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False, onerror=unreadable):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         base = Path(dirpath)
         for d in list(dirnames):

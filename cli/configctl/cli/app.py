@@ -79,10 +79,29 @@ app.add_typer(db.app, name="db")
 app.add_typer(ci.app, name="ci")
 
 
+def _lift_debug(argv: list[str]) -> list[str]:
+    """``argv`` without ``--debug``, which is then on for the run, wherever it was written.
+
+    Click binds an option to the command it follows; `configctl get a b --debug` is as
+    natural as `configctl --debug get a b`, so the flag is taken out before parsing (up to a
+    ``--``, after which everything is an argument).
+    """
+    out: list[str] = []
+    for i, arg in enumerate(argv):
+        if arg == "--":
+            out.extend(argv[i:])
+            break
+        if arg == "--debug":
+            os.environ["CONFIGCTL_DEBUG"] = "1"
+            continue
+        out.append(arg)
+    return out
+
+
 def main() -> None:
     """Console-script entry point: the last resort for anything unexpected."""
     try:
-        app()
+        app(args=_lift_debug(sys.argv[1:]), prog_name="configctl")
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
         sys.exit(ExitCode.INTERRUPTED)

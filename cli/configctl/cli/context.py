@@ -32,14 +32,70 @@ RepoOption = Annotated[
     typer.Option(
         "--repo",
         envvar="CONFIGCTL_REPO",
-        help="The config repository (default: the current directory).",
+        help="The config repository (default: the one holding the current directory).",
         show_default=False,
     ),
 ]
 
+REPO_FILE = "configctl.yaml"
+
+
+def _nearest_repo(start: Path) -> Path | None:
+    """``start`` or its nearest ancestor holding a ``configctl.yaml``, as git finds ``.git``."""
+    for folder in (start, *start.parents):
+        if (folder / REPO_FILE).is_file():
+            return folder
+    return None
+
+
+def existing_dir(path: Path, what: str) -> Path:
+    """``path`` made absolute; a usage error (exit 2) naming it unless it is a folder we may read."""
+    full = path.absolute()
+    try:
+        if not full.exists():
+            raise errors.UsageError(f"{what} {path}: no such directory")
+        if not full.is_dir():
+            raise errors.UsageError(f"{what} {path}: not a directory")
+        if not os.access(full, os.R_OK | os.X_OK):
+            raise errors.UsageError(f"{what} {path}: permission denied")
+    except PermissionError as exc:
+        raise errors.UsageError(f"{what} {path}: permission denied") from exc
+    return full
+
 
 def repo_path(repo: Path | None) -> Path:
-    return (repo if repo is not None else Path.cwd()).absolute()
+    """The config repository a command works on.
+
+    An explicit ``--repo`` (or PATH) must be an existing folder holding ``configctl.yaml``;
+    without one, the current directory and then its parents are searched, so a command run
+    from ``apps/checkout/`` works on the whole repository. Anything else is a usage error
+    (exit 2) that creates nothing.
+    """
+    found = optional_repo_path(repo)
+    if found is None:
+        raise errors.UsageError(
+            f"not inside a configctl repository: no {REPO_FILE} in {Path.cwd()} or any folder above it",
+            hint="pass --repo PATH, or run `configctl init` to create a repository",
+        )
+    return found
+
+
+def optional_repo_path(repo: Path | None) -> Path | None:
+    """Like :func:`repo_path`, but None when no ``--repo`` is given and none is found.
+
+    For store commands given ``--db``: they can run outside any checkout. An explicit
+    ``--repo`` is checked as strictly as everywhere else.
+    """
+    if repo is not None:
+        root = existing_dir(repo, "--repo")
+        if not (root / REPO_FILE).is_file():
+            nearest = _nearest_repo(root.parent)
+            raise errors.UsageError(
+                f"--repo {repo}: not a configctl repository (no {REPO_FILE})",
+                hint=f"the nearest repository above it is {nearest}" if nearest else "run `configctl init` to create one",
+            )
+        return root
+    return _nearest_repo(existing_dir(Path.cwd(), "current directory"))
 
 
 def worktree_prefix(root: Path) -> str:

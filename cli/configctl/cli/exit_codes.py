@@ -2,8 +2,10 @@
 
 ====  ======================================================================
 0     success, nothing to report
-1     findings: an invalid tree, `diff --exit-code` saw changes, a key not set
-2     usage: bad arguments, a missing path, an unknown app or environment
+1     findings: an invalid tree, a layer that cannot be read, `diff --exit-code` saw changes,
+      a key not set
+2     usage: bad arguments, an unknown app or environment, a missing path or one that is not a
+      directory or not permitted, a folder that is not a configctl repository, a bad --db URL
 3     a backend (git, database, Redis, RabbitMQ) is unreachable or failed
 70    internal error (a bug): traceback only with --debug
 130   interrupted (Ctrl-C)

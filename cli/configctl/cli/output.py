@@ -7,9 +7,11 @@ and its field names are documented in the README.
 
 from __future__ import annotations
 
+import enum
 import json
 import shlex
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from configctl.cli import context
@@ -19,8 +21,61 @@ if TYPE_CHECKING:
     from rich.console import Console
 
 
+class Format(enum.StrEnum):
+    """The output vocabulary shared by every command that prints data (``-o/--output``)."""
+
+    text = "text"
+    json = "json"
+    yaml = "yaml"
+
+
+OUTPUT_NAMES = ("--output", "-o")
+"""The option's names; `validate` and `diff` add their historical ``--format``/``-f``."""
+FORMAT_ALIASES = ("--format", "-f")
+
+
 def dumps_json(value: Any) -> str:
     return json.dumps(value, indent=2, ensure_ascii=False, default=str)
+
+
+def dumps_yaml(value: Any) -> str:
+    """The same document as ``dumps_json``, as YAML (block style, keys in their order)."""
+    import yaml
+
+    plain = json.loads(dumps_json(value))  # the JSON form's types: datetimes as strings
+    text: str = yaml.safe_dump(plain, sort_keys=False, allow_unicode=True, default_flow_style=False)
+    return text.rstrip("\n")
+
+
+def emit(value: Any, fmt: str) -> bool:
+    """Write ``value`` as JSON or YAML when ``fmt`` asks for one; False for a text form."""
+    if fmt == Format.json:
+        context.write(dumps_json(value))
+        return True
+    if fmt == Format.yaml:
+        context.write(dumps_yaml(value))
+        return True
+    return False
+
+
+def age(at: datetime | None, now: datetime) -> str:
+    """How long ago, as a person reads a table: ``42s``, ``3m``, ``5h``, ``2d``, then a date."""
+    if at is None:
+        return "-"
+    seconds = int((now - at).total_seconds())
+    if seconds < 0:
+        return "now"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            if unit == "d" and seconds >= 60 * 86400:
+                return at.date().isoformat()
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def short_sha(sha: Any) -> str:
+    """A commit as git abbreviates it in a table (7 characters)."""
+    return str(sha)[:7] if sha else "-"
 
 
 def _finding_line(f: Finding, level: str) -> str:
@@ -139,18 +194,34 @@ def values_env(flat: Mapping[str, Any]) -> str:
     return "\n".join(f"{env_name(k)}={shlex.quote(scalar_text(v))}" for k, v in flat.items())
 
 
-def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], *, title: str | None = None) -> None:
-    """A Rich table on a terminal; tab-separated plain text when piped."""
+def table(
+    headers: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    *,
+    title: str | None = None,
+    flexible: Sequence[str] | None = None,
+) -> None:
+    """A Rich table on a terminal; tab-separated plain text when piped.
+
+    On a terminal, only the ``flexible`` columns (default: the last) give way when the
+    table is wider than the screen, folding or ending in "…"; the others are never cut, so
+    an action name or a commit stays whole at 80 columns.
+    """
     console = context.stdout()
     if not console.is_terminal:
         lines = ["\t".join(headers)] + ["\t".join(str(c) for c in row) for row in rows]
         context.write("\n".join(lines))
         return
+    from rich import box
     from rich.table import Table
 
-    t = Table(title=title, header_style="bold")
+    give = set(flexible) if flexible is not None else {headers[-1]}
+    t = Table(title=title, header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False)
     for h in headers:
-        t.add_column(h)
+        if h in give:
+            t.add_column(h, overflow="fold")
+        else:
+            t.add_column(h, no_wrap=True)
     for row in rows:
         t.add_row(*(str(c) for c in row))
     console.print(t)

@@ -6,15 +6,17 @@ monorepo's `config/`): git revisions are read from objects under that folder's p
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import os
 import socket
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
 from configctl.core.model import FileEntry
+from configctl.errors import UsageError
 
 if TYPE_CHECKING:
     from configctl.adapters.git import GitSource
@@ -63,15 +65,125 @@ def store_url(root: Path, db: str | None) -> str:
     return default_sqlite_url(root)
 
 
-def open_store(root: Path, db: str | None, *, migrate: bool = True) -> SqlStore:
-    """Open the store; the embedded SQLite default migrates itself on first use."""
-    from configctl.adapters.store import SqlStore
+StoreMode = Literal["read", "write", "create"]
+"""How a command uses the store: ``read`` it (history, show, audit, status), ``write`` to
+one that must already hold versions (rollback, release), or ``create`` it on first use
+(apply, db upgrade)."""
 
-    url = store_url(root, db)
+
+def open_store(
+    root: Path | None,
+    db: str | None,
+    *,
+    migrate: bool = True,
+    mode: StoreMode = "create",
+    missing_ok: bool = False,
+) -> SqlStore:
+    """Open the store, checking a SQLite path first so a mistake is a usage error (exit 2)
+    that names the path and creates nothing.
+
+    The embedded default (``<repo>/.configctl/configctl.db``) is created and migrated by
+    the commands that create; before it exists, the others read an empty store in memory
+    instead of leaving a stray ``.configctl/`` behind. An explicit ``--db`` file must
+    exist unless the command creates it or is ``missing_ok`` (`status` reports "nothing
+    applied yet" for a store that is still to be created), and its folder always must.
+    """
+    from configctl.adapters.store import SqlStore
+    from configctl.adapters.store.engine import default_sqlite_path, sqlite_file
+
+    if db:
+        url = db
+        path = sqlite_file(db)  # a malformed or unsupported URL is a usage error here
+        explicit = True
+    elif root is not None:
+        path = default_sqlite_path(root)
+        url = f"sqlite:///{path}"
+        explicit = False
+    else:
+        raise UsageError(
+            "no store: not inside a configctl repository and no --db given",
+            hint="pass --db postgresql://... (or CONFIGCTL_DB), or --repo PATH",
+        )
+    if path is not None and not _check_sqlite_path(path, explicit=explicit, mode=mode, missing_ok=missing_ok):
+        return SqlStore.empty()
     store = SqlStore(url)
     if migrate and url.startswith("sqlite"):
         store.ensure_schema()
     return store
+
+
+def _check_sqlite_path(path: Path, *, explicit: bool, mode: StoreMode, missing_ok: bool) -> bool:
+    """False when the store file does not exist yet and may be read as empty."""
+    what = f"--db {path}" if explicit else f"store {path}"
+    folder = path.parent
+    if path.is_dir():
+        raise UsageError(f"{what}: is a directory, not a store file")
+    if not path.exists():
+        if mode != "create":
+            if not explicit or (missing_ok and folder.is_dir()):
+                return False
+            raise UsageError(
+                f"{what}: no such store file",
+                hint="check the path; `configctl apply --db ...` or `configctl db upgrade --db ...` creates one",
+            )
+        if folder.exists() and not folder.is_dir():
+            raise UsageError(f"{what}: {folder} is not a directory")
+        if explicit and not folder.exists():
+            raise UsageError(f"{what}: no such directory {folder}", hint="create the folder first")
+        if not explicit:
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise UsageError(f"cannot create {folder}: {exc.strerror}") from exc
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise UsageError(f"{what}: permission denied: cannot create a file in {folder}")
+        return True
+    wanted = os.R_OK if mode == "read" else os.R_OK | os.W_OK
+    if not os.access(path, wanted):
+        raise UsageError(f"{what}: permission denied")
+    if mode != "read" and not os.access(folder, os.W_OK | os.X_OK):
+        # SQLite's WAL journal lives next to the file
+        raise UsageError(f"{what}: permission denied: cannot write in {folder}")
+    return True
+
+
+def known_names(root: Path | None, store: SqlStore | None) -> tuple[list[str], list[str]]:
+    """The apps and environments a user may name: the repository's and the store's.
+
+    From the working tree (the folders under ``apps/`` and the environments declared in
+    ``configctl.yaml``, in their declared order; nothing else is read, so this stays cheap
+    on a large tree) and the store's (app, env) pairs, so an app removed from git keeps
+    its history and a store command works with ``--db`` outside any checkout.
+    """
+    from configctl.core import parse as parse_mod
+
+    apps: set[str] = set()
+    envs: list[str] = []
+    if root is not None:
+        with contextlib.suppress(OSError):
+            apps.update(p.name for p in (root / "apps").iterdir() if p.is_dir() and not p.name.startswith("."))
+        with contextlib.suppress(OSError):
+            doc = parse_mod.parse("configctl.yaml", (root / "configctl.yaml").read_bytes())
+            declared = doc.value.get("environments") if isinstance(doc.value, dict) else None
+            if isinstance(declared, list):
+                envs.extend(e for e in declared if isinstance(e, str) and e not in envs)
+    if store is not None:
+        pairs = store.latest_heads()
+        apps.update(app for app, _ in pairs)
+        envs.extend(sorted({env for _, env in pairs} - set(envs)))
+    return sorted(apps), envs
+
+
+def require_names(
+    root: Path | None, store: SqlStore | None, app: str | None, env: str | None
+) -> None:
+    """An unknown app or environment is a usage error (exit 2) with a did-you-mean."""
+    from configctl.services.inspect import require_known
+
+    if app is None and env is None:
+        return
+    apps, envs = known_names(root, store)
+    require_known(app, env, apps=apps, environments=envs)
 
 
 def actor() -> str:

@@ -55,6 +55,35 @@ class ConfigTree:
     apps: Mapping[str, App]
     files: Mapping[str, FileEntry]
     findings: tuple[Finding, ...]
+    unreadable: Mapping[str, tuple[Finding, ...]] = field(default_factory=dict)
+    """Files whose contents could not be read at all (YAML syntax, encoding, size bound, a
+    values file that is not a mapping), by path, with the findings that say why. Such a
+    file contributes nothing to any resolution, so a pair that needs it must not be
+    resolved as if the layer were simply absent."""
+
+    def layer_paths(self, app: str, env: str) -> tuple[str, ...]:
+        """The files (app, env) depends on: ``configctl.yaml`` and its four layer paths."""
+        return (
+            REPO_FILE,
+            GLOBAL_FILE,
+            f"environments/{env}.yaml",
+            f"apps/{app}/values.yaml",
+            f"apps/{app}/envs/{env}.yaml",
+        )
+
+    def unreadable_for(self, app: str, env: str) -> tuple[Finding, ...]:
+        """Why (app, env) cannot be resolved faithfully: the findings of its unreadable files."""
+        return tuple(f for path in self.layer_paths(app, env) for f in self.unreadable.get(path, ()))
+
+    def unreadable_layers(self) -> tuple[Finding, ...]:
+        """The unreadable files any (app, env) of the tree depends on (for whole-tree commands)."""
+        needed = {REPO_FILE, GLOBAL_FILE}
+        for env in self.environments:
+            needed.add(f"environments/{env}.yaml")
+        for app in self.apps:
+            needed.add(f"apps/{app}/values.yaml")
+            needed.update(f"apps/{app}/envs/{env}.yaml" for env in self.environments)
+        return tuple(f for path in sorted(needed) for f in self.unreadable.get(path, ()))
 
     def layers(self, app: str, env: str) -> list[tuple[str, Document]]:
         """The four layers of (app, env), earliest first, only those that exist."""
@@ -180,6 +209,7 @@ def build(
     Document for the same bytes): per-file checks then run once per file version.
     """
     findings: list[Finding] = []
+    unreadable: dict[str, tuple[Finding, ...]] = {}
 
     for path in sorted(p for p, e in files.items() if e.symlink):
         findings.append(
@@ -195,16 +225,28 @@ def build(
     def load(path: str) -> Document | None:
         entry = files[path]
         if entry.size > parse_mod.MAX_FILE_BYTES:
-            findings.append(
-                _finding(
-                    path,
-                    "file-too-large",
-                    f"the file is {entry.size} bytes; the limit is {parse_mod.MAX_FILE_BYTES}",
-                )
+            too_large = _finding(
+                path,
+                "file-too-large",
+                f"the file is {entry.size} bytes; the limit is {parse_mod.MAX_FILE_BYTES}",
             )
+            findings.append(too_large)
+            unreadable[path] = (too_large,)
             return None
         doc = parse_file(path, entry.data)
         findings.extend(doc.findings)
+        if doc.value is None and not doc.ok:
+            unreadable[path] = tuple(f for f in doc.findings if f.severity is Severity.ERROR)
+        return doc
+
+    def load_values(path: str) -> Document | None:
+        """A values layer: read, then checked to be one mapping (anything else is unreadable)."""
+        doc = load(path)
+        if doc is not None:
+            found = memoized(memo, doc, _check_values)
+            findings.extend(found)
+            if doc.value is not None and not isinstance(doc.value, dict):
+                unreadable[path] = tuple(f for f in found if f.rule == "values-not-mapping")
         return doc
 
     # Case collisions first: they break checkouts on macOS and Windows. Two app folders
@@ -326,10 +368,7 @@ def build(
             return None
         if not check_env_use(env, path):
             return None
-        doc = load(path)
-        if doc is not None:
-            findings.extend(memoized(memo, doc, _check_values))
-        return doc
+        return load_values(path)
 
     global_doc: Document | None = None
     env_layers: dict[str, Document] = {}
@@ -340,9 +379,7 @@ def build(
             findings.append(_finding(path, "yml-extension", "config files end in .yaml", hint="rename it to global.yaml"))
             continue
         if path == GLOBAL_FILE:
-            global_doc = load(path)
-            if global_doc is not None:
-                findings.extend(memoized(memo, global_doc, _check_values))
+            global_doc = load_values(path)
             continue
         if parts[0] == "environments":
             if not _is_yaml(path):
@@ -413,9 +450,7 @@ def build(
                 findings.append(_finding(path, "yml-extension", "config files end in .yaml", hint=f"rename it to {path[:-4]}.yaml"))
                 continue
             if rel == "values.yaml":
-                values = load(path)
-                if values is not None:
-                    findings.extend(memoized(memo, values, _check_values))
+                values = load_values(path)
             elif rel == "rollouts.yaml":
                 rollouts = load(path)
             elif rel.startswith("envs/") and rel.count("/") == 1:
@@ -449,6 +484,7 @@ def build(
         apps=apps,
         files=files,
         findings=tuple(findings),
+        unreadable=unreadable,
     )
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from configctl.core import diff as diff_mod
 from configctl.core import rollout_spec
-from configctl.core.model import FileEntry, Report
+from configctl.core.model import FileEntry, Finding, Report
 from configctl.services.inspect import Checked, Evaluator, secret_keys
 
 
@@ -25,6 +25,16 @@ class DiffResult:
     rollout_changes: tuple[dict[str, str | None], ...] = ()
     """Per (app, env) and rollout: ``{app, env, rollout, kind, key, change}`` with change
     added, changed or removed (definitions only; runtime state lives in the store)."""
+    unreadable_base: tuple[Finding, ...] = ()
+    """Why layer files of the base tree could not be read (syntax, encoding, size)."""
+    unreadable_head: tuple[Finding, ...] = ()
+    unreadable_pairs: tuple[tuple[str, str], ...] = ()
+    """Pairs left out of ``diff``: a layer they need is unreadable on one side, so any key
+    change computed for them would be an artefact of the missing layer."""
+
+    @property
+    def complete(self) -> bool:
+        return not (self.unreadable_base or self.unreadable_head)
 
 
 def changed_files(base: Mapping[str, FileEntry], head: Mapping[str, FileEntry]) -> list[str]:
@@ -50,7 +60,17 @@ def diff_snapshots(
         for app, keys in side.items():
             secrets.setdefault(app, set()).update(keys)
     files = changed_files(base, head)
-    tree_diff = diff_mod.diff_trees(before.values, after.values, secrets=secrets, changed_files=files)
+    skipped = {
+        pair
+        for pair in before.values.keys() | after.values.keys()
+        if before.tree.unreadable_for(*pair) or after.tree.unreadable_for(*pair)
+    }
+    tree_diff = diff_mod.diff_trees(
+        {p: v for p, v in before.values.items() if p not in skipped},
+        {p: v for p, v in after.values.items() if p not in skipped},
+        secrets=secrets,
+        changed_files=files,
+    )
     rollouts = tuple(
         sorted({p.split("/")[1] for p in files if p.startswith("apps/") and p.endswith("/rollouts.yaml")})
     )
@@ -60,6 +80,9 @@ def diff_snapshots(
         head_report=after.report,
         rollouts_touched=rollouts,
         rollout_changes=rollout_changes(before, after, rollouts),
+        unreadable_base=before.tree.unreadable_layers(),
+        unreadable_head=after.tree.unreadable_layers(),
+        unreadable_pairs=tuple(sorted(skipped)),
     )
 
 

@@ -14,9 +14,9 @@ from configctl.core import parse as parse_mod
 from configctl.core import resolve as resolve_mod
 from configctl.core import tree as tree_mod
 from configctl.core import validate as validate_mod
-from configctl.core.model import FileEntry, Report
+from configctl.core.model import FileEntry, Finding, Report
 from configctl.core.parse import Document
-from configctl.errors import UsageError
+from configctl.errors import UsageError, ValidationFailed
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -83,25 +83,66 @@ def check(
 
 
 def _suggest(name: str, choices: list[str]) -> str | None:
+    """The closest known name: a near spelling, else one the name abbreviates (`prod`)."""
     close = difflib.get_close_matches(name, choices, n=1)
+    if not close and name:
+        close = [c for c in choices if c.startswith(name) or name.startswith(c)][:1]
     return f"did you mean `{close[0]}`?" if close else None
 
 
+def require_known(
+    app: str | None, env: str | None, *, apps: Iterable[str], environments: Iterable[str]
+) -> None:
+    """A usage error (exit 2) for an app or environment not in ``apps``/``environments``,
+    listing the known names and suggesting the closest one."""
+    app_names, env_names = sorted(apps), list(environments)
+    if app is not None and app not in app_names:
+        raise UsageError(
+            f"no app `{app}` in this repository (apps: {', '.join(app_names) or 'none'})",
+            hint=_suggest(app, app_names),
+        )
+    if env is not None and env not in env_names:
+        raise UsageError(
+            f"no environment `{env}` in configctl.yaml (environments: {', '.join(env_names) or 'none'})",
+            hint=_suggest(env, env_names),
+        )
+
+
 def require_pair(tree: tree_mod.ConfigTree, app: str, env: str) -> None:
-    if app not in tree.apps:
-        raise UsageError(
-            f"no app `{app}` in this repository (apps: {', '.join(sorted(tree.apps)) or 'none'})",
-            hint=_suggest(app, sorted(tree.apps)),
+    require_known(app, env, apps=tree.apps, environments=tree.environments)
+
+
+def _refuse_unreadable(found: tuple[Finding, ...], what: str) -> None:
+    if found:
+        files = sorted({f.file for f in found})
+        raise ValidationFailed(
+            f"cannot resolve {what}: {len(files)} file(s) it needs cannot be read ({', '.join(files)})",
+            report=Report.of(found),
+            hint="fix the file(s) above; without them the lower layers' values would be shown instead",
         )
-    if env not in tree.environments:
-        raise UsageError(
-            f"no environment `{env}` in configctl.yaml (environments: {', '.join(tree.environments) or 'none'})",
-            hint=_suggest(env, list(tree.environments)),
-        )
+
+
+def require_readable(tree: tree_mod.ConfigTree, app: str, env: str) -> None:
+    """Refuse (app, env) when a layer it needs could not be read.
+
+    A layer that failed to parse contributes nothing, so resolving without it would show
+    (and serve) the values of the lower layers as if they were meant: a broken
+    ``apps/<app>/envs/production.yaml`` would silently give production the defaults.
+    """
+    _refuse_unreadable(tree.unreadable_for(app, env), f"{app} in {env}")
+
+
+def require_tree_readable(tree: tree_mod.ConfigTree) -> None:
+    """Refuse a whole-tree resolution (`ls`) when any layer of any pair could not be read."""
+    _refuse_unreadable(tree.unreadable_layers(), "the tree")
 
 
 def resolve_pair(tree: tree_mod.ConfigTree, app: str, env: str) -> resolve_mod.Resolution:
+    """Resolve one pair with provenance: a known app and environment, every layer readable."""
+    if tree_mod.REPO_FILE in tree.unreadable:
+        require_readable(tree, app, env)  # its environments are unknown: say why first
     require_pair(tree, app, env)
+    require_readable(tree, app, env)
     return resolve_mod.resolve(tree.layers(app, env))
 
 

@@ -27,7 +27,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import ArgumentError
 
-from configctl.errors import StoreError
+from configctl.errors import UsageError
 
 #: Execution option naming the SQLite ``BEGIN`` mode: "DEFERRED" (default) or "IMMEDIATE".
 SQLITE_BEGIN = "configctl_sqlite_begin"
@@ -49,21 +49,37 @@ def normalize_url(url: str) -> str:
 
 
 def parse_url(url: str) -> URL:
-    """The parsed, normalised URL; a malformed one is a ``StoreError`` (without the URL,
-    which may hold a password)."""
+    """The parsed, normalised URL; a malformed or unsupported one is a ``UsageError``
+    (exit 2: retrying cannot help), whose message leaves out the URL (it may hold a password)."""
     try:
         parsed = make_url(normalize_url(url))
-    except ArgumentError as exc:
-        raise StoreError(
-            "the store URL is malformed",
+        # the port is parsed lazily: `postgresql://u@:x:y/db` fails only here
+        _ = parsed.port
+    except (ArgumentError, ValueError) as exc:
+        raise UsageError(
+            "the store URL (--db) is malformed",
             hint="use postgresql://user@host:5432/db or sqlite:///path/to/file.db",
         ) from exc
     if parsed.get_backend_name() not in ("sqlite", "postgresql"):
-        raise StoreError(
-            f"unsupported store backend {parsed.get_backend_name()!r}",
+        raise UsageError(
+            f"unsupported store backend {parsed.get_backend_name()!r} (--db)",
             hint="use postgresql://... or sqlite:///...",
         )
     return parsed
+
+
+def sqlite_file(url: str | URL) -> Path | None:
+    """The file of a SQLite store URL; None for PostgreSQL and in-memory SQLite."""
+    parsed = url if isinstance(url, URL) else parse_url(url)
+    database = parsed.database
+    if parsed.get_backend_name() != "sqlite" or not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return Path(database)
+
+
+def default_sqlite_path(repo_root: Path) -> Path:
+    """Where a repository's embedded store lives: ``<repo>/.configctl/configctl.db``."""
+    return Path(repo_root).resolve() / ".configctl" / "configctl.db"
 
 
 def describe_url(url: str | URL) -> str:
@@ -81,9 +97,9 @@ def describe_url(url: str | URL) -> str:
 
 def default_sqlite_url(repo_root: Path) -> str:
     """The embedded store of a repository: ``<repo>/.configctl/configctl.db`` (folder created)."""
-    folder = Path(repo_root).resolve() / ".configctl"
-    folder.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{folder / 'configctl.db'}"
+    path = default_sqlite_path(repo_root)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{path}"
 
 
 def make_engine(

@@ -65,7 +65,7 @@ from configctl.core.records import (
     VersionReason,
     VersionRecord,
 )
-from configctl.errors import FencingError, StoreError
+from configctl.errors import FencingError, StoreError, UsageError
 
 __all__ = [
     "WRITER_LOCK_KEY",
@@ -571,6 +571,22 @@ class SqlStore:
     def __repr__(self) -> str:
         return f"SqlStore({self.where})"
 
+    @classmethod
+    def empty(cls) -> SqlStore:
+        """A store with nothing in it, in memory: what a read sees before the first apply.
+
+        Reading a repository's embedded store before it exists must not create it (no stray
+        ``.configctl/`` folder); this answers every read as an empty store would. The tables
+        come from the models, not the migrations: same schema, a fraction of the start-up.
+        """
+        store = cls("sqlite://")
+        with store._errors(), store.engine.begin() as conn:
+            m.Base.metadata.create_all(conn)
+            conn.execute(text("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL PRIMARY KEY)"))
+            conn.execute(text("INSERT INTO alembic_version (version_num) VALUES (:r)"), {"r": m.SCHEMA_REVISION})
+        store._schema_checked = True
+        return store
+
     @property
     def backend(self) -> str:
         """``postgresql`` or ``sqlite``."""
@@ -609,6 +625,12 @@ class SqlStore:
         lowered = detail.lower()
         if "no such table" in lowered or ("relation" in lowered and "does not exist" in lowered):
             raise StoreError(f"{NOT_MIGRATED} ({self.where})") from exc
+        if not self.is_postgres and ("unable to open database file" in lowered or "readonly database" in lowered):
+            # a local path that cannot be opened or written: the user's to fix, not an outage
+            raise UsageError(
+                f"cannot use the store at {self.where}: {detail}",
+                hint="check that the folder exists and that you may read and write it",
+            ) from exc
         if "lock timeout" in lowered or "database is locked" in lowered:
             raise StoreError(
                 f"the store at {self.where} is busy: another writer held its write lock for "

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import enum
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated
 
@@ -11,6 +10,7 @@ import typer
 
 from configctl.cli import context, sources
 from configctl.cli.exit_codes import ExitCode
+from configctl.cli.output import OUTPUT_NAMES, Format
 
 if TYPE_CHECKING:
     from configctl.adapters.git import GitSource
@@ -19,9 +19,7 @@ if TYPE_CHECKING:
 app = typer.Typer()
 
 
-class Output(enum.StrEnum):
-    text = "text"
-    json = "json"
+Output = Format
 
 
 def _baseline(git: GitSource, prefix: str, last_applied: object) -> Baseline | None:
@@ -86,7 +84,7 @@ def apply(
     ] = False,
     repo: context.RepoOption = None,
     db: sources.DbOption = None,
-    out: Annotated[Output, typer.Option("--output", "-o", help="Output format.")] = Output.text,
+    out: Annotated[Output, typer.Option(*OUTPUT_NAMES, help="Output format.")] = Output.text,
 ) -> None:
     """Validate and resolve a commit, and write a new version for every app/env that changed."""
     from configctl.adapters import schemas
@@ -100,7 +98,7 @@ def apply(
     sha = git.resolve(rev)
     commit = git.commit_info(sha)
     files = sources.strip_prefix(git.read_tree(sha), prefix)
-    store = sources.open_store(root, db)
+    store = sources.open_store(root, db, mode="create")
     try:
         last_applied = store.sync_state("last_applied_commit")
         rewritten = _check_direction(git, last=last_applied, target=sha, allow_backwards=allow_backwards)
@@ -125,31 +123,30 @@ def apply(
     finally:
         store.close()
 
-    if out is Output.json:
-        context.write(
-            output.dumps_json(
-                {
-                    "commit": result.commit,
-                    "status": result.status,
-                    "dry_run": dry_run,
-                    "valid": result.report.valid,
-                    "errors": [f.to_dict() for f in result.report.errors],
-                    "versions": [
-                        {
-                            "app": p.app,
-                            "env": p.env,
-                            "version": p.version,
-                            "previous_version": p.previous,
-                            "added": p.added,
-                            "changed": p.changed,
-                            "removed": p.removed,
-                            "changed_keys": list(p.changed_keys),
-                            "skipped": p.skipped,
-                        }
-                        for p in result.pairs
-                    ],
-                }
-            )
+    if out is not Output.text:
+        output.emit(
+            {
+                "commit": result.commit,
+                "status": result.status,
+                "dry_run": dry_run,
+                "valid": result.report.valid,
+                "errors": [f.to_dict() for f in result.report.errors],
+                "versions": [
+                    {
+                        "app": p.app,
+                        "env": p.env,
+                        "version": p.version,
+                        "previous_version": p.previous,
+                        "added": p.added,
+                        "changed": p.changed,
+                        "removed": p.removed,
+                        "changed_keys": list(p.changed_keys),
+                        "skipped": p.skipped,
+                    }
+                    for p in result.pairs
+                ],
+            },
+            out,
         )
     else:
         if result.status == "rejected":

@@ -13,8 +13,9 @@ app = typer.Typer(help="The version store.", no_args_is_help=True)
 @context.boundary
 def upgrade(*, repo: context.RepoOption = None, db: sources.DbOption = None) -> None:
     """Create or migrate the store's tables to the current schema."""
-    root = context.repo_path(repo)
-    store = sources.open_store(root, db, migrate=False)
+    # with --db the repository plays no part: an operator migrates a server from anywhere
+    root = None if db else context.repo_path(repo)
+    store = sources.open_store(root, db, migrate=False, mode="create")
     try:
         store.upgrade()
         revision = store.current_revision()

@@ -9,6 +9,7 @@ import typer
 
 from configctl.cli import context
 from configctl.cli.exit_codes import ExitCode
+from configctl.cli.output import FORMAT_ALIASES, OUTPUT_NAMES
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -22,6 +23,7 @@ class Format(enum.StrEnum):
     text = "text"
     markdown = "markdown"
     json = "json"
+    yaml = "yaml"
 
 
 def _fmt(value: Any) -> str:
@@ -36,6 +38,12 @@ def render_text(result: DiffResult, base_label: str, head_label: str) -> None:
 
     console = context.stdout()
     d = result.diff
+    if d.empty and not result.complete:
+        console.print(
+            f"No key change shown between {escape(base_label)} and {escape(head_label)}: "
+            f"{len(result.unreadable_pairs)} app/environment pair(s) cannot be resolved (see the errors)."
+        )
+        return
     for rc in result.rollout_changes:
         target = f" ({rc['key']})" if rc["key"] else " (flag)"
         console.print(f"rollout {escape(str(rc['rollout']))}{escape(target)} {rc['change']} in {rc['app']}/{rc['env']}")
@@ -64,6 +72,25 @@ def render_text(result: DiffResult, base_label: str, head_label: str) -> None:
                 console.print(f"  [yellow]~ {escape(k.key)}: {escape(_fmt(k.old))} → {escape(_fmt(k.new))}[/]")
 
 
+def _print_unreadable(result: DiffResult, base_label: str, head_label: str) -> None:
+    """Name every unreadable file on stderr, with its side, line and cause."""
+    from rich.markup import escape
+
+    err = context.stderr()
+    for label, found in ((base_label, result.unreadable_base), (head_label, result.unreadable_head)):
+        for f in found:
+            err.print(
+                f"{escape(label)}: [bold]{escape(f.file)}:{f.line}:{f.column}[/]: "
+                f"[red]error[/] [dim]\\[{f.rule}][/] {escape(f.message)}"
+            )
+    pairs = ", ".join(f"{a}/{e}" for a, e in result.unreadable_pairs)
+    context.print_error(
+        f"{len(result.unreadable_pairs)} app/environment pair(s) cannot be resolved "
+        f"and are left out of the diff: {pairs}",
+        "a file they need cannot be read; fix it (`configctl validate` lists every problem)",
+    )
+
+
 def _md(value: Any) -> str:
     return "`" + _fmt(value).replace("`", "'").replace("|", "\\|") + "`"
 
@@ -71,6 +98,15 @@ def _md(value: Any) -> str:
 def render_markdown(result: DiffResult, base_label: str, head_label: str) -> str:
     d = result.diff
     lines = [f"### configctl diff `{base_label}` → `{head_label}`", ""]
+    for label, found in ((base_label, result.unreadable_base), (head_label, result.unreadable_head)):
+        for finding in found:
+            lines.append(
+                f"- :x: `{label}`: `{finding.file}:{finding.line}:{finding.column}` cannot be read "
+                f"[{finding.rule}] {finding.message}"
+            )
+    if not result.complete:
+        left_out = ", ".join(f"{a}/{e}" for a, e in result.unreadable_pairs) or "none"
+        lines += [f"- :x: no key changes shown for the pair(s) that need these files: {left_out}", ""]
     if d.empty:
         lines.append("No change to any resolved configuration.")
         lines += [
@@ -128,7 +164,7 @@ def diff(
     head: Annotated[str | None, typer.Argument(metavar="[HEAD]", help="Head revision (default: the working tree).", show_default=False)] = None,
     *,
     repo: context.RepoOption = None,
-    fmt: Annotated[Format, typer.Option("--format", "-f", help="Output format.")] = Format.text,
+    fmt: Annotated[Format, typer.Option(*OUTPUT_NAMES, *FORMAT_ALIASES, help="Output format (--format is the same option).")] = Format.text,
     exit_code: Annotated[bool, typer.Option("--exit-code", help="Exit 1 when something changes, like `git diff --exit-code`.")] = False,
     served: Annotated[
         bool,
@@ -158,14 +194,19 @@ def diff(
     head_label = head if head is not None else "working tree"
     evaluator = Evaluator(file_schemas=schemas.file_schemas())
     result = diff_service.diff_snapshots(base_files, head_files, evaluator=evaluator)
-    if fmt is Format.json:
+    if fmt in (Format.json, Format.yaml):
         payload = result.diff.to_dict()
         payload["base"] = base_rev
         payload["head"] = head if head is not None else None
         payload["rollouts_touched"] = list(result.rollouts_touched)
         payload["rollout_changes"] = list(result.rollout_changes)
         payload["head_valid"] = result.head_report.valid
-        context.write(output.dumps_json(payload))
+        payload["unreadable"] = {
+            "base": [f.to_dict() for f in result.unreadable_base],
+            "head": [f.to_dict() for f in result.unreadable_head],
+            "pairs": [{"app": a, "env": e} for a, e in result.unreadable_pairs],
+        }
+        output.emit(payload, fmt)
     elif fmt is Format.markdown:
         context.write(render_markdown(result, base_rev, head_label))
     else:
@@ -174,6 +215,10 @@ def diff(
             context.print_error(
                 f"{head_label} has {len(result.head_report.errors)} validation error(s); run `configctl validate`"
             )
+    if not result.complete:
+        # A diff that lacks a layer is not the diff of the change: never let it pass as one.
+        _print_unreadable(result, base_rev, head_label)
+        raise typer.Exit(ExitCode.FINDINGS)
     if exit_code and not (result.diff.empty and not result.rollout_changes):
         raise typer.Exit(ExitCode.FINDINGS)
 
@@ -221,7 +266,7 @@ def _served(root: Path, app_name: str | None, env: str | None, *, db: str | None
     result = DiffResult(diff=tree_diff, base_report=Report(), head_report=Report(), rollouts_touched=())
     served_label = f"served v{record.number}" if record is not None else "served (nothing)"
     head_label = f"HEAD {head_sha[:12]}"
-    if fmt is Format.json:
+    if fmt in (Format.json, Format.yaml):
         payload = tree_diff.to_dict()
         payload["base"] = "served"
         payload["head"] = head_sha
@@ -231,7 +276,7 @@ def _served(root: Path, app_name: str | None, env: str | None, *, db: str | None
             {"version": record.number, "commit": record.commit_sha, "reason": record.reason} if record is not None else None
         )
         payload["in_sync"] = tree_diff.empty
-        context.write(output.dumps_json(payload))
+        output.emit(payload, fmt)
     elif fmt is Format.markdown:
         context.write(render_markdown(result, served_label, head_label))
     else:

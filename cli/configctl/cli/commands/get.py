@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from configctl.cli import context
+from configctl.cli.output import OUTPUT_NAMES
 
 app = typer.Typer()
 
@@ -15,6 +16,8 @@ app = typer.Typer()
 class Output(enum.StrEnum):
     yaml = "yaml"
     json = "json"
+    text = "text"
+    """Values as YAML; with --explain, the readable lines (both are the default)."""
     env = "env"
     table = "table"
 
@@ -46,7 +49,10 @@ def get(
     *,
     repo: context.RepoOption = None,
     explain: Annotated[bool, typer.Option("--explain", "-e", help="Show the file and line that set each value and every layer it overrode.")] = False,
-    out: Annotated[Output, typer.Option("--output", "-o", help="Output format.")] = Output.yaml,
+    out: Annotated[
+        Output | None,
+        typer.Option(*OUTPUT_NAMES, help="Output format [default: yaml; with --explain: text].", show_default=False),
+    ] = None,
 ) -> None:
     """Print the resolved configuration of APP in ENV (or one KEY of it)."""
     from configctl.adapters import filesystem, schemas
@@ -79,19 +85,18 @@ def get(
 
     if explain:
         leaves = resolution.settings_under(prefix)
-        if out is Output.json:
-            context.write(
-                output.dumps_json(
-                    [
-                        {
-                            "key": ".".join(map(str, path)),
-                            "value": settings[-1].value,
-                            "source": _setting_dict(settings[-1]),
-                            "overrides": [_setting_dict(s) for s in reversed(settings[:-1])],
-                        }
-                        for path, settings in leaves
-                    ]
-                )
+        if out in (Output.json, Output.yaml):
+            output.emit(
+                [
+                    {
+                        "key": ".".join(map(str, path)),
+                        "value": settings[-1].value,
+                        "source": _setting_dict(settings[-1]),
+                        "overrides": [_setting_dict(s) for s in reversed(settings[:-1])],
+                    }
+                    for path, settings in leaves
+                ],
+                out,
             )
             return
         if out is Output.table:
@@ -106,6 +111,7 @@ def get(
                     ]
                     for path, settings in leaves
                 ],
+                flexible=["VALUE", "OVERRIDES"],
             )
             return
         lines: list[str] = []
@@ -132,6 +138,6 @@ def get(
             full = f"{key}.{k}" if key is not None and isinstance(values, dict) else k
             winner = resolution.winner(tuple(full.split(".")))
             rows.append([full, output.scalar_text(v), f"{winner.location.file}:{winner.location.line}" if winner else "-"])
-        output.table(["KEY", "VALUE", "SOURCE"], rows)
+        output.table(["KEY", "VALUE", "SOURCE"], rows, flexible=["VALUE"])
     else:
         context.write(output.values_yaml(values))

@@ -5,23 +5,29 @@ JSON field names are a documented contract (README, "JSON output").
 
 from __future__ import annotations
 
-import enum
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 import typer
 
 from configctl.cli import clients_view, context, sources
+from configctl.cli.output import OUTPUT_NAMES
+from configctl.cli.output import Format as Output
 
 app = typer.Typer()
 
 
-class Output(enum.StrEnum):
-    text = "text"
-    json = "json"
+OutputOption = Annotated[Output, typer.Option(*OUTPUT_NAMES, help="Output format.")]
 
 
-OutputOption = Annotated[Output, typer.Option("--output", "-o", help="Output format.")]
+
+
+def _by(row: dict[str, Any]) -> str:
+    """Who made a version: the person who rolled back, else the commit's author (by name)."""
+    if row["reason"] != "commit" and row.get("actor"):
+        return str(row["actor"])
+    author = row["author"] or row.get("actor") or "-"
+    return str(author).split(" <", 1)[0]
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -74,8 +80,10 @@ def history(
     """The versions of APP in ENV, newest first (or one KEY's values over time)."""
     from configctl.cli import output
 
-    store = sources.open_store(context.repo_path(repo), db)
+    root = context.optional_repo_path(repo)
+    store = sources.open_store(root, db, mode="read")
     try:
+        sources.require_names(root, store, app_name, env)
         if key is None:
             entries = store.list_versions(app_name, env, limit=limit)
             rows: list[dict[str, Any]] = [
@@ -92,6 +100,7 @@ def history(
                 }
                 for e in entries
             ]
+            times = [e.created_at for e in entries]
         else:
             entries_k = store.key_history(app_name, env, key)
             rows = [
@@ -106,43 +115,48 @@ def history(
                     "new": e.new,
                     "key": e.key,
                     "changed_keys": [e.key],
+                    "actor": e.actor,
                 }
                 for e in entries_k
             ]
+            times = [e.created_at for e in entries_k]
             if limit is not None:
                 rows = rows[:limit]
     finally:
         store.close()
-    if out is Output.json:
-        context.write(output.dumps_json(rows))
+    if output.emit(rows, out):
         return
+    for r, at in zip(rows, times, strict=False):
+        r["_at"] = at  # the text form shows ages; JSON keeps ISO times
     if not rows:
         context.write(f"no versions of {app_name}/{env}" + (f" changed `{key}`" if key else ""))
         return
+    now = datetime.now(UTC)
     if key is None:
         output.table(
-            ["VERSION", "COMMIT", "AUTHOR", "CREATED", "REASON", "CHANGED KEYS"],
+            ["VERSION", "COMMIT", "AGE", "BY", "REASON", "CHANGED KEYS"],
             [
                 [
                     r["version"],
-                    _short(r["commit"]),
-                    r["author"] or r["actor"] or "-",
-                    r["created_at"],
+                    output.short_sha(r["commit"]),
+                    output.age(r["_at"], now),
+                    _by(r),
                     r["reason"] + (f" to v{r['rolled_back_to']}" if r["rolled_back_to"] else ""),
-                    ", ".join(r["changed_keys"][:6]) + (" …" if len(r["changed_keys"]) > 6 else ""),
+                    f"{len(r['changed_keys'])}: " + ", ".join(r["changed_keys"][:3])
+                    + (" …" if len(r["changed_keys"]) > 3 else ""),
                 ]
                 for r in rows
             ],
         )
     else:
         output.table(
-            ["VERSION", "COMMIT", "AUTHOR", "CREATED", "CHANGE", "VALUE"],
+            ["VERSION", "COMMIT", "AGE", "BY", "CHANGE", "VALUE"],
             [
                 [
                     r["version"],
-                    _short(r["commit"]),
-                    r["author"] or "-",
-                    r["created_at"],
+                    output.short_sha(r["commit"]),
+                    output.age(r["_at"], now),
+                    _by(r),
                     r["change"],
                     output.scalar_text(r["new"]) if r["change"] != "removed" else "(removed)",
                 ]
@@ -162,35 +176,36 @@ def show(
     version: Annotated[int | None, typer.Option("--version", "-v", help="A version number (default: the one in service).")] = None,
     repo: context.RepoOption = None,
     db: sources.DbOption = None,
-    out: Annotated[str, typer.Option("--output", "-o", help="yaml or json.")] = "yaml",
+    out: Annotated[
+        Output | None,
+        typer.Option(*OUTPUT_NAMES, help="Output format [default: text, the values as YAML with a header on stderr].", show_default=False),
+    ] = None,
 ) -> None:
     """The snapshot in service for APP in ENV, or version N."""
     from configctl.cli import output
     from configctl.errors import UsageError
 
-    store = sources.open_store(context.repo_path(repo), db)
+    root = context.optional_repo_path(repo)
+    store = sources.open_store(root, db, mode="read")
     try:
+        sources.require_names(root, store, app_name, env)
         record = store.get_version(app_name, env, version)
     finally:
         store.close()
     if record is None:
-        what = f"version {version}" if version is not None else "any version"
-        raise UsageError(f"{app_name}/{env} has no {what} in the store", hint="run `configctl apply` first")
-    if out == "json":
-        context.write(
-            output.dumps_json(
-                {
-                    "app": record.app,
-                    "env": record.env,
-                    "version": record.number,
-                    "commit": record.commit_sha,
-                    "checksum": record.checksum,
-                    "reason": record.reason,
-                    "created_at": _iso(record.created_at),
-                    "values": record.values,
-                }
-            )
-        )
+        what = f"no version {version}" if version is not None else "no version"
+        raise UsageError(f"{app_name}/{env} has {what} in the store", hint="run `configctl apply` first")
+    document = {
+        "app": record.app,
+        "env": record.env,
+        "version": record.number,
+        "commit": record.commit_sha,
+        "checksum": record.checksum,
+        "reason": record.reason,
+        "created_at": _iso(record.created_at),
+        "values": record.values,
+    }
+    if out is not None and output.emit(document, out):
         return
     context.stderr().print(
         f"# {record.app}/{record.env} version {record.number} (commit {_short(record.commit_sha)}, {record.reason}, {_iso(record.created_at)})"
@@ -221,8 +236,10 @@ def audit(
     from configctl.cli import output
 
     since_at = parse_since(since) if since else None
-    store = sources.open_store(context.repo_path(repo), db)
+    root = context.optional_repo_path(repo)
+    store = sources.open_store(root, db, mode="read")
     try:
+        sources.require_names(root, store, app_name, env)
         records = store.audit(app=app_name, env=env, actor=actor, since=since_at, limit=limit)
     finally:
         store.close()
@@ -240,15 +257,23 @@ def audit(
         }
         for r in records
     ]
-    if out is Output.json:
-        context.write(output.dumps_json(rows))
+    if output.emit(rows, out):
         return
+    now = datetime.now(UTC)
     output.table(
-        ["AT", "ACTOR", "ACTION", "APP/ENV", "COMMIT", "VERSION"],
+        ["AGE", "ACTOR", "ACTION", "APP/ENV", "COMMIT", "VERSION"],
         [
-            [r["at"], r["actor"], r["action"], f"{r['app']}/{r['env']}" if r["app"] else "-", _short(r["commit"]), r["version"] or "-"]
-            for r in rows
+            [
+                output.age(rec.at, now),
+                r["actor"],
+                r["action"],
+                f"{r['app']}/{r['env']}" if r["app"] else "-",
+                output.short_sha(r["commit"]),
+                r["version"] or "-",
+            ]
+            for r, rec in zip(rows, records, strict=True)
         ],
+        flexible=["ACTOR", "APP/ENV"],
     )
 
 
@@ -285,7 +310,7 @@ def status(
     from configctl.services.apply import QUARANTINE_PREFIX
 
     root = context.repo_path(repo)
-    store = sources.open_store(root, db)
+    store = sources.open_store(root, db, mode="read", missing_ok=True)
     try:
         last_applied = store.sync_state("last_applied_commit")
         last_attempted = store.sync_state("last_attempted_commit")
@@ -390,9 +415,7 @@ def status(
         served = heads.get((app_name, env_name))
         clients = clients_view.clients_summary(app_name, env_name, redis, redis_prefix, served.number if served else None)
         payload["clients"] = clients.to_dict() if clients is not None else None
-    if out is Output.json:
-        context.write(output.dumps_json(payload))
-    else:
+    if not output.emit(payload, out):
         extra = clients_view.clients_text(app_name, env_name, clients) if app_name and env_name else []
         _status_text(payload, drifts, known=in_git is not None, extra=extra)
     if exit_code and not in_sync:

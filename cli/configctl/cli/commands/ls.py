@@ -8,13 +8,17 @@ from typing import Annotated
 import typer
 
 from configctl.cli import context
+from configctl.cli.output import OUTPUT_NAMES
 
 app = typer.Typer()
 
 
 class Output(enum.StrEnum):
-    table = "table"
+    text = "text"
     json = "json"
+    yaml = "yaml"
+    table = "table"
+    """The text form's historical name."""
 
 
 @app.command(
@@ -25,7 +29,7 @@ class Output(enum.StrEnum):
 def ls(
     *,
     repo: context.RepoOption = None,
-    out: Annotated[Output, typer.Option("--output", "-o", help="Output format.")] = Output.table,
+    out: Annotated[Output, typer.Option(*OUTPUT_NAMES, help="Output format (table is the text form).")] = Output.text,
 ) -> None:
     """List apps and environments with the number of resolved keys in each."""
     from configctl.adapters import filesystem, schemas
@@ -35,19 +39,19 @@ def ls(
     with context.gc_paused():
         checked = inspect.check(filesystem.read_tree(context.repo_path(repo)), file_schemas=schemas.file_schemas())
     tree = checked.tree
+    inspect.require_tree_readable(tree)
     rows = inspect.matrix(checked)
-    if out is Output.json:
+    if out in (Output.json, Output.yaml):
         counts: dict[str, dict[str, int]] = {}
         for row in rows:
             counts.setdefault(row["app"], {})[row["env"]] = row["keys"]
-        context.write(
-            output.dumps_json(
-                {
-                    "environments": list(tree.environments),
-                    "apps": [{"app": a, "keys": counts.get(a, {})} for a in sorted(tree.apps)],
-                    "valid": checked.report.valid,
-                }
-            )
+        output.emit(
+            {
+                "environments": list(tree.environments),
+                "apps": [{"app": a, "keys": counts.get(a, {})} for a in sorted(tree.apps)],
+                "valid": checked.report.valid,
+            },
+            out,
         )
         return
     by_app: dict[str, dict[str, int]] = {}

@@ -69,10 +69,11 @@ def rollback(
     if branch is not None and not revert:
         raise UsageError("--branch names the branch of the git revert: use it with --revert")
     root = context.repo_path(repo)
-    secrets = _secrets(root, app_name)
     prepare = _preparer(root, app_name, env, branch) if revert else None
-    store = sources.open_store(root, db)
+    store = sources.open_store(root, db, mode="write")
     try:
+        sources.require_names(root, store, app_name, env)
+        secrets = _secrets(root, app_name)
         result = rollback_service.rollback(
             store=store, app=app_name, env=env, to=to, actor=sources.actor(), host=sources.host(),
             now=lambda: datetime.now(UTC), reason=reason, secrets=secrets, prepare=prepare,
@@ -137,8 +138,10 @@ def release(
     """Remove a rollback's pin: the next apply serves git again (except the quarantined commit)."""
     from configctl.services import rollback as rollback_service
 
-    store = sources.open_store(context.repo_path(repo), db)
+    root = context.optional_repo_path(repo)
+    store = sources.open_store(root, db, mode="write")
     try:
+        sources.require_names(root, store, app_name, env)
         result = rollback_service.release(store=store, app=app_name, env=env, actor=sources.actor(), host=sources.host())
     finally:
         store.close()

@@ -10,13 +10,17 @@ import typer
 
 from configctl.cli import context
 from configctl.cli.exit_codes import ExitCode
+from configctl.cli.output import FORMAT_ALIASES, OUTPUT_NAMES
 
 app = typer.Typer()
 
 
 class Format(enum.StrEnum):
+    """One line per choice: ``-o/--output`` and ``-f/--format`` are one option."""
+
     text = "text"
     json = "json"
+    yaml = "yaml"
     github = "github"
     gitlab = "gitlab"
 
@@ -39,20 +43,25 @@ def validate(
     ] = None,
     *,
     repo: context.RepoOption = None,
-    fmt: Annotated[Format, typer.Option("--format", "-f", help="Output format.")] = Format.text,
+    fmt: Annotated[Format, typer.Option(*OUTPUT_NAMES, *FORMAT_ALIASES, help="Output format (--format is the same option).")] = Format.text,
 ) -> None:
     """Validate a config repository: strict YAML, schemas, resolution and cross-file rules."""
     from configctl.adapters import filesystem, schemas
     from configctl.cli import output
     from configctl.services import inspect
 
-    root = context.repo_path(path if path is not None else repo)
+    explicit = path if path is not None else repo
+    # An explicit folder is validated even without configctl.yaml, so the report says what
+    # is missing (and hints at a configctl.yml); it still exits 2: it is no repository.
+    root = context.existing_dir(explicit, "path") if explicit is not None else context.repo_path(None)
     files = filesystem.read_tree(root)
     with context.gc_paused():
         checked = inspect.check(files, file_schemas=schemas.file_schemas())
     report = checked.report
     if fmt is Format.json:
         context.write(output.report_json(report))
+    elif fmt is Format.yaml:
+        output.emit(report.to_dict(), fmt)
     elif fmt is Format.github:
         text = output.report_github(report, prefix=context.worktree_prefix(root))
         if text:
@@ -74,5 +83,8 @@ def validate(
                 + f" in {len(files)} files"
             )
         output.print_report_text(report, summary=summary)
+    if context.REPO_FILE not in files:
+        context.print_error(f"{explicit}: not a configctl repository (no {context.REPO_FILE})")
+        raise typer.Exit(ExitCode.USAGE)
     if not report.valid:
         raise typer.Exit(ExitCode.FINDINGS)
