@@ -192,8 +192,9 @@ def test_cache_check_runs_on_its_own_timer(tmp_path: Path, repo: ConfigRepo, pg_
         # are the check's cadence (the first one depends on where the loop stood). Before,
         # it ran at the first jittered poll after an interval: 1.0-1.2 or 1.6-2.4 intervals.
         shown = f"refill delays {[round(w, 2) for w in waits]} s with --interval {interval:g}"
-        assert sum(waits[1:]) / len(waits[1:]) < interval * 1.06, shown
-        assert max(waits) < interval * 1.25, shown
+        # Margins for a loaded CI machine: the old cadence averaged 1.4-1.7 intervals.
+        assert sum(waits[1:]) / len(waits[1:]) < interval * 1.3, shown
+        assert max(waits) < interval * 1.9, shown
 
 
 def test_sigterm_ends_a_fetch_from_a_remote_that_hangs(tmp_path: Path, repo: ConfigRepo) -> None:
