@@ -13,7 +13,7 @@ from configctl.cli import context, sources
 app = typer.Typer()
 
 
-def _secrets(root: Path, app_name: str) -> dict[str, set[str]] | None:
+def _secrets(root: Path | None, app_name: str) -> dict[str, set[str]] | None:
     """The app's secret keys from its schema at HEAD (else the working tree); None if unknown.
 
     The rollback's key changes go into history, so they must be redacted like apply's.
@@ -21,6 +21,8 @@ def _secrets(root: Path, app_name: str) -> dict[str, set[str]] | None:
     from configctl.errors import ConfigctlError
     from configctl.services.inspect import app_secret_keys
 
+    if root is None:
+        return None
     for rev in ("HEAD", None):
         try:
             keys = app_secret_keys(sources.snapshot(root, rev), app_name)
@@ -53,7 +55,8 @@ def rollback(
     """Put version N's values back into service now, as a new version, pinned until released."""
     from configctl.services import rollback as rollback_service
 
-    root = context.repo_path(repo)
+    # with --db a rollback works outside any checkout (every value is then redacted)
+    root = context.optional_repo_path(repo) if db else context.repo_path(repo)
     store = sources.open_store(root, db, mode="write")
     try:
         sources.require_names(root, store, app_name, env)
@@ -71,7 +74,7 @@ def rollback(
     if result.quarantined_commit:
         context.write(f"commit {result.quarantined_commit[:12]} is quarantined for {app_name}/{env}")
     if revert and result.quarantined_commit:
-        git, _ = sources.git_source(root)
+        git, _ = sources.git_source(root if root is not None else context.repo_path(repo))
         branch = f"configctl/revert-{result.quarantined_commit[:12]}"
         sha = git.prepare_revert(
             result.quarantined_commit,
