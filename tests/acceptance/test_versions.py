@@ -1042,9 +1042,14 @@ def test_a_rollback_without_the_schema_at_hand_redacts_every_value(
     cli.apply()
     elsewhere = tmp_path / "not-a-repository"
     elsewhere.mkdir()
-    blind = Cli(repo=GitRepo(elsewhere), db=cli.db, env=cli.env)
-    blind.run("rollback", "checkout", "production", "--to", "1")
-    top = blind.json("history", "checkout", "production", "database.pool.max")[0]
+    # outside any checkout, with --db only (an explicit --repo that is no repository is a
+    # usage error since issue 7)
+    done = subprocess.run(
+        [*configctl_argv(), "rollback", "checkout", "production", "--to", "1", "--db", cli.db],
+        cwd=elsewhere, env=cli.env, capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    top = cli.json("history", "checkout", "production", "database.pool.max")[0]
     assert (top["version"], top["reason"], top["old"], top["new"]) == (3, "rollback", REDACTED, REDACTED)
     # with the repository, a key that is not secret is recorded as it is
     cli.run("release", "checkout", "production")

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 app = typer.Typer()
 
 
-def _secrets(root: Path, app_name: str) -> dict[str, set[str]] | None:
+def _secrets(root: Path | None, app_name: str) -> dict[str, set[str]] | None:
     """The app's secret keys from its schema at HEAD (else the working tree); None if unknown.
 
     The rollback's key changes go into history, so they must be redacted like apply's.
@@ -26,6 +26,8 @@ def _secrets(root: Path, app_name: str) -> dict[str, set[str]] | None:
     from configctl.errors import ConfigctlError
     from configctl.services.inspect import app_secret_keys
 
+    if root is None:
+        return None
     for rev in ("HEAD", None):
         try:
             keys = app_secret_keys(sources.snapshot(root, rev), app_name)
@@ -68,8 +70,9 @@ def rollback(
 
     if branch is not None and not revert:
         raise UsageError("--branch names the branch of the git revert: use it with --revert")
-    root = context.repo_path(repo)
-    prepare = _preparer(root, app_name, env, branch) if revert else None
+    # with --db (and no --revert) a rollback works outside any checkout (every value is then redacted)
+    root = context.optional_repo_path(repo) if db and not revert else context.repo_path(repo)
+    prepare = _preparer(root, app_name, env, branch) if revert and root is not None else None
     store = sources.open_store(root, db, mode="write")
     try:
         sources.require_names(root, store, app_name, env)
