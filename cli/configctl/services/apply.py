@@ -324,7 +324,9 @@ def apply_snapshot(
             digests = {
                 pair: checksums.get(pair) or checksum(checked.values.get(pair, {})) for pair in plan if pair not in pins
             }
-            origin = attribute(changelog, head=commit, pairs=digests, in_sync_with_parent=in_sync)
+            origin = attribute(
+                changelog, head=commit, pairs=digests, in_sync_with_parent=in_sync, rollout_states=uow.rollout_states()
+            )
         for app, env in plan:
             prev = latest.get((app, env))
             prev_record = uow.get_version(app, env, prev.number) if prev is not None else None

@@ -35,8 +35,12 @@ from typing import Any, Protocol
 from configctl.core import resolve as resolve_mod
 from configctl.core import tree as tree_mod
 from configctl.core.model import FileEntry
-from configctl.core.records import CommitInfo, checksum
+from configctl.core.records import CommitInfo, checksum, snapshot_checksum
 from configctl.errors import ConfigctlError
+from configctl.services import rollouts as rollouts_service
+
+RolloutStates = Mapping[tuple[str, str], Mapping[str, Mapping[str, Any]]]
+"""Runtime state of rollouts per pair, as the store keeps it (see services.rollouts)."""
 
 MAX_TREES = 24
 """Trees read per apply to tell a real change from a file touch; beyond, the file rule."""
@@ -122,9 +126,10 @@ def pair_paths(app: str, env: str) -> tuple[str, ...]:
 class _Trees:
     """Resolved pair values per (commit, app), reading at most ``budget`` trees."""
 
-    def __init__(self, log: ChangeLog, budget: int) -> None:
+    def __init__(self, log: ChangeLog, budget: int, states: RolloutStates) -> None:
         self._log = log
         self._budget = budget
+        self._states = states
         self._files: dict[str, Mapping[str, FileEntry] | None] = {}
         self._built: dict[tuple[str, str], tree_mod.ConfigTree] = {}
 
@@ -150,7 +155,10 @@ class _Trees:
         if app not in tree.apps or env not in tree.environments:
             return checksum({})
         values: Any = resolve_mod.merge(tuple(doc for _, doc in tree.layers(app, env)))
-        return checksum(values)
+        # the same checksum as a version's: values, and the pair's rollouts (with the
+        # runtime state in service folded in, as at head) when it has any
+        rollouts = rollouts_service.pair_rollouts(tree, [(app, env)], self._states).get((app, env), ())
+        return snapshot_checksum(values, rollouts)
 
 
 def attribute(
@@ -160,6 +168,7 @@ def attribute(
     pairs: Mapping[tuple[str, str], str],
     in_sync_with_parent: Collection[tuple[str, str]] = (),
     max_trees: int = MAX_TREES,
+    rollout_states: RolloutStates | None = None,
 ) -> dict[tuple[str, str], CommitInfo]:
     """The commit to record for each of ``pairs`` (pair -> its checksum at ``head``; they
     resolve differently at ``head`` than what is served); see the module docstring.
@@ -175,7 +184,7 @@ def attribute(
         commits = log.changes(head.sha)
     except ConfigctlError:
         return out
-    trees = _Trees(log, max_trees)
+    trees = _Trees(log, max_trees, rollout_states or {})
     infos: dict[str, CommitInfo] = {head.sha: head}
     touched = [(sha, parent, _Touched.of(paths)) for sha, parent, paths in commits]
     for app, env in todo:
