@@ -50,6 +50,7 @@ __all__ = [
     "parse_raw",
     "redact",
     "remove_stale_locks",
+    "resume",
     "rev_parse",
     "run_git",
     "run_git_bytes",
@@ -105,6 +106,13 @@ def abort_all() -> int:
             os.killpg(pid, signal.SIGKILL)
             killed += 1
     return killed
+
+
+def resume() -> None:
+    """Allow git calls again after :func:`abort_all`: a reconciler that stopped and closed
+    must not leave git unusable for the rest of the process (tests, an embedding program)."""
+    global _ABORTING
+    _ABORTING = False
 
 
 _SIGNATURES: tuple[tuple[str, ...], dict[str, str]] | None = None

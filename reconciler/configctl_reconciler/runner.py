@@ -533,6 +533,9 @@ class Reconciler:
         gitproc.abort_all()
 
     def close(self) -> None:
+        from configctl_reconciler import gitproc
+
+        gitproc.resume()  # stop() aborted git for the loop's sake, not for the process
         if self.http is not None:
             self.http.stop()
         if self.leader is not None:
