@@ -26,13 +26,11 @@ import os
 import random
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-from configctl.client._core import ChangeEvent, ClientCore, ClientState, Details, Explanation
-from configctl.client._hub import Hub, hub
-from configctl.client._schema import schema_check
-from configctl.client.settings import ClientSettings, from_env
+from configctl.client._core import ChangeEvent
+from configctl.client._reader import Reader
+from configctl.client.settings import from_env
 from configctl.core.backoff import backoff
 from configctl.core.cache import CachedSnapshot
 from configctl.errors import CacheError
@@ -41,12 +39,8 @@ __all__ = ["AsyncConfigClient"]
 
 log = logging.getLogger("configctl.client")
 
-L = TypeVar("L", bound=Callable[..., Any])
-Context = Mapping[str, object] | None
-_MISSING: Any = object()
 
-
-class AsyncConfigClient:
+class AsyncConfigClient(Reader):
     """The configuration of one (app, env) for an asyncio program."""
 
     def __init__(
@@ -75,14 +69,7 @@ class AsyncConfigClient:
             snapshot_dir=snapshot_dir, cache_dir=cache_dir, refresh_interval=refresh_interval,
             report_ttl=report_ttl, instance_id=instance_id,
         )  # fmt: skip
-        self.settings: ClientSettings = settings
-        self._hub: Hub = hub()
-        repo_path = Path(settings.repo) if settings.repo else (None if settings.redis else Path.cwd())
-        self._core = ClientCore(
-            app, env, settings, schema=schema_check(schema, repo=repo_path, app=app), hub=self._hub,
-            clock=clock, repo=repo_path,
-        )  # fmt: skip
-        self.app, self.env = self._core.app, self._core.env
+        self._bind(app, env, settings, schema=schema, clock=clock)
         self._auto = auto_refresh
         self._interval = settings.refresh_interval
         self._rng = random.Random()  # noqa: S311 - jitter, not security
@@ -112,8 +99,19 @@ class AsyncConfigClient:
         if self.settings.redis:
             from configctl.adapters.client_reports import AsyncRedisClientSide
 
-            self._side = AsyncRedisClientSide(self.settings.redis, prefix=self.settings.redis_prefix, timeout=self.settings.timeout)
-            self._report_key = ("report", self._core.instance_id, self.settings.redis, self.settings.redis_prefix, self.app, self.env)
+            self._side = AsyncRedisClientSide(
+                self.settings.redis,
+                prefix=self.settings.redis_prefix,
+                timeout=self.settings.timeout,
+            )
+            self._report_key = (
+                "report",
+                self._core.instance_id,
+                self.settings.redis,
+                self.settings.redis_prefix,
+                self.app,
+                self.env,
+            )
             self._hub.acquire(self._report_key, object)
         answered = await self._refresh_now(fresh_start=True)
         if not answered and self._core.view.snapshot is None:
@@ -122,10 +120,17 @@ class AsyncConfigClient:
                 self._core.consider(lkg, "last_known_good")
                 log.warning(
                     "configctl client %s/%s: source unavailable, serving version %d from the last-known-good file",
-                    self.app, self.env, lkg.version,
+                    self.app,
+                    self.env,
+                    lkg.version,
                 )
         if self.settings.amqp:
-            self._hub.register(self, amqp=self.settings.amqp, exchange=self.settings.exchange, spread=self.settings.notify_spread)
+            self._hub.register(
+                self,
+                amqp=self.settings.amqp,
+                exchange=self.settings.exchange,
+                spread=self.settings.notify_spread,
+            )
             self._registered = True
         if self._auto:
             await self.start_auto_refresh()
@@ -141,7 +146,9 @@ class AsyncConfigClient:
                 raise ValueError("interval must be positive seconds")
             self._interval = interval
         await self.stop_auto_refresh()
-        self._ttl_task = asyncio.create_task(self._ttl_loop(), name=f"configctl-refresh-{self.app}-{self.env}")
+        self._ttl_task = asyncio.create_task(
+            self._ttl_loop(), name=f"configctl-refresh-{self.app}-{self.env}"
+        )
 
     async def stop_auto_refresh(self) -> None:
         task, self._ttl_task = self._ttl_task, None
@@ -195,7 +202,9 @@ class AsyncConfigClient:
             except FileNotFoundError:
                 return None
             except (OSError, UnicodeDecodeError) as exc:
-                raise CacheError(f"cannot read the snapshot file {file}: {type(exc).__name__}") from exc
+                raise CacheError(
+                    f"cannot read the snapshot file {file}: {type(exc).__name__}"
+                ) from exc
 
         return await asyncio.to_thread(read)
 
@@ -238,7 +247,9 @@ class AsyncConfigClient:
                 if inspect.isawaitable(result):
                     await result
             except Exception:
-                log.exception("configctl client %s/%s: an on_change listener raised", self.app, self.env)
+                log.exception(
+                    "configctl client %s/%s: an on_change listener raised", self.app, self.env
+                )
 
     async def _ttl_loop(self) -> None:
         attempt = 0
@@ -298,76 +309,6 @@ class AsyncConfigClient:
         return True
 
     # -- reads (no I/O) ---------------------------------------------------------------------------
-
-    def get(self, key: str, default: Any = None, context: Context = None) -> Any:
-        """The value of a dotted key, evaluated for ``context`` (see ConfigClient.get)."""
-        view = self._core.view
-        if key in view.rollout_keys:
-            return self._core.value(view, key, default, context)
-        return view.flat.get(key, default)
-
-    def __getitem__(self, key: str) -> Any:
-        value = self.get(key, _MISSING)
-        if value is _MISSING:
-            raise KeyError(key)
-        return value
-
-    def __contains__(self, key: object) -> bool:
-        return isinstance(key, str) and (key in self._core.view.flat or key in self._core.view.rollout_keys)
-
-    def get_str(self, key: str, default: str | None = None, context: Context = None) -> str | None:
-        result: str | None = self._core.typed(key, str, default, context, "a string")
-        return result
-
-    def get_int(self, key: str, default: int | None = None, context: Context = None) -> int | None:
-        result: int | None = self._core.typed(key, int, default, context, "an integer")
-        return result
-
-    def get_float(self, key: str, default: float | None = None, context: Context = None) -> float | None:
-        result: float | None = self._core.typed(key, float, default, context, "a number")
-        return result
-
-    def get_bool(self, key: str, default: bool | None = None, context: Context = None) -> bool | None:
-        result: bool | None = self._core.typed(key, bool, default, context, "a boolean")
-        return result
-
-    def get_list(self, key: str, default: list[Any] | None = None, context: Context = None) -> list[Any] | None:
-        result: list[Any] | None = self._core.typed(key, list, default, context, "a list")
-        return result
-
-    def get_dict(self, key: str, default: dict[str, Any] | None = None, context: Context = None) -> dict[str, Any] | None:
-        result: dict[str, Any] | None = self._core.typed(key, dict, default, context, "a mapping")
-        return result
-
-    def get_all(self, context: Context = None) -> dict[str, Any]:
-        return self._core.get_all(context)
-
-    def is_enabled(self, flag: str, context: Context = None, *, default: bool = False) -> bool:
-        return self._core.is_enabled(flag, context, default)
-
-    def details(self, key: str, context: Context = None) -> Details:
-        """The value with the evaluator's reason, rollout, rule, bucket and variant (what
-        the OpenFeature provider reports); no provenance, so cheap on every call."""
-        return self._core.details(key, context)
-
-    def explain(self, key: str, context: Context = None) -> Explanation:
-        return self._core.explain(key, context)
-
-    @property
-    def version(self) -> int | None:
-        return self._core.view.version or None
-
-    @property
-    def state(self) -> ClientState:
-        return self._core.state()
-
-    def on_change(self, listener: L) -> L:
-        """Call ``listener(event)`` (a function or a coroutine function) after each adopted version."""
-        self._core.add_listener(listener)
-        return listener
-
-    def remove_listener(self, listener: Callable[[ChangeEvent], Any]) -> None:
-        self._core.remove_listener(listener)
 
     def __repr__(self) -> str:
         return f"AsyncConfigClient({self.app!r}, {self.env!r}, version={self.version})"

@@ -17,6 +17,7 @@ Adoption rules (one place):
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import threading
 import time
@@ -195,20 +196,44 @@ class ClientCore:
     def watermark(self) -> int:
         return self.view.version
 
-    def value(self, view: View, key: str, default: Any, context: Mapping[str, object] | None) -> Any:
-        """The hot path of a key under a rollout: no Evaluation object; the base on error."""
+    def value(
+        self, view: View, key: str, default: Any, context: Mapping[str, object] | None
+    ) -> Any:
+        """Any key for ``context``: as is, through its rollout's picker, or (a section above
+        a rollout key) a copy with the rollouts applied; the base value on an evaluation error."""
+        value = view.plain.get(key, _MISSING)
+        if value is not _MISSING:
+            return value
+        pick = view.pickers.get(key)
         base = view.flat.get(key, default)
-        try:
-            return view.rollouts.value(key, base, context, now=self.now(), instance_id=self.instance_id)
-        except Exception:
-            log.exception("rollout evaluation of %s failed; serving the base value", key)
+        if pick is not None:
+            try:
+                return pick(context, base, self.now, self.instance_id)
+            except Exception:
+                log.exception("rollout evaluation of %s failed; serving the base value", key)
+                return base
+        if not isinstance(base, Mapping):
             return base
+        section: dict[str, Any] = copy.deepcopy(dict(base))
+        prefix = key + "."
+        for rollout_key in view.rollout_keys:
+            if rollout_key.startswith(prefix):
+                _put(
+                    section,
+                    rollout_key[len(prefix) :].split("."),
+                    self.value(view, rollout_key, _MISSING, context),
+                )
+        return section
 
-    def evaluate(self, view: View, key: str, default: Any, context: Mapping[str, object] | None) -> tuple[Any, Any]:
+    def evaluate(
+        self, view: View, key: str, default: Any, context: Mapping[str, object] | None
+    ) -> tuple[Any, Any]:
         """(value, evaluation) of a key that has a rollout; the base value on any error."""
         base = view.flat.get(key, default)
         try:
-            ev = view.rollouts.evaluate(key, base, context, now=self.now(), instance_id=self.instance_id)
+            ev = view.rollouts.evaluate(
+                key, base, context, now=self.now(), instance_id=self.instance_id
+            )
         except Exception:
             log.exception("rollout evaluation of %s failed; serving the base value", key)
             return base, None
@@ -227,24 +252,25 @@ class ClientCore:
 
     def is_enabled(self, flag: str, context: Mapping[str, object] | None, default: bool) -> bool:
         view = self.view
-        if flag in view.rollouts.flags:
+        check = view.flag_checks.get(flag)
+        if check is not None:
             try:
-                return view.rollouts.enabled(flag, context, now=self.now(), instance_id=self.instance_id)
+                return check(context, self.now, self.instance_id)
             except Exception:
                 log.exception("flag evaluation of %s failed; serving the default", flag)
                 return default
-        if flag in view.rollout_keys:
-            value = self.value(view, flag, default, context)
-            return value if isinstance(value, bool) else default
-        value = view.flat.get(flag, default)
+        value = self.value(view, flag, default, context)
         return value if isinstance(value, bool) else default
 
-    def typed(self, key: str, kind: type[T] | tuple[type, ...], default: Any, context: Mapping[str, object] | None, label: str) -> Any:
-        view = self.view
-        if key in view.rollout_keys:
-            value = self.value(view, key, _MISSING, context)
-        else:
-            value = view.flat.get(key, _MISSING)
+    def typed(
+        self,
+        key: str,
+        kind: type[T] | tuple[type, ...],
+        default: Any,
+        context: Mapping[str, object] | None,
+        label: str,
+    ) -> Any:
+        value = self.value(self.view, key, _MISSING, context)
         if value is _MISSING or value is None:
             return default
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
@@ -310,7 +336,13 @@ class ClientCore:
             if self.fresh or self.stale_since is None:
                 self.stale_since = self.clock()
             if self.error != error:
-                log.warning("configctl client %s/%s: refresh failed (%s); serving version %s", self.app, self.env, error, self.view.version or "none")
+                log.warning(
+                    "configctl client %s/%s: refresh failed (%s); serving version %s",
+                    self.app,
+                    self.env,
+                    error,
+                    self.view.version or "none",
+                )
             self.fresh = False
             self.error = error
 
@@ -332,23 +364,39 @@ class ClientCore:
             current = self.view.snapshot
             if current is not None and snapshot.version < current.version:
                 return None, False
-            if current is not None and snapshot.version == current.version and snapshot.checksum == current.checksum:
+            if (
+                current is not None
+                and snapshot.version == current.version
+                and snapshot.checksum == current.checksum
+            ):
                 return None, False
-            if self.refused is not None and self.refused[:2] == (snapshot.version, snapshot.checksum):
+            if self.refused is not None and self.refused[:2] == (
+                snapshot.version,
+                snapshot.checksum,
+            ):
                 return None, False
             problem = self._problem(snapshot)
             view: View | None = None
             if problem is None:
                 try:
-                    view = self.hub.memo(("view", self.app, self.env, snapshot.version, snapshot.checksum), lambda: View.of(snapshot))
+                    view = self.hub.memo(
+                        ("view", self.app, self.env, snapshot.version, snapshot.checksum),
+                        lambda: View.of(snapshot),
+                    )
                 except Exception as exc:  # noqa: BLE001 - a damaged rollout must not stop adoption: it is refused
-                    problem = f"its rollouts cannot be loaded: {type(exc).__name__}: {str(exc)[:200]}"
+                    problem = (
+                        f"its rollouts cannot be loaded: {type(exc).__name__}: {str(exc)[:200]}"
+                    )
             if problem is not None or view is None:
                 reason = problem or "unusable"
                 self.refused = (snapshot.version, snapshot.checksum, reason)
                 log.error(
                     "configctl client %s/%s refused version %d (%s); still serving version %s",
-                    self.app, self.env, snapshot.version, reason, self.view.version or "none",
+                    self.app,
+                    self.env,
+                    snapshot.version,
+                    reason,
+                    self.view.version or "none",
                 )
                 return None, True
             old = self.view
@@ -358,7 +406,13 @@ class ClientCore:
             if self.refused is not None and self.refused[0] < snapshot.version:
                 # a newer good version supersedes the refusal: state and status show only
                 # a refusal that still holds the client back
-                log.info("configctl client %s/%s: version %d adopted after refusing %d", self.app, self.env, snapshot.version, self.refused[0])
+                log.info(
+                    "configctl client %s/%s: version %d adopted after refusing %d",
+                    self.app,
+                    self.env,
+                    snapshot.version,
+                    self.refused[0],
+                )
                 self.refused = None
             event = ChangeEvent(
                 app=self.app,
@@ -367,7 +421,9 @@ class ClientCore:
                 new_version=snapshot.version,
                 changed_keys=self.hub.memo(
                     ("diff", old.snapshot.checksum if old.snapshot else None, snapshot.checksum),
-                    lambda: changed_keys(old.snapshot.values if old.snapshot else None, snapshot.values),
+                    lambda: changed_keys(
+                        old.snapshot.values if old.snapshot else None, snapshot.values
+                    ),
                 ),
                 rollouts_changed=old.raw_rollouts != view.raw_rollouts,
             )
@@ -388,7 +444,11 @@ class ClientCore:
 
     def remove_listener(self, listener: Callable[..., Any]) -> None:
         with self.lock:
-            self.listeners = [fn for fn in self.listeners if fn is not listener and getattr(fn, "__wrapped__", None) is not listener]
+            self.listeners = [
+                fn
+                for fn in self.listeners
+                if fn is not listener and getattr(fn, "__wrapped__", None) is not listener
+            ]
 
     def fire(self, event: ChangeEvent) -> None:
         """Call every listener; one that raises is logged and the others still run."""
@@ -397,7 +457,9 @@ class ClientCore:
                 try:
                     listener(event)
                 except Exception:
-                    log.exception("configctl client %s/%s: an on_change listener raised", self.app, self.env)
+                    log.exception(
+                        "configctl client %s/%s: an on_change listener raised", self.app, self.env
+                    )
 
     # -- last known good --------------------------------------------------------------------------
 
@@ -418,7 +480,11 @@ class ClientCore:
             path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             atomic_write(path, encode_snapshot(snapshot).encode())
         except Exception as exc:  # a read-only disk must not stop the client  # noqa: BLE001 - a read-only or full disk must not stop the client
-            log.warning("configctl client: cannot write the last-known-good file %s: %s", path, type(exc).__name__)
+            log.warning(
+                "configctl client: cannot write the last-known-good file %s: %s",
+                path,
+                type(exc).__name__,
+            )
 
     def read_lkg(self) -> CachedSnapshot | None:
         path = self.lkg_path()
@@ -427,11 +493,17 @@ class ClientCore:
         except FileNotFoundError:
             return None
         except OSError as exc:
-            log.warning("configctl client: cannot read the last-known-good file %s: %s", path, type(exc).__name__)
+            log.warning(
+                "configctl client: cannot read the last-known-good file %s: %s",
+                path,
+                type(exc).__name__,
+            )
             return None
         parsed = self.parse(data)
         if isinstance(parsed, str):
-            log.warning("configctl client: the last-known-good file %s is unusable: %s", path, parsed)
+            log.warning(
+                "configctl client: the last-known-good file %s is unusable: %s", path, parsed
+            )
             return None
         return parsed
 
@@ -440,18 +512,26 @@ class ClientCore:
         version = view.version or None
         try:
             if key in view.rollouts.flags:
-                ev = view.rollouts.evaluate_flag(key, context, now=self.now(), instance_id=self.instance_id)
+                ev = view.rollouts.evaluate_flag(
+                    key, context, now=self.now(), instance_id=self.instance_id
+                )
                 kind = "flag"
             elif key in view.rollout_keys:
-                ev = view.rollouts.evaluate(key, view.flat.get(key), context, now=self.now(), instance_id=self.instance_id)
+                ev = view.rollouts.evaluate(
+                    key, view.flat.get(key), context, now=self.now(), instance_id=self.instance_id
+                )
                 kind = "rollout"
             elif key in view.flat:
-                return Details(key=key, value=view.flat[key], kind="value", reason="static", version=version)
+                return Details(
+                    key=key, value=view.flat[key], kind="value", reason="static", version=version
+                )
             else:
                 return Details(key=key, value=None, kind="missing", reason="error", version=version)
         except Exception as exc:  # noqa: BLE001 - a failing evaluation is an ERROR result, never a crash
             log.warning("evaluation of %s failed: %s", key, type(exc).__name__)
-            return Details(key=key, value=view.flat.get(key), kind="rollout", reason="error", version=version)
+            return Details(
+                key=key, value=view.flat.get(key), kind="rollout", reason="error", version=version
+            )
         return Details(
             key=key, value=ev.value, kind=kind, reason=str(ev.reason), version=version,
             rollout=ev.rollout, rule=ev.rule, bucket=ev.bucket, variant=ev.variant,
@@ -470,7 +550,13 @@ class ClientCore:
             value, ev = self.evaluate(view, key, None if base is _MISSING else base, context)
             found = found or value is not None
             if ev is not None:
-                reason, rollout, rule, bucket, variant = str(ev.reason), ev.rollout, ev.rule, ev.bucket, ev.variant
+                reason, rollout, rule, bucket, variant = (
+                    str(ev.reason),
+                    ev.rollout,
+                    ev.rule,
+                    ev.bucket,
+                    ev.variant,
+                )
         elif not found:
             reason = "default"
         source, note = self._source_of(key, snap)
@@ -490,7 +576,9 @@ class ClientCore:
             note=note,
         )
 
-    def _source_of(self, key: str, snap: CachedSnapshot | None) -> tuple[Provenance | None, str | None]:
+    def _source_of(
+        self, key: str, snap: CachedSnapshot | None
+    ) -> tuple[Provenance | None, str | None]:
         """Provenance from the repository at the served commit (or its working tree)."""
         repo = self.repo
         if repo is None or not (repo / "configctl.yaml").is_file():
@@ -515,7 +603,9 @@ class ClientCore:
                 layer=last.layer,
                 file=last.location.file,
                 line=last.location.line,
-                overrides=tuple(f"{s.location.file}:{s.location.line}" for s in reversed(settings[:-1])),
+                overrides=tuple(
+                    f"{s.location.file}:{s.location.line}" for s in reversed(settings[:-1])
+                ),
             ),
             None,
         )
@@ -535,7 +625,7 @@ class ClientCore:
                 git, prefix = GitSource.discover(repo)
                 raw = git.read_tree(commit)
                 p = prefix.rstrip("/") + "/" if prefix else ""
-                files = {k[len(p):]: v for k, v in raw.items() if k.startswith(p)} if p else raw
+                files = {k[len(p) :]: v for k, v in raw.items() if k.startswith(p)} if p else raw
         if files is None:
             from configctl.adapters import filesystem
 
@@ -568,6 +658,21 @@ def _adapt(listener: Callable[..., Any]) -> Callable[[ChangeEvent], Any]:
         return listener(event.changed_keys, event.old_version, event.new_version)
 
     return three
+
+
+def _put(tree: dict[str, Any], path: list[str], value: object) -> None:
+    """Set ``tree[path[0]]...[path[-1]] = value`` (the sections exist: the base has the key),
+    or remove the leaf when ``value`` is missing."""
+    node: Any = tree
+    for part in path[:-1]:
+        node = node.get(part) if isinstance(node, dict) else None
+        if node is None:
+            return
+    if isinstance(node, dict):
+        if value is _MISSING:
+            node.pop(path[-1], None)
+        else:
+            node[path[-1]] = value
 
 
 def _utcnow() -> datetime:

@@ -19,13 +19,10 @@ import os
 import random
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-from configctl.client._core import ChangeEvent, ClientCore, ClientState, Details, Explanation
-from configctl.client._hub import Hub, hub
-from configctl.client._schema import schema_check
-from configctl.client.settings import ClientSettings, from_env
+from configctl.client._reader import Reader
+from configctl.client.settings import from_env
 from configctl.core.backoff import backoff
 from configctl.core.cache import CachedSnapshot
 from configctl.errors import CacheError
@@ -34,13 +31,8 @@ __all__ = ["ConfigClient"]
 
 log = logging.getLogger("configctl.client")
 
-L = TypeVar("L", bound=Callable[..., Any])
-_MISSING: Any = object()
 
-Context = Mapping[str, object] | None
-
-
-class ConfigClient:
+class ConfigClient(Reader):
     """The configuration of one (app, env) for a synchronous program (thread-safe).
 
     ``ConfigClient("checkout", "production")`` reads its settings from ``CONFIGCTL_*``
@@ -77,16 +69,7 @@ class ConfigClient:
             snapshot_dir=snapshot_dir, cache_dir=cache_dir, refresh_interval=refresh_interval,
             report_ttl=report_ttl, instance_id=instance_id,
         )  # fmt: skip
-        self.settings: ClientSettings = settings
-        self._hub: Hub = hub()
-        repo_path = Path(settings.repo) if settings.repo else (None if settings.redis else Path.cwd())
-        self._core = ClientCore(
-            app, env, settings, schema=schema_check(schema, repo=repo_path, app=app), hub=self._hub, clock=clock,
-            repo=repo_path,
-        )
-        self.app, self.env = self._core.app, self._core.env
-        self._now = self._core.now
-        self._instance_id = self._core.instance_id
+        self._bind(app, env, settings, schema=schema, clock=clock)
         self._rng = random.Random()  # noqa: S311 - jitter, not security
         self._attempt = 0
         self._closed = False
@@ -99,9 +82,19 @@ class ConfigClient:
             key = ("redis", settings.redis, settings.redis_prefix)
             self._side_key = key
             self._side = self._hub.acquire(
-                key, lambda: RedisClientSide(settings.redis or "", prefix=settings.redis_prefix, timeout=settings.timeout)
+                key,
+                lambda: RedisClientSide(
+                    settings.redis or "", prefix=settings.redis_prefix, timeout=settings.timeout
+                ),
             )
-            self._report_key = ("report", self._core.instance_id, settings.redis, settings.redis_prefix, app, env)
+            self._report_key = (
+                "report",
+                self._core.instance_id,
+                settings.redis,
+                settings.redis_prefix,
+                app,
+                env,
+            )
             self._hub.acquire(self._report_key, object)
         self._start()
 
@@ -128,10 +121,17 @@ class ConfigClient:
                 if event is not None:
                     log.warning(
                         "configctl client %s/%s: source unavailable, serving version %d from the last-known-good file",
-                        self.app, self.env, lkg.version,
+                        self.app,
+                        self.env,
+                        lkg.version,
                     )
         if self._auto:
-            self._hub.register(self, amqp=self.settings.amqp, exchange=self.settings.exchange, spread=self.settings.notify_spread)
+            self._hub.register(
+                self,
+                amqp=self.settings.amqp,
+                exchange=self.settings.exchange,
+                spread=self.settings.notify_spread,
+            )
             self._schedule(self._next_delay())
         self._report_soon()
 
@@ -170,7 +170,6 @@ class ConfigClient:
         return not (fresh_start and text is None)
 
     def offer_text(self, text: str | None, *, error: str | None, wanted: int | None) -> None:  # noqa: ARG002 - the hub retries
-
         """Consider a fetched snapshot; called by :meth:`refresh` and by the hub."""
         if error is not None:
             self._core.mark_stale(error)
@@ -240,99 +239,6 @@ class ConfigClient:
             log.debug("configctl client: report not written: %s", exc.message)
 
     # -- public API -------------------------------------------------------------------------------
-
-    def get(self, key: str, default: Any = None, context: Context = None) -> Any:
-        """The value of a dotted key (a leaf or a whole section), evaluated for ``context``.
-
-        Served from memory; never raises because a server is down. A key under a rollout
-        is evaluated with the shared core evaluator (missing context: the base value).
-        """
-        view = self._core.view
-        if key in view.rollout_keys:
-            try:  # the evaluator inline (one call less on the hot path); _core.value logs a failure
-                return view.rollouts.value(key, view.flat.get(key, default), context, now=self._now(), instance_id=self._instance_id)
-            except Exception:  # noqa: BLE001 - a failing rollout serves the base value, never raises
-                return self._core.value(view, key, default, context)
-        return view.flat.get(key, default)
-
-    def __getitem__(self, key: str) -> Any:
-        value = self.get(key, _MISSING)
-        if value is _MISSING:
-            raise KeyError(key)
-        return value
-
-    def __contains__(self, key: object) -> bool:
-        return isinstance(key, str) and (key in self._core.view.flat or key in self._core.view.rollout_keys)
-
-    def get_str(self, key: str, default: str | None = None, context: Context = None) -> str | None:
-        """A string value; ``default`` if missing; TypeError if the value is another type."""
-        result: str | None = self._core.typed(key, str, default, context, "a string")
-        return result
-
-    def get_int(self, key: str, default: int | None = None, context: Context = None) -> int | None:
-        """An integer value (a boolean is not one); TypeError on another type."""
-        result: int | None = self._core.typed(key, int, default, context, "an integer")
-        return result
-
-    def get_float(self, key: str, default: float | None = None, context: Context = None) -> float | None:
-        """A number as float (integers convert); TypeError on another type."""
-        result: float | None = self._core.typed(key, float, default, context, "a number")
-        return result
-
-    def get_bool(self, key: str, default: bool | None = None, context: Context = None) -> bool | None:
-        """A boolean value (no truthiness: "yes" is a string); TypeError on another type."""
-        result: bool | None = self._core.typed(key, bool, default, context, "a boolean")
-        return result
-
-    def get_list(self, key: str, default: list[Any] | None = None, context: Context = None) -> list[Any] | None:
-        """A copy of a list value; TypeError on another type."""
-        result: list[Any] | None = self._core.typed(key, list, default, context, "a list")
-        return result
-
-    def get_dict(self, key: str, default: dict[str, Any] | None = None, context: Context = None) -> dict[str, Any] | None:
-        """A copy of a mapping (a section); TypeError on another type."""
-        result: dict[str, Any] | None = self._core.typed(key, dict, default, context, "a mapping")
-        return result
-
-    def get_all(self, context: Context = None) -> dict[str, Any]:
-        """Every leaf as ``{dotted key: value}``, rollouts evaluated for ``context``."""
-        return self._core.get_all(context)
-
-    def is_enabled(self, flag: str, context: Context = None, *, default: bool = False) -> bool:
-        """A feature flag for ``context`` (a boolean key serves as a flag too)."""
-        return self._core.is_enabled(flag, context, default)
-
-    def details(self, key: str, context: Context = None) -> Details:
-        """The value with the evaluator's reason, rollout, rule, bucket and variant (what
-        the OpenFeature provider reports); no provenance, so cheap on every call."""
-        return self._core.details(key, context)
-
-    def explain(self, key: str, context: Context = None) -> Explanation:
-        """The value, the rollout rule that decided it, and the file and line that set it."""
-        return self._core.explain(key, context)
-
-    @property
-    def version(self) -> int | None:
-        """The version served (None before anything was loaded)."""
-        return self._core.view.version or None
-
-    @property
-    def state(self) -> ClientState:
-        """Fresh or stale (since when), the version served, a refusal if any."""
-        return self._core.state()
-
-    def on_change(self, listener: L) -> L:
-        """Call ``listener(event)`` after each adopted version (usable as a decorator); a
-        listener taking three arguments gets ``(changed_keys, old_version, new_version)``.
-
-        Listeners run on the client's refresh thread, in registration order; one that
-        raises is logged and does not stop the others.
-        """
-        self._core.add_listener(listener)
-        return listener
-
-    def remove_listener(self, listener: Callable[[ChangeEvent], Any]) -> None:
-        self._core.remove_listener(listener)
 
     def refresh(self) -> bool:
         """Check the source now; True if it answered (a newer good version is adopted)."""

@@ -4,8 +4,11 @@ A :class:`View` is immutable and replaced whole (one reference assignment, atomi
 the GIL), so a reader on any thread sees one version or the next, never a mix, without
 a lock on the read path. ``flat`` maps every dotted path -- leaves *and* sections --
 to its value, so ``get("database.host")`` is one dict lookup and ``get("database")``
-returns the section. ``rollout_keys`` is the set of keys that need evaluation; a key
-outside it is served straight from ``flat`` (the fast path).
+returns the section. ``plain`` is ``flat`` without the keys that need evaluation (a key
+under a rollout, and every section above one): a key found there is served as is (the
+fast path, one dict lookup); ``pickers`` and ``flag_checks`` hold the core evaluator's
+compiled function of each rollout key and flag, so a rollout read is one more call.
+A view depends only on the snapshot, so clients of one (app, env) share it.
 
 Pure: no I/O, no clock.
 """
@@ -17,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from configctl.core.cache import CachedSnapshot
-from configctl.core.rollouts import EMPTY_ROLLOUTS, RolloutSet
+from configctl.core.rollouts import EMPTY_ROLLOUTS, Pick, RolloutSet, Served
 
 __all__ = ["EMPTY_VIEW", "View", "changed_keys", "flatten_all", "load_rollouts"]
 
@@ -32,7 +35,9 @@ def load_rollouts(raw: Sequence[Mapping[str, object]]) -> RolloutSet:
     return RolloutSet.from_json(raw)
 
 
-def flatten_all(values: Mapping[str, Any], prefix: str = "", out: dict[str, Any] | None = None) -> dict[str, Any]:
+def flatten_all(
+    values: Mapping[str, Any], prefix: str = "", out: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """Every dotted path of ``values``, sections included (``a`` and ``a.b`` and ``a.b.c``)."""
     if out is None:
         out = {}
@@ -44,7 +49,9 @@ def flatten_all(values: Mapping[str, Any], prefix: str = "", out: dict[str, Any]
     return out
 
 
-def leaves(values: Mapping[str, Any], prefix: str = "", out: dict[str, Any] | None = None) -> dict[str, Any]:
+def leaves(
+    values: Mapping[str, Any], prefix: str = "", out: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """Dotted leaf keys only (an empty mapping counts as a leaf)."""
     if out is None:
         out = {}
@@ -76,17 +83,36 @@ class View:
     rollouts: RolloutSet = NO_ROLLOUTS
     rollout_keys: frozenset[str] = frozenset()
     raw_rollouts: tuple[Mapping[str, object], ...] = field(default=())
+    plain: dict[str, Any] = field(default_factory=dict)
+    pickers: dict[str, Pick] = field(default_factory=dict)
+    flag_checks: dict[str, Served] = field(default_factory=dict)
 
     @classmethod
     def of(cls, snapshot: CachedSnapshot) -> View:
         raw = tuple(snapshot.rollouts)
         rollouts = load_rollouts(raw)
+        flat = flatten_all(snapshot.values)
+        keys = frozenset(rollouts.keys)
+        pickers: dict[str, Pick] = {}
+        for key in keys:
+            pick = rollouts.picker(key)
+            if pick is not None:
+                pickers[key] = pick
+        evaluated = set(keys)
+        for (
+            key
+        ) in keys:  # a section above a rollout key is evaluated too (its copy carries the rollout)
+            parts = key.split(".")
+            evaluated.update(".".join(parts[:i]) for i in range(1, len(parts)))
         return cls(
             snapshot=snapshot,
-            flat=flatten_all(snapshot.values),
+            flat=flat,
             rollouts=rollouts,
-            rollout_keys=frozenset(rollouts.keys),
+            rollout_keys=keys,
             raw_rollouts=raw,
+            plain={k: v for k, v in flat.items() if k not in evaluated},
+            pickers=pickers,
+            flag_checks={name: rollouts.flag(name) for name in rollouts.flags},
         )
 
     @property

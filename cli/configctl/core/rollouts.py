@@ -214,7 +214,13 @@ def _number(value: object) -> float | None:
 
 
 Predicate = Callable[[Mapping[str, object]], bool]
-Served = Callable[[Mapping[str, object] | None, "datetime | float", str | None], bool]
+Clock = Callable[[], "datetime | float"]
+"""Gives ``now`` when a rule needs it: evaluation reads it only for windows and schedules."""
+Served = Callable[[Mapping[str, object] | None, Clock, str | None], bool]
+"""Whether one rollout serves a context: ``(context, clock, instance_id)``."""
+Pick = Callable[[Mapping[str, object] | None, object, Clock, str | None], object]
+"""The value of one key for a context: ``(context, base, clock, instance_id)``; ``base``
+when no rollout of the key serves it."""
 
 
 def _compile_rule(raw: Mapping[str, object], where: str) -> tuple[Predicate, dict[str, object]]:
@@ -648,20 +654,16 @@ def _compile(raw: Mapping[str, object], index: int) -> _Rollout:
     return rollout
 
 
-def _never(
-    _context: Mapping[str, object] | None, _now: datetime | float, _instance_id: str | None
-) -> bool:
+def _never(_context: Mapping[str, object] | None, _clock: Clock, _instance_id: str | None) -> bool:
     return False
 
 
-def _always(
-    _context: Mapping[str, object] | None, _now: datetime | float, _instance_id: str | None
-) -> bool:
+def _always(_context: Mapping[str, object] | None, _clock: Clock, _instance_id: str | None) -> bool:
     return True
 
 
 def _specialise(r: _Rollout) -> Served:
-    """The cheapest exact equivalent of ``r.decide(...)[0]``.
+    """The cheapest exact equivalent of ``r.decide(...)[0]``, reading the clock only if needed.
 
     Most rollouts are a plain percentage on one attribute: for those the hot path is one
     dict lookup, one string concatenation and one hash, without reading the clock. Every
@@ -672,19 +674,12 @@ def _specialise(r: _Rollout) -> Served:
     if r.status == "promoted":
         return _always
     decide = r.decide
-    if (
-        r.percentage is not None
-        and r.schedule is None
-        and not r.timed
-        and not r.users
-        and not r.rules
-        and not r.has_canary
-    ):
-        prefix, attr, pct, hash32 = f"{r.seed}:", r.stickiness, r.percentage, mmh3.hash
+    if _percentage_only(r):
+        prefix, attr, pct, hash32 = f"{r.seed}:", r.stickiness, r.percentage or 0, mmh3.hash
 
         def percentage_only(
             context: Mapping[str, object] | None,
-            now: datetime | float,
+            clock: Clock,  # noqa: ARG001 - a plain percentage needs no time
             instance_id: str | None,
             prefix: str = prefix,
             attr: str = attr,
@@ -695,23 +690,97 @@ def _specialise(r: _Rollout) -> Served:
             if context is not None:
                 unit = context.get(attr)
                 if unit.__class__ is str:
-                    if unit:
-                        return hash32(prefix + unit, 0, False) % BUCKETS < pct
-                    return False
+                    return bool(unit) and hash32(prefix + unit, 0, False) % BUCKETS < pct
                 if unit is not None:
-                    return decide(context, _timestamp(now), instance_id)[0]
+                    return decide(context, 0.0, instance_id)[0]
             return False
 
         return percentage_only
 
+    needs_time = r.timed or r.schedule is not None
+
     def general(
-        context: Mapping[str, object] | None, now: datetime | float, instance_id: str | None
+        context: Mapping[str, object] | None, clock: Clock, instance_id: str | None
     ) -> bool:
-        return decide(
-            context, _timestamp(now) if r.timed or r.schedule is not None else 0.0, instance_id
-        )[0]
+        return decide(context, _timestamp(clock()) if needs_time else 0.0, instance_id)[0]
 
     return general
+
+
+def _percentage_only(r: _Rollout) -> bool:
+    """True for a rollout that is a plain percentage: no schedule, window, users, rules or canary."""
+    return (
+        r.percentage is not None
+        and r.schedule is None
+        and not r.timed
+        and not r.users
+        and not r.rules
+        and not r.has_canary
+    )
+
+
+def _picker(candidates: tuple[_Rollout, ...]) -> Pick:
+    """One key's evaluator: the first of its rollouts (priority order) that serves wins."""
+    if len(candidates) == 1:
+        return _pick_one(candidates[0])
+    served = tuple((r.served, r.value) for r in candidates)
+
+    def first(
+        context: Mapping[str, object] | None, base: object, clock: Clock, instance_id: str | None
+    ) -> object:
+        for serves, value in served:
+            if serves(context, clock, instance_id):
+                return value
+        return base
+
+    return first
+
+
+def _pick_one(r: _Rollout) -> Pick:
+    """``key``'s picker when one rollout covers it: its value when served, else ``base``."""
+    served, value = r.served, r.value
+    if served is _never or served is _always or not _percentage_only(r):
+
+        def one(
+            context: Mapping[str, object] | None,
+            base: object,
+            clock: Clock,
+            instance_id: str | None,
+        ) -> object:
+            return value if served(context, clock, instance_id) else base
+
+        return one
+    prefix, attr, pct, hash32, decide = (
+        f"{r.seed}:",
+        r.stickiness,
+        r.percentage or 0,
+        mmh3.hash,
+        r.decide,
+    )
+
+    def percentage(
+        context: Mapping[str, object] | None,
+        base: object,
+        clock: Clock,  # noqa: ARG001 - a plain percentage needs no time
+        instance_id: str | None,
+        prefix: str = prefix,
+        attr: str = attr,
+        pct: int = pct,
+        hash32: Callable[[str, int, bool], int] = hash32,
+        value: object = value,
+    ) -> object:
+        # The percentage test inlined: the hot path of `get` on a key under a rollout.
+        if context is not None:
+            unit = context.get(attr)
+            if unit.__class__ is str:
+                if unit and hash32(prefix + unit, 0, False) % BUCKETS < pct:
+                    return value
+                return base
+            if unit is not None and decide(context, 0.0, instance_id)[0]:
+                return value
+        return base
+
+    return percentage
 
 
 def _timestamp(now: datetime | float) -> float:
@@ -732,7 +801,7 @@ class RolloutSet:
     (nothing in it changes after construction).
     """
 
-    __slots__ = ("_by_key", "_flags", "_items", "flags", "keys")
+    __slots__ = ("_by_key", "_flags", "_items", "_pickers", "flags", "keys")
 
     keys: frozenset[str]
     """Dotted value keys that have a rollout; other keys never need evaluating."""
@@ -756,6 +825,7 @@ class RolloutSet:
             k: tuple(sorted(v, key=lambda r: (-r.priority, r.name))) for k, v in by_key.items()
         }
         self._flags: dict[str, _Rollout] = flags
+        self._pickers: dict[str, Pick] = {k: _picker(v) for k, v in self._by_key.items()}
         self.keys = frozenset(self._by_key)
         self.flags = frozenset(flags)
 
@@ -871,13 +941,19 @@ class RolloutSet:
         instance_id: str | None = None,
     ) -> object:
         """Only the value of :meth:`evaluate`, without building an Evaluation (hot path)."""
-        candidates = self._by_key.get(key)
-        if candidates is None:
+        pick = self._pickers.get(key)
+        if pick is None:
             return base
-        for r in candidates:
-            if r.served(context, now, instance_id):
-                return r.value
-        return base
+        return pick(context, base, lambda: now, instance_id)
+
+    def picker(self, key: str) -> Pick | None:
+        """The evaluator of one key, for a caller that evaluates it on every read (the SDK);
+        None when ``key`` has no rollout. It reads ``clock`` only when a rule needs the time."""
+        return self._pickers.get(key)
+
+    def flag(self, name: str) -> Served:
+        """The evaluator of flag ``name`` (see :meth:`picker`); KeyError for an unknown flag."""
+        return self._flags[name].served
 
     def evaluate_flag(
         self,
@@ -908,7 +984,7 @@ class RolloutSet:
         instance_id: str | None = None,
     ) -> bool:
         """Only the value of :meth:`evaluate_flag` (hot path); KeyError for an unknown flag."""
-        return self._flags[name].served(context, now, instance_id)
+        return self._flags[name].served(context, lambda: now, instance_id)
 
 
 EMPTY_ROLLOUTS: Final = RolloutSet()

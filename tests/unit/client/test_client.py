@@ -263,3 +263,46 @@ def test_listener_shapes_event_or_three_arguments(tmp_path: Path) -> None:
         c.refresh()
         assert got[-1] == (3, 2)
         assert len(got) == 3
+
+
+# --------------------------------------------------------------------------- rollouts on the read path
+
+
+def _put_with_rollouts(folder: Path, rollouts: tuple[dict[str, Any], ...]) -> None:
+    SnapshotDir(folder).put(
+        CachedSnapshot(
+            app=APP, env=ENV, version=3, commit=None, checksum=f"c3-{json.dumps(rollouts, sort_keys=True)}",
+            values={"db": {"timeout": 5, "host": "db"}, "plain": 1}, updated_at=datetime.now(UTC), rollouts=rollouts,
+        )
+    )  # fmt: skip
+
+
+def test_a_section_above_a_rollout_key_carries_the_rollout(tmp_path: Path) -> None:
+    # Everyone is in (100 %): the leaf, its section, get_all and get_dict agree; the served
+    # section is a copy, so the base snapshot is never changed by a read.
+    _put_with_rollouts(tmp_path / "snaps", ({"name": "t", "key": "db.timeout", "value": 30, "percentage": 10_000},))
+    with client(tmp_path) as c:
+        ctx = {"user_id": "u1"}
+        assert c.get("db.timeout", context=ctx) == 30
+        assert c.get("db", context=ctx) == {"timeout": 30, "host": "db"}
+        assert c.get_dict("db", context=ctx) == {"timeout": 30, "host": "db"}
+        assert c.get_all(ctx)["db.timeout"] == 30
+        assert c.get("db") == {"timeout": 5, "host": "db"}  # no context: the base value
+        assert c.get("plain") == 1
+        assert c.get("missing", "d") == "d"
+
+
+def test_rollout_reads_agree_with_explain_for_many_users(tmp_path: Path) -> None:
+    rollouts = (
+        {"name": "t", "key": "db.timeout", "value": 30, "percentage": 3000},
+        {"name": "f", "kind": "flag", "percentage": 5000},
+    )
+    _put_with_rollouts(tmp_path / "snaps", rollouts)
+    with client(tmp_path) as c:
+        for i in range(300):
+            ctx = {"user_id": f"user-{i}"}
+            assert c.get("db.timeout", context=ctx) == c.explain("db.timeout", ctx).value
+            assert c.is_enabled("f", ctx) == c.details("f", ctx).value
+        assert c.get("db.timeout", context={"user_id": 7}) in (5, 30)  # an integer unit buckets too
+        assert c.get("db.timeout", context={"user_id": 1.5}) == 5  # an odd unit: the base value
+        assert c.is_enabled("f", {"country": "DE"}) is False  # no unit: off

@@ -224,6 +224,32 @@ def test_hot_path_equals_full_evaluation_and_never_raises(
     assert rs.value("k", 0, ctx, now=NOW.timestamp(), instance_id=instance) == ev.value
 
 
+def test_a_plain_percentage_never_reads_the_clock_and_a_window_does() -> None:
+    def no_clock() -> float:
+        raise AssertionError("a plain percentage must not read the clock")
+
+    plain = RolloutSet.from_json([{"name": "p", "key": "k", "value": 1, "percentage": 10_000}])
+    pick = plain.picker("k")
+    assert pick is not None
+    assert plain.picker("other") is None
+    assert pick({"user_id": "u"}, 0, no_clock, None) == 1
+    assert pick({"user_id": ""}, 0, no_clock, None) == 0  # an empty unit is missing
+    assert pick(None, 0, no_clock, None) == 0
+    reads: list[int] = []
+
+    def clock() -> float:
+        reads.append(1)
+        return NOW.timestamp()
+
+    window = RolloutSet.from_json(
+        [{"name": "w", "key": "k", "value": 1, "start": "2026-01-01T00:00:00Z", "percentage": 10_000}]
+    )
+    wpick = window.picker("k")
+    assert wpick is not None
+    assert wpick({"user_id": "u"}, 0, clock, None) == 1
+    assert reads
+
+
 # --------------------------------------------------------------------------- behaviour
 
 
