@@ -39,7 +39,7 @@ from openfeature.exception import FlagNotFoundError, TypeMismatchError
 from openfeature.flag_evaluation import FlagResolutionDetails, Reason
 from openfeature.provider import AbstractProvider, Metadata
 
-from configctl.client import ChangeEvent, ConfigClient, Details
+from configctl.client import ChangeEvent, ClientState, ConfigClient, Details
 
 __all__ = ["ConfigctlProvider"]
 
@@ -92,6 +92,7 @@ class ConfigctlProvider(AbstractProvider):
             self._client = ConfigClient(str(self._app), str(self._env), **self._client_args)
         if not self._listener_added:
             self._client.on_change(self._changed)
+            self._client.on_state_change(self._state)
             self._listener_added = True
 
     def shutdown(self) -> None:
@@ -99,6 +100,7 @@ class ConfigctlProvider(AbstractProvider):
         if client is None:
             return
         client.remove_listener(self._changed)
+        client.remove_state_listener(self._state)
         self._listener_added = False
         if self._owned:
             client.close()
@@ -112,6 +114,17 @@ class ConfigctlProvider(AbstractProvider):
                 metadata={"version": event.new_version},
             )
         )
+
+    def _state(self, state: ClientState) -> None:
+        # STALE while the client serves a version it could not confirm (a source down or
+        # unusable); READY again once a refresh succeeds. Evaluation goes on either way.
+        version: dict[str, bool | int | float | str] = {"version": state.version} if state.version is not None else {}
+        if state.fresh:
+            self.emit_provider_ready(ProviderEventDetails(message=f"configctl {self._app}/{self._env} is fresh again", metadata=version))
+        else:
+            self.emit_provider_stale(
+                ProviderEventDetails(message=f"configctl {self._app}/{self._env} is stale: {state.error}", metadata=version)
+            )
 
     # -- resolution -------------------------------------------------------------------------------
 

@@ -222,14 +222,10 @@ class AsyncConfigClient(Reader):
             except CacheError as exc:
                 self._core.mark_stale(exc.message)
                 return False
-            self._core.mark_fresh()
-            if text is None:
-                return not fresh_start
-            parsed = self._core.parse(text)
-            if isinstance(parsed, str):
-                self._core.mark_stale(parsed)
-                return False
-            await self._adopt(parsed, "redis" if self._side is not None else "snapshot_dir")
+            snapshot = self._core.take(text)
+            if snapshot is None:
+                return text is None and not fresh_start
+            await self._adopt(snapshot, "redis" if self._side is not None else "snapshot_dir")
             return True
 
     async def _adopt(self, snapshot: CachedSnapshot, source: str) -> None:

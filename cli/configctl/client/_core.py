@@ -181,6 +181,7 @@ class ClientCore:
         self.lock = threading.RLock()
         self._listener_lock = threading.Lock()
         self.listeners: list[Callable[[ChangeEvent], Any]] = []
+        self.state_listeners: list[Callable[[ClientState], object]] = []
         self.since: datetime | None = None
         self.fresh = False
         self.stale_since: datetime | None = self.clock()
@@ -326,13 +327,17 @@ class ClientCore:
 
     def mark_fresh(self) -> None:
         with self.lock:
+            changed = not self.fresh
             self.fresh = True
             self.stale_since = None
             self.error = None
             self.last_refresh = self.clock()
+        if changed:
+            self._state_changed()
 
     def mark_stale(self, error: str) -> None:
         with self.lock:
+            changed = self.fresh
             if self.fresh or self.stale_since is None:
                 self.stale_since = self.clock()
             if self.error != error:
@@ -345,6 +350,38 @@ class ClientCore:
                 )
             self.fresh = False
             self.error = error
+        if changed:
+            self._state_changed()
+
+    def take(self, text: str | bytes | None) -> CachedSnapshot | None:
+        """The snapshot in a source's answer, marking the client fresh; None (stale when the
+        answer is unusable, fresh when the source has nothing yet) otherwise."""
+        if text is None:
+            self.mark_fresh()
+            return None
+        parsed = self.parse(text)
+        if isinstance(parsed, str):
+            self.mark_stale(parsed)
+            return None
+        self.mark_fresh()
+        return parsed
+
+    def add_state_listener(self, listener: Callable[[ClientState], object]) -> None:
+        """Call ``listener(state)`` when the client turns stale or fresh again."""
+        with self.lock:
+            self.state_listeners.append(listener)
+
+    def remove_state_listener(self, listener: Callable[[ClientState], object]) -> None:
+        with self.lock:
+            self.state_listeners = [fn for fn in self.state_listeners if fn is not listener]
+
+    def _state_changed(self) -> None:
+        state = self.state()
+        for listener in list(self.state_listeners):
+            try:
+                listener(state)
+            except Exception:
+                log.exception("configctl client %s/%s: a state listener raised", self.app, self.env)
 
     # -- adoption ---------------------------------------------------------------------------------
 

@@ -187,3 +187,13 @@ class Reader:
     def remove_listener(self, listener: Callable[[ChangeEvent], Any]) -> None:
         """Stop calling ``listener``."""
         self._core.remove_listener(listener)
+
+    def on_state_change(self, listener: Callable[[ClientState], object]) -> Callable[[ClientState], object]:
+        """Call ``listener(state)`` when the client turns stale (a refresh failed or the source
+        sent something unusable) and when it is fresh again; usable as a decorator."""
+        self._core.add_state_listener(listener)
+        return listener
+
+    def remove_state_listener(self, listener: Callable[[ClientState], object]) -> None:
+        """Stop calling a state listener."""
+        self._core.remove_state_listener(listener)

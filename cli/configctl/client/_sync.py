@@ -174,14 +174,9 @@ class ConfigClient(Reader):
         if error is not None:
             self._core.mark_stale(error)
             return
-        self._core.mark_fresh()
-        if text is None:
-            return
-        parsed = self._core.parse(text)
-        if isinstance(parsed, str):
-            self._core.mark_stale(parsed)
-            return
-        self._adopt(parsed, self._source_name)
+        snapshot = self._core.take(text)
+        if snapshot is not None:
+            self._adopt(snapshot, self._source_name)
 
     def _adopt(self, snapshot: CachedSnapshot, source: str) -> None:
         event, report = self._core.consider(snapshot, source)

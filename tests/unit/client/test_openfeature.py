@@ -113,3 +113,37 @@ def test_configuration_changed_event_when_a_new_version_is_adopted(provider: Con
         assert api.get_client().get_integer_value("database.timeout", 0) == 7
     finally:
         api.remove_handler(ProviderEvent.PROVIDER_CONFIGURATION_CHANGED, handler)
+
+
+def test_stale_and_ready_events_follow_the_client_state(provider: ConfigctlProvider, tmp_path: Path) -> None:
+    events: list[tuple[ProviderEvent, EventDetails]] = []
+    stale, ready = threading.Event(), threading.Event()
+
+    def on_stale(details: EventDetails) -> None:
+        events.append((ProviderEvent.PROVIDER_STALE, details))
+        stale.set()
+
+    def on_ready(details: EventDetails) -> None:
+        events.append((ProviderEvent.PROVIDER_READY, details))
+        ready.set()
+
+    api.add_handler(ProviderEvent.PROVIDER_STALE, on_stale)
+    try:
+        snapshot = next((tmp_path / "snaps").rglob("*.json"))
+        good = snapshot.read_bytes()
+        snapshot.write_bytes(b"{ not a snapshot")  # the source answers with something unusable
+        assert provider.client.refresh() is True
+        assert stale.wait(10)
+        assert events[-1][1].message is not None
+        assert "stale" in events[-1][1].message
+        # evaluation goes on from the version held
+        assert api.get_client().get_integer_value("database.timeout", 0) == 5
+        api.add_handler(ProviderEvent.PROVIDER_READY, on_ready)
+        ready.clear()
+        snapshot.write_bytes(good)
+        provider.client.refresh()
+        assert ready.wait(10)
+        assert events[-1][0] == ProviderEvent.PROVIDER_READY
+    finally:
+        api.remove_handler(ProviderEvent.PROVIDER_STALE, on_stale)
+        api.remove_handler(ProviderEvent.PROVIDER_READY, on_ready)
