@@ -524,7 +524,8 @@ def simulate(
 def _control(action: str, app_name: str, env: str, name: str, repo: Path | None, db: str | None, out: Output) -> None:
     from configctl.services import rollouts as service
 
-    store = sources.open_store(context.repo_path(repo), db)
+    root = context.repo_path(repo)
+    store = sources.open_store(root, db)
     try:
         result = service.control(
             store=store,
@@ -536,6 +537,9 @@ def _control(action: str, app_name: str, env: str, name: str, repo: Path | None,
             host=sources.host(),
             now=lambda: datetime.now(UTC),
         )
+        if result.version is not None:
+            # a client reading the embedded snapshot folder sees the new state at once
+            sources.export_snapshots(root, db, store, [(app_name, env)])
     finally:
         store.close()
     if out is Output.json:
@@ -553,37 +557,28 @@ def _control(action: str, app_name: str, env: str, name: str, repo: Path | None,
 NameArg = Annotated[str, typer.Argument(metavar="NAME", help="The rollout or flag.")]
 
 
-@app.command(epilog="Example:\n\n  configctl rollout pause checkout production faster-timeout")
-@context.boundary
-def pause(
-    app_name: AppArg, env: EnvArg, name: NameArg, *, repo: context.RepoOption = None, db: sources.DbOption = None, out: OutputOption = Output.text
-) -> None:
-    """Freeze a rollout where it stands (its schedule stops; resume continues from there)."""
-    _control("pause", app_name, env, name, repo, db, out)
+def _control_command(action: str, summary: str) -> None:
+    """Register ``configctl rollout ACTION APP ENV NAME`` (the four controls share one body)."""
+
+    def command(
+        app_name: AppArg,
+        env: EnvArg,
+        name: NameArg,
+        *,
+        repo: context.RepoOption = None,
+        db: sources.DbOption = None,
+        out: OutputOption = Output.text,
+    ) -> None:
+        _control(action, app_name, env, name, repo, db, out)
+
+    command.__doc__ = summary
+    command.__name__ = action
+    app.command(name=action, epilog=f"Example:\n\n  configctl rollout {action} checkout production faster-timeout")(
+        context.boundary(command)
+    )
 
 
-@app.command(epilog="Example:\n\n  configctl rollout resume checkout production faster-timeout")
-@context.boundary
-def resume(
-    app_name: AppArg, env: EnvArg, name: NameArg, *, repo: context.RepoOption = None, db: sources.DbOption = None, out: OutputOption = Output.text
-) -> None:
-    """Continue a paused (or aborted) rollout; a schedule resumes where it was paused."""
-    _control("resume", app_name, env, name, repo, db, out)
-
-
-@app.command(epilog="Example:\n\n  configctl rollout promote checkout production faster-timeout")
-@context.boundary
-def promote(
-    app_name: AppArg, env: EnvArg, name: NameArg, *, repo: context.RepoOption = None, db: sources.DbOption = None, out: OutputOption = Output.text
-) -> None:
-    """Serve the rollout's value (or turn the flag on) for everyone, now."""
-    _control("promote", app_name, env, name, repo, db, out)
-
-
-@app.command(epilog="Example:\n\n  configctl rollout abort checkout production faster-timeout")
-@context.boundary
-def abort(
-    app_name: AppArg, env: EnvArg, name: NameArg, *, repo: context.RepoOption = None, db: sources.DbOption = None, out: OutputOption = Output.text
-) -> None:
-    """Stop serving the rollout's value (or turn the flag off) for everyone, now."""
-    _control("abort", app_name, env, name, repo, db, out)
+_control_command("pause", "Freeze a rollout where it stands (its schedule stops; resume continues from there).")
+_control_command("resume", "Continue a paused (or aborted) rollout; a schedule resumes where it was paused.")
+_control_command("promote", "Serve the rollout's value (or turn the flag on) for everyone, now.")
+_control_command("abort", "Stop serving the rollout's value (or turn the flag off) for everyone, now.")
