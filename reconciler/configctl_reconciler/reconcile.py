@@ -118,7 +118,7 @@ class Deps:
     one git call, None if ``base`` is unknown to the clone; default: ``git.commits_between``."""
     read_tree: Callable[[str], dict[str, Any]] | None = None
     """``sha -> {path: FileEntry}``; default ``git.read_tree``. The runner passes the
-    incremental :class:`configctl_reconciler.trees.TreeReader` (same result, cost of the change)."""
+    incremental :class:`configctl.adapters.git.trees.TreeReader` (same result, cost of the change)."""
     cursor: tuple[int | None, str] | None = None
     """(epoch, commit) the cursor was last written as under that epoch: no store read on
     the next pass. Only a replica with a newer epoch could have moved it, and then every

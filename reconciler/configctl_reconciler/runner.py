@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from configctl.core.backoff import backoff
+from configctl.core.records import CommitInfo
 from configctl.errors import (
     BackendError,
     ConfigctlError,
@@ -150,32 +151,31 @@ class Reconciler:
 
     def _build(self, store: Any) -> Deps:
         from configctl.adapters import schemas, signing
-        from configctl.adapters.git import GitChangeLog, GitSource
+        from configctl.adapters.git import remote, revisions
+        from configctl.adapters.git.source import GitChangeLog, GitSource
+        from configctl.adapters.git.trees import TreeReader
         from configctl.services.inspect import Evaluator
-        from configctl_reconciler import gitproc
 
         s = self.settings
         store.ensure_schema()
         clone_dir = self.workdir / "clone"
         self._ensure_clone(clone_dir)
         checks = signing.verification(gnupg_home=s.gnupg_home, allowed_signers=s.allowed_signers)
-        git = GitSource(clone_dir, config=checks.config, env=checks.env)
-        from configctl_reconciler.trees import TreeReader, full_reader
-
-        trees = TreeReader(clone_dir, full_read=full_reader(git), timeout=s.git_timeout)
+        git = GitSource(clone_dir, config=checks.config, env=checks.env, timeout=s.git_timeout)
+        trees = TreeReader(git)
 
         def fetch() -> str:
-            return gitproc.fetch(clone_dir, s.branch, timeout=s.git_timeout)
+            return remote.fetch(clone_dir, s.branch, timeout=s.git_timeout)
 
         def is_ancestor(a: str, b: str) -> bool:
-            return gitproc.is_ancestor(clone_dir, a, b)
+            return revisions.is_ancestor(clone_dir, a, b)
 
-        def log_range(base: str | None, head: str) -> Any:
+        def log_range(base: str | None, head: str) -> list[CommitInfo] | None:
             # one git log both lists the commits and tells the tree reader what they changed
-            return gitproc.log_range(clone_dir, base, head, on_changes=trees.hint)
+            return revisions.log_range(clone_dir, base, head, on_changes=trees.hint)
 
-        def history(head: str, limit: int) -> list[Any]:
-            return gitproc.first_parents(clone_dir, head, limit)
+        def history(head: str, limit: int) -> list[CommitInfo]:
+            return revisions.first_parents(clone_dir, head, limit)
 
         cache: Any
         if s.redis:
@@ -197,7 +197,7 @@ class Reconciler:
             publisher = LogNotifier()
         verify = None
         if s.require_signed:
-            from configctl_reconciler.signatures import verify_commit
+            from configctl.adapters.git.signatures import verify_commit
 
             def verify(sha: str) -> Verdict:
                 verdict = verify_commit(
@@ -232,16 +232,16 @@ class Reconciler:
 
     def _ensure_clone(self, clone_dir: Path) -> None:
         """A whole clone of ``--repo`` at ``clone_dir``: kept if it is one, else made anew."""
-        from configctl_reconciler import gitproc
+        from configctl.adapters.git import remote, runner
 
         s = self.settings
         if clone_dir.exists():
-            url = gitproc.origin_url(clone_dir)
+            url = remote.origin_url(clone_dir)
             if url == s.repo:
                 return
-            log.warning("the clone in %s does not follow %s (origin %s); cloning again", clone_dir, gitproc.redact(s.repo), url and gitproc.redact(url))
+            log.warning("the clone in %s does not follow %s (origin %s); cloning again", clone_dir, runner.redact(s.repo), url and runner.redact(url))
             shutil.rmtree(clone_dir)
-        gitproc.clone(s.repo, clone_dir, s.branch, timeout=s.git_timeout)
+        remote.clone(s.repo, clone_dir, s.branch, timeout=s.git_timeout)
 
     def _make_leader(self, store: Any) -> Any:
         from configctl_reconciler import leader
@@ -526,16 +526,16 @@ class Reconciler:
         """Stop the loop from any thread or a signal handler: a git call in flight (a fetch
         from a remote that hangs) is killed with its process group, so shutdown takes a
         moment, not ``--git-timeout``."""
-        from configctl_reconciler import gitproc
+        from configctl.adapters.git import runner
 
         self.stopping.set()
         self.wake.set()
-        gitproc.abort_all()
+        runner.abort_all()
 
     def close(self) -> None:
-        from configctl_reconciler import gitproc
+        from configctl.adapters.git import runner
 
-        gitproc.resume()  # stop() aborted git for the loop's sake, not for the process
+        runner.resume()  # stop() aborted git for the loop's sake, not for the process
         if self.http is not None:
             self.http.stop()
         if self.leader is not None:
@@ -610,7 +610,7 @@ def check_keys(settings: ReconcilerSettings) -> None:
 
 def describe(settings: ReconcilerSettings, workdir: Path) -> dict[str, Any]:
     """What the start-up line reports; every URL with its password masked."""
-    from configctl_reconciler.gitproc import redact
+    from configctl.adapters.git.runner import redact
 
     s = settings
     return {
@@ -635,7 +635,7 @@ def main(settings: ReconcilerSettings) -> int:
     """Run the reconciler; the exit code (0 stopped, 1 head rejected with --once, 2 usage,
     3 backends with --once, 70 bug, 130 interrupted). A usage error found before the loop
     starts is raised (UsageError) for the command's error boundary."""
-    from configctl_reconciler import gitproc
+    from configctl.adapters.git import runner
 
     setup_logging(settings.log_format)
     workdir = Path(settings.workdir).absolute()
@@ -655,7 +655,7 @@ def main(settings: ReconcilerSettings) -> int:
     try:
         check_workdir(workdir)
         check_keys(settings)
-        gitproc.use_signature_keys(
+        runner.use_signature_keys(
             gnupg_home=settings.gnupg_home, allowed_signers=settings.allowed_signers
         )
         rec = Reconciler(settings)
