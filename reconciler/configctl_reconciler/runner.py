@@ -244,21 +244,25 @@ class Reconciler:
         remote.clone(s.repo, clone_dir, s.branch, timeout=s.git_timeout)
 
     def _make_leader(self, store: Any) -> Any:
-        from configctl_reconciler import leader
-
         s = self.settings
 
         def acquire_epoch() -> int:
             return int(store.acquire_epoch(s.lock_name, self.identity))
 
         if s.lease:
-            return leader.KubernetesLeaseLeader(
+            from configctl.adapters.leader import lease
+
+            return lease.KubernetesLeaseLeader(
                 s.lease, s.lease_namespace, self.identity, acquire_epoch=acquire_epoch, on_lost=self.wake.set
             )
         url = self._store_url()
         if url.startswith("sqlite"):
-            return leader.FileLeader(self.workdir / "leader.lock", acquire_epoch=acquire_epoch)
-        return leader.PgAdvisoryLeader(url, s.lock_name, acquire_epoch=acquire_epoch)
+            from configctl.adapters.leader.file import FileLeader
+
+            return FileLeader(self.workdir / "leader.lock", acquire_epoch=acquire_epoch)
+        from configctl.adapters.leader.advisory import PgAdvisoryLeader
+
+        return PgAdvisoryLeader(url, s.lock_name, acquire_epoch=acquire_epoch)
 
     # -- HTTP ---------------------------------------------------------------------------
 
@@ -655,6 +659,10 @@ def main(settings: ReconcilerSettings) -> int:
     try:
         check_workdir(workdir)
         check_keys(settings)
+        if settings.lease:
+            from configctl.adapters.leader.lease import require_client
+
+            require_client()
         runner.use_signature_keys(
             gnupg_home=settings.gnupg_home, allowed_signers=settings.allowed_signers
         )

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
+from configctl.adapters.leader.lease import KubernetesLeaseLeader
 from configctl.errors import BackendError
-from configctl_reconciler.leader import KubernetesLeaseLeader
 
 
 class NotFound(Exception):
