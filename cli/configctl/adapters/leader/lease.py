@@ -80,6 +80,7 @@ class KubernetesLeaseLeader:
         lock: Any = None,
         load_config: Callable[[], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        background: bool = True,
     ) -> None:
         if min(lease_duration, renew_deadline, retry_period) < 1:
             raise ValueError("lease_duration, renew_deadline and retry_period must be >= 1 s")
@@ -98,6 +99,7 @@ class KubernetesLeaseLeader:
         self._lock_obj = lock
         self._load_config = load_config or _load_kube_config
         self._clock = clock
+        self._background = background
         self.leading = threading.Event()
         """Set while this replica leads."""
         self.lost = threading.Event()
@@ -119,11 +121,18 @@ class KubernetesLeaseLeader:
         return self._epoch
 
     def try_acquire(self) -> bool:
-        """Start campaigning in the background (once); return whether we lead right now."""
+        """Start campaigning in the background (once); return whether we lead right now.
+
+        With ``background=False`` (tests with an injected clock) there is no thread: each
+        call is one campaign round (:meth:`campaign_once`).
+        """
         with self._state:
-            if self._thread is None:
+            if self._elector is None:
                 self._elector = self._make_elector()
                 self._stop.clear()
+            if not self._background:
+                self.campaign_once()
+            elif self._thread is None:
                 self._thread = threading.Thread(
                     target=self._campaign, name=f"lease-{self.name}", daemon=True
                 )
@@ -143,6 +152,7 @@ class KubernetesLeaseLeader:
             thread.join(timeout=self.retry_period + 5)
         with self._state:
             self._thread = None
+            self._elector = None
             if self.leading.is_set():
                 self._give_up_lease()
                 self.leading.clear()
@@ -176,24 +186,28 @@ class KubernetesLeaseLeader:
 
     def _campaign(self) -> None:
         while not self._stop.is_set():
-            try:
-                renewed = bool(self._elector.try_acquire_or_renew())
-            except Exception:
-                log.warning(
-                    "Lease %s/%s: acquire or renew failed", self.namespace, self.name, exc_info=True
-                )
-                renewed = False
-            with self._state:
-                if self._stop.is_set():
-                    break
-                now = self._clock()
-                if renewed:
-                    self._last_renew = now
-                    if not self.leading.is_set():
-                        self._become_leader_locked()
-                elif self.leading.is_set() and now - self._last_renew >= self.renew_deadline:
-                    self._lose_locked("the Lease could not be renewed within renew_deadline")
+            self.campaign_once()
             self._stop.wait(self.retry_period)
+
+    def campaign_once(self) -> None:
+        """One round of the election: acquire or renew the Lease, then lead or stand down."""
+        try:
+            renewed = bool(self._elector.try_acquire_or_renew())
+        except Exception:
+            log.warning(
+                "Lease %s/%s: acquire or renew failed", self.namespace, self.name, exc_info=True
+            )
+            renewed = False
+        with self._state:
+            if self._stop.is_set():
+                return
+            now = self._clock()
+            if renewed:
+                self._last_renew = now
+                if not self.leading.is_set():
+                    self._become_leader_locked()
+            elif self.leading.is_set() and now - self._last_renew >= self.renew_deadline:
+                self._lose_locked("the Lease could not be renewed within renew_deadline")
 
     def _become_leader_locked(self) -> None:
         try:
