@@ -242,6 +242,7 @@ class Reconciler(Loop):
         def on_push(event: Any) -> None:
             branch = getattr(event, "branch", None)
             if branch in (None, self.settings.branch):
+                self.metrics.webhook_sync()
                 self.wake.set()
 
         def get_snapshot(app: str, env: str) -> Any:
