@@ -35,7 +35,7 @@ import enum
 import functools
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, NamedTuple
@@ -46,6 +46,7 @@ from configctl.core.ports import (
     GitSourcePort,
     PublisherPort,
     ReconcilerStorePort,
+    ReconcilerUnitOfWork,
     SnapshotCachePort,
 )
 from configctl.core.records import CommitInfo, VersionRecord
@@ -156,6 +157,26 @@ class Deps:
     serves it, and falls back to the whole tree otherwise)."""
 
 
+def _files(deps: Deps, sha: str) -> dict[str, FileEntry]:
+    """The config files of commit ``sha``, relative to ``--path`` (through the incremental
+    tree reader when there is one)."""
+    read_tree = deps.read_tree if deps.read_tree is not None else deps.git.read_tree
+    return _strip(read_tree(sha), deps.prefix)
+
+
+def _audit(uow: ReconcilerUnitOfWork, deps: Deps, action: str, sha: str, details: Mapping[str, object]) -> None:
+    uow.add_audit(action=action, actor=ACTOR, host=deps.host, commit_sha=sha, details=details)
+
+
+def _count_applied(deps: Deps, result: PassResult, sha: str, files: dict[str, FileEntry], new_versions: int) -> None:
+    """Book an applied commit: the next apply's baseline, the pass result, the metric."""
+    deps.last_applied = apply_service.Baseline(commit=sha, files=files)
+    result.applied.append(sha)
+    result.new_versions += new_versions
+    if deps.metrics is not None:
+        deps.metrics.commit_applied()
+
+
 def _strip(files: dict[str, FileEntry], prefix: str) -> dict[str, FileEntry]:
     if not prefix:
         return files
@@ -263,19 +284,13 @@ def verify_signature(p: Pass, c: CommitRun) -> Outcome:
     with deps.store.unit_of_work(fence=p.fence) as uow:
         if uow.commit_status(commit.sha) != "applied":
             uow.record_commit(commit, "rejected", f"signature: {verdict.reason}")
-            uow.add_audit(
-                action="commit.rejected",
-                actor=ACTOR,
-                host=deps.host,
-                commit_sha=commit.sha,
-                details={
-                    "signature": verdict.reason,
-                    "signature_status": verdict.status,
-                    "signer": verdict.signer,
-                    "author": commit.author_email,
-                    "message": commit.subject,
-                },
-            )
+            _audit(uow, deps, "commit.rejected", commit.sha, {
+                "signature": verdict.reason,
+                "signature_status": verdict.status,
+                "signer": verdict.signer,
+                "author": commit.author_email,
+                "message": commit.subject,
+            })  # fmt: skip
             uow.set_sync_state("last_attempted_commit", commit.sha)
         uow.set_sync_state(CURSOR, commit.sha)
     deps.cursor = (p.fence[1] if p.fence is not None else None, commit.sha)
@@ -285,8 +300,7 @@ def verify_signature(p: Pass, c: CommitRun) -> Outcome:
 
 def read_files(p: Pass, c: CommitRun) -> Outcome:
     """The commit's config files, relative to ``--path``."""
-    read_tree = p.deps.read_tree if p.deps.read_tree is not None else p.deps.git.read_tree
-    c.files = _strip(read_tree(c.commit.sha), p.deps.prefix)
+    c.files = _files(p.deps, c.commit.sha)
     return Outcome.DONE
 
 
@@ -313,11 +327,7 @@ def apply_files(p: Pass, c: CommitRun) -> Outcome:
         _advance(deps, commit.sha, p.fence)
         _reject(result, deps, commit, "validation", why)
         return Outcome.STALL
-    deps.last_applied = apply_service.Baseline(commit=commit.sha, files=c.files)
-    result.applied.append(commit.sha)
-    result.new_versions += outcome.new_versions
-    if deps.metrics is not None:
-        deps.metrics.commit_applied()
+    _count_applied(deps, result, commit.sha, c.files, outcome.new_versions)
     c.notifications = [(m["app"], m["env"]) for m in outcome.notifications]
     return Outcome.DONE
 
@@ -518,8 +528,7 @@ def check_layout(deps: Deps, head: str) -> None:
     configctl repository) is the operator's mistake to fix, a usage error that records
     nothing -- not a rejected commit that would then never be applied.
     """
-    read_tree = deps.read_tree if deps.read_tree is not None else deps.git.read_tree
-    files = _strip(read_tree(head), deps.prefix)
+    files = _files(deps, head)
     if CONFIG_FILE not in files:
         where = f"{deps.prefix.strip('/')}/{CONFIG_FILE}" if deps.prefix.strip("/") else CONFIG_FILE
         raise UsageError(
@@ -573,8 +582,7 @@ def serve_newest_valid(
             commit = dataclasses.replace(
                 commit, signature_status=verdict.status, signer=verdict.signer
             )
-        read_tree = deps.read_tree if deps.read_tree is not None else deps.git.read_tree
-        files = _strip(read_tree(commit.sha), deps.prefix)
+        files = _files(deps, commit.sha)
         if not deps.evaluator.check(files).report.valid:
             continue
         outcome = apply_service.apply_snapshot(
@@ -586,22 +594,12 @@ def serve_newest_valid(
         with deps.store.unit_of_work(fence=fence) as uow:
             # what was last attempted is still the head; the cursor never left it
             uow.set_sync_state("last_attempted_commit", head)
-            uow.add_audit(
-                action="commit.fallback",
-                actor=ACTOR,
-                host=deps.host,
-                commit_sha=commit.sha,
-                details={
-                    "rejected_head": head,
-                    "reason": "first start: the head is rejected and nothing was served",
-                },
-            )
-        deps.last_applied = apply_service.Baseline(commit=commit.sha, files=files)
-        result.applied.append(commit.sha)
+            _audit(uow, deps, "commit.fallback", commit.sha, {
+                "rejected_head": head,
+                "reason": "first start: the head is rejected and nothing was served",
+            })  # fmt: skip
+        _count_applied(deps, result, commit.sha, files, outcome.new_versions)
         result.fallback = commit.sha
-        result.new_versions += outcome.new_versions
-        if deps.metrics is not None:
-            deps.metrics.commit_applied()
         log.warning(
             "nothing was served and the head %s is rejected: serving %s, its newest valid ancestor",
             head[:12],
