@@ -201,7 +201,7 @@ class FakeStore:
 
 @dataclass
 class FakeCache:
-    """:class:`configctl.core.ports.SnapshotCachePort` as a dict."""
+    """:class:`configctl.core.cache.SnapshotCache` as a dict."""
 
     entries: dict[tuple[str, str], CachedSnapshot] = field(default_factory=dict)
 
@@ -211,6 +211,9 @@ class FakeCache:
 
     def get(self, app: str, env: str) -> CachedSnapshot | None:
         return self.entries.get((app, env))
+
+    def versions(self) -> dict[tuple[str, str], int]:
+        return {pair: snap.version for pair, snap in self.entries.items()}
 
     def ping(self) -> None:
         return None

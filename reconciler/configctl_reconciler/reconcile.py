@@ -40,14 +40,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, NamedTuple
 
-from configctl.core.cache import CachedSnapshot
+from configctl.core.cache import CachedSnapshot, SnapshotCache
 from configctl.core.model import FileEntry
 from configctl.core.ports import (
     GitSourcePort,
     PublisherPort,
     ReconcilerStorePort,
     ReconcilerUnitOfWork,
-    SnapshotCachePort,
 )
 from configctl.core.records import CommitInfo, VersionRecord
 from configctl.errors import BackendError, CacheError, GitError, UsageError
@@ -118,7 +117,7 @@ class Deps:
     """A GitSource over the local clone."""
     fetch: Callable[[], str]
     """Fetches and returns the branch head."""
-    cache: SnapshotCachePort | None
+    cache: SnapshotCache | None
     publisher: PublisherPort | None
     evaluator: Evaluator
     prefix: str = ""

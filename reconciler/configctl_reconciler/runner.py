@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from configctl.cli.exit_codes import ExitCode
-from configctl.core.ports import Leader, PublisherPort, SnapshotCachePort
+from configctl.core.cache import SnapshotCache
+from configctl.core.ports import Leader, PublisherPort
 from configctl.core.records import CommitInfo
 from configctl.errors import (
     UsageError,
@@ -124,7 +125,7 @@ class Reconciler(Loop):
         def history(head: str, limit: int) -> list[CommitInfo]:
             return revisions.first_parents(clone_dir, head, limit)
 
-        cache: SnapshotCachePort
+        cache: SnapshotCache
         if s.redis:
             from configctl.adapters.redis_cache import RedisCache
 

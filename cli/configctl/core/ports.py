@@ -15,7 +15,6 @@ from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Protocol
 
-from configctl.core.cache import CachedSnapshot
 from configctl.core.clients import ClientReport
 from configctl.core.model import FileEntry
 from configctl.core.records import (
@@ -35,7 +34,6 @@ __all__ = [
     "PublisherPort",
     "ReconcilerStorePort",
     "ReconcilerUnitOfWork",
-    "SnapshotCachePort",
 ]
 
 
@@ -137,7 +135,7 @@ class CommentThread(Protocol):
 # --- reconciler ports ---------------------------------------------------------------------
 # What one reconcile pass needs (configctl_reconciler.reconcile.Deps). The store's unit of
 # work is narrowed to the calls the pass makes itself; apply, rollouts and the relay take
-# the same store object through their own ports.
+# the same store object through their own ports. The cache is core.cache.SnapshotCache.
 
 
 class GitSourcePort(Protocol):
@@ -157,23 +155,6 @@ class GitSourcePort(Protocol):
 
     def read_tree(self, rev: str, prefix: str = "") -> dict[str, FileEntry]:
         """``{repository-relative path: FileEntry}`` of the config files of ``rev``."""
-        ...
-
-
-class SnapshotCachePort(Protocol):
-    """Where readers find the snapshot in service per (app, env): Redis or a folder.
-
-    Raises ``CacheError`` when unreachable.
-    """
-
-    def put(self, snapshot: CachedSnapshot) -> bool: ...
-
-    def get(self, app: str, env: str) -> CachedSnapshot | None: ...
-
-    def ping(self) -> None: ...
-
-    def repair(self, expected: Mapping[tuple[str, str], CachedSnapshot]) -> int:
-        """Make the cache hold exactly ``expected``; the number of entries written or removed."""
         ...
 
 
