@@ -60,7 +60,9 @@ class FakeGit:
             raise RevisionNotFound(f"revision {rev!r} does not name a commit")
         return self.commits[rev]
 
-    def commits_between(self, base: str | None, head: str, *, prefix: str | None = None) -> list[CommitInfo]:
+    def commits_between(
+        self, base: str | None, head: str, *, prefix: str | None = None
+    ) -> list[CommitInfo]:
         out: list[CommitInfo] = []
         sha: str | None = head
         while sha is not None and sha != base:
@@ -73,7 +75,9 @@ class FakeGit:
         return a == b or any(c.sha == a for c in self.commits_between(None, b))
 
     def read_tree(self, rev: str, prefix: str = "") -> dict[str, FileEntry]:
-        return {path: FileEntry(data=data, size=len(data)) for path, data in self.trees[rev].items()}
+        return {
+            path: FileEntry(data=data, size=len(data)) for path, data in self.trees[rev].items()
+        }
 
 
 class FakeUnitOfWork:
@@ -90,7 +94,14 @@ class FakeUnitOfWork:
         self, apps: Collection[str] | None = None, *, with_rollbacks: bool = False
     ) -> dict[tuple[str, str], VersionHead]:
         return {
-            pair: VersionHead(app=v.app, env=v.env, number=v.number, checksum=v.checksum, commit_sha=v.commit_sha, reason=v.reason)
+            pair: VersionHead(
+                app=v.app,
+                env=v.env,
+                number=v.number,
+                checksum=v.checksum,
+                commit_sha=v.commit_sha,
+                reason=v.reason,
+            )
             for pair, v in self.store.latest_versions().items()
             if apps is None or pair[0] in apps
         }
@@ -102,7 +113,9 @@ class FakeUnitOfWork:
         record = self.store.commits.get(sha)
         return record.status if record is not None else None
 
-    def rollout_states(self, app: str | None = None, env: str | None = None) -> dict[tuple[str, str], dict[str, dict[str, Any]]]:
+    def rollout_states(
+        self, app: str | None = None, env: str | None = None
+    ) -> dict[tuple[str, str], dict[str, dict[str, Any]]]:
         return {}
 
     def rollout_heads(self) -> list[VersionRecord]:
@@ -116,7 +129,9 @@ class FakeUnitOfWork:
 
     # writes
     def record_commit(self, info: CommitInfo, status: str, reason: str | None) -> None:
-        self.store.commits[info.sha] = CommitRecord(info=info, status=status, reason=reason, recorded_at=EPOCH)
+        self.store.commits[info.sha] = CommitRecord(
+            info=info, status=status, reason=reason, recorded_at=EPOCH
+        )
 
     def add_version(
         self, *, app: str, env: str, values: Mapping[str, Any], checksum: str, commit_sha: str | None,
@@ -181,7 +196,11 @@ class FakeStore:
         versions = self.versions.get((app, env), [])
         if not versions:
             return None
-        return versions[-1] if number is None else next((v for v in versions if v.number == number), None)
+        return (
+            versions[-1]
+            if number is None
+            else next((v for v in versions if v.number == number), None)
+        )
 
     def latest_versions(self) -> dict[tuple[str, str], VersionRecord]:
         return {pair: versions[-1] for pair, versions in self.versions.items() if versions}
@@ -193,10 +212,15 @@ class FakeStore:
         return [row for row in self.outbox if row.published_at is None][:limit]
 
     def mark_outbox_published(self, ids: Sequence[int], at: datetime) -> None:
-        self.outbox = [replace(row, published_at=at) if row.id in ids else row for row in self.outbox]
+        self.outbox = [
+            replace(row, published_at=at) if row.id in ids else row for row in self.outbox
+        ]
 
     def mark_outbox_failed(self, id: int, error: str) -> None:
-        self.outbox = [replace(row, attempts=row.attempts + 1, last_error=error) if row.id == id else row for row in self.outbox]
+        self.outbox = [
+            replace(row, attempts=row.attempts + 1, last_error=error) if row.id == id else row
+            for row in self.outbox
+        ]
 
 
 @dataclass

@@ -184,7 +184,11 @@ class Loop:
         if result.applied or result.rejected:
             log.info(
                 "head %s: applied %d, rejected %d, new versions %d, published %d",
-                (result.head or "")[:12], len(result.applied), len(result.rejected), result.new_versions, result.published,
+                (result.head or "")[:12],
+                len(result.applied),
+                len(result.rejected),
+                result.new_versions,
+                result.published,
             )
         elif result.published:
             log.info("published %d queued notifications", result.published)
@@ -236,11 +240,18 @@ class Loop:
                 if s.once:
                     # findings while the head is rejected, on every run (not only the run
                     # that rejected it), or when this run rejected a commit
-                    return ExitCode.FINDINGS if result.rejected or result.head_rejected else ExitCode.OK
+                    return (
+                        ExitCode.FINDINGS
+                        if result.rejected or result.head_rejected
+                        else ExitCode.OK
+                    )
                 delay = min(next_pass, next_repair) - time.monotonic()
                 if result.behind or "redis" in self.state.degraded:
                     behind += 1
-                    delay = min(delay, backoff(behind, base=0.25, cap=min(CATCH_UP_CAP, s.interval), rng=rng))
+                    delay = min(
+                        delay,
+                        backoff(behind, base=0.25, cap=min(CATCH_UP_CAP, s.interval), rng=rng),
+                    )
                 else:
                     behind = 0
                 if self._sleep(delay):
@@ -263,7 +274,9 @@ class Loop:
                 if s.once and failures >= 3:
                     log.error("giving up (--once): %s", exc.message)
                     return ExitCode.BACKEND
-                delay = backoff(failures, base=0.5, cap=min(30.0, max(1.0, 2 * s.interval)), rng=rng)
+                delay = backoff(
+                    failures, base=0.5, cap=min(30.0, max(1.0, 2 * s.interval)), rng=rng
+                )
                 log.warning("backend error (retry in %.1fs): %s", delay, exc.message)
                 next_pass = 0.0
                 self._sleep(delay)
@@ -276,7 +289,9 @@ class Loop:
                     return ExitCode.USAGE
                 failures += 1
                 self.state.last_error = exc.message
-                delay = backoff(failures, base=0.5, cap=min(30.0, max(1.0, 2 * s.interval)), rng=rng)
+                delay = backoff(
+                    failures, base=0.5, cap=min(30.0, max(1.0, 2 * s.interval)), rng=rng
+                )
                 log.error("pass failed (retry in %.1fs): %s", delay, exc.message)
                 if s.once:
                     return ExitCode.USAGE if isinstance(exc, UserError) else ExitCode.INTERNAL
@@ -285,7 +300,9 @@ class Loop:
             except Exception as exc:
                 failures += 1
                 self.state.last_error = f"internal error: {type(exc).__name__}"
-                delay = backoff(failures, base=0.5, cap=min(30.0, max(1.0, 2 * s.interval)), rng=rng)
+                delay = backoff(
+                    failures, base=0.5, cap=min(30.0, max(1.0, 2 * s.interval)), rng=rng
+                )
                 log.exception("unexpected error (retry in %.1fs)", delay)
                 if s.once:
                     return ExitCode.INTERNAL
@@ -298,4 +315,3 @@ class Loop:
         self.stopping.set()
         self.wake.set()
         self.abort_io()
-

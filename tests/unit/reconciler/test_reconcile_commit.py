@@ -61,7 +61,11 @@ def test_reconcile_one_commit() -> None:
     assert store.commits[second.sha].status == "applied"
     assert store.state[CURSOR] == second.sha
     assert cache.entries[("billing", "prod")].version == 2  # warmed before the relay
-    assert [key for key, _ in publisher.published] == ["billing.dev", "billing.prod", "billing.prod"]
+    assert [key for key, _ in publisher.published] == [
+        "billing.dev",
+        "billing.prod",
+        "billing.prod",
+    ]
     assert store.outbox_backlog() == 0
     assert first.sha in store.commits
 
