@@ -71,6 +71,11 @@ class ReconcilerMetrics:
             ["reason"],
             registry=r,
         )
+        self.webhook_syncs = Counter(
+            "configctl_webhook_syncs",
+            "Verified pushes to the followed branch that woke the loop for a sync.",
+            registry=r,
+        )
         self.sync_duration = Histogram(
             "configctl_sync_duration_seconds",
             "Duration of one sync pass (fetch, apply, cache warm, outbox relay).",
@@ -117,6 +122,9 @@ class ReconcilerMetrics:
         if reason not in REJECT_REASONS:
             reason = "other"
         self.commits_rejected.labels(reason=reason).inc()
+
+    def webhook_sync(self) -> None:
+        self.webhook_syncs.inc()
 
     def observe_sync(self, seconds: float, *, ok: bool) -> None:
         """Record one sync pass; a successful one also resets the "since last sync" clock."""

@@ -1,14 +1,18 @@
-"""One reconcile pass, as an ordered list of small steps.
+"""One reconcile pass, as an explicit ordered list of small steps.
 
-fetch → list the commits since the last processed one → for each commit, in order:
-verify its signature (optional) → apply it exactly as `configctl apply` does (one
-transaction: versions, key changes, audit, outbox; fenced by the leader epoch) → warm the
-cache with each new version → relay the outbox to the broker → move the cursor.
+:data:`PASS_STEPS`: fetch the head → check the layout (once) → for each pending commit, in
+order, :data:`COMMIT_STEPS` (verify its signature (optional) → read its tree → apply it
+exactly as `configctl apply` does (one transaction: versions, key changes, audit, outbox;
+fenced by the leader epoch) → warm the cache with each new version → relay the outbox to
+the broker → move the cursor) → judge the head (and serve an older valid commit on a first
+start) → advance rollouts → catch up.
 
-Error kinds decide what happens next (Flux's stall/retry split): a bad commit (invalid
-tree, bad signature) is recorded as rejected and the pass goes on to the next commit --
-the last good configuration stays in service. A backend error of the store or git stops
-the pass; the loop retries with backoff. Redis and RabbitMQ being down never stops a
+Each step returns an :class:`Outcome`, which decides what happens next (Flux's stall/retry
+split): DONE goes on; STALL is a user error -- a bad commit (invalid tree, bad signature)
+is recorded as rejected, the cursor moves past it and the pass goes on to the next commit,
+so it waits for a new commit and the last good configuration stays in service; RETRY is a
+backend error of the store or git -- the pass stops and the loop (``loop.py``) retries it
+with capped, jittered backoff. Redis and RabbitMQ being down never stops a
 commit from landing in the store: the cache is repaired and the outbox relayed when they
 return (:func:`catch_up`, which the loop also runs on a retry timer between passes, and
 which runs even when the fetch failed -- notifications already in the outbox do not wait
@@ -27,21 +31,33 @@ vouches for the tree, which includes the changes of the rejected commits before 
 from __future__ import annotations
 
 import dataclasses
+import enum
+import functools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
-from configctl.core.cache import CachedSnapshot
-from configctl.core.records import CommitInfo
+from configctl.core.cache import CachedSnapshot, SnapshotCache
+from configctl.core.model import FileEntry
+from configctl.core.ports import (
+    GitSourcePort,
+    PublisherPort,
+    ReconcilerStorePort,
+    ReconcilerUnitOfWork,
+)
+from configctl.core.records import CommitInfo, VersionRecord
 from configctl.errors import BackendError, CacheError, GitError, UsageError
 from configctl.services import apply as apply_service
 from configctl.services import relay as relay_service
 from configctl.services import rollouts as rollouts_service
 from configctl.services.attribution import ChangeLog
 from configctl.services.inspect import Evaluator
+
+if TYPE_CHECKING:
+    from configctl_reconciler.metrics import ReconcilerMetrics
 
 log = logging.getLogger(__name__)
 
@@ -96,13 +112,13 @@ class PassResult:
 class Deps:
     """What a pass needs; built by the runner, faked in unit tests."""
 
-    store: Any
-    git: Any
+    store: ReconcilerStorePort
+    git: GitSourcePort
     """A GitSource over the local clone."""
     fetch: Callable[[], str]
     """Fetches and returns the branch head."""
-    cache: Any
-    publisher: Any
+    cache: SnapshotCache | None
+    publisher: PublisherPort | None
     evaluator: Evaluator
     prefix: str = ""
     changelog: ChangeLog | None = None
@@ -116,14 +132,14 @@ class Deps:
     log_range: Callable[[str | None, str], list[CommitInfo] | None] | None = None
     """``(base, head) -> commits after base up to head`` (first parents, oldest first) in
     one git call, None if ``base`` is unknown to the clone; default: ``git.commits_between``."""
-    read_tree: Callable[[str], dict[str, Any]] | None = None
+    read_tree: Callable[[str], dict[str, FileEntry]] | None = None
     """``sha -> {path: FileEntry}``; default ``git.read_tree``. The runner passes the
-    incremental :class:`configctl_reconciler.trees.TreeReader` (same result, cost of the change)."""
+    incremental :class:`configctl.adapters.git.trees.TreeReader` (same result, cost of the change)."""
     cursor: tuple[int | None, str] | None = None
     """(epoch, commit) the cursor was last written as under that epoch: no store read on
     the next pass. Only a replica with a newer epoch could have moved it, and then every
     write of ours fails its fencing check anyway."""
-    metrics: Any = None
+    metrics: ReconcilerMetrics | None = None
     now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     history: Callable[[str, int], list[CommitInfo]] | None = None
     """``(head, n) -> head and its first-parent ancestors, newest first, at most n``: where
@@ -140,7 +156,27 @@ class Deps:
     serves it, and falls back to the whole tree otherwise)."""
 
 
-def _strip(files: dict[str, Any], prefix: str) -> dict[str, Any]:
+def _files(deps: Deps, sha: str) -> dict[str, FileEntry]:
+    """The config files of commit ``sha``, relative to ``--path`` (through the incremental
+    tree reader when there is one)."""
+    read_tree = deps.read_tree if deps.read_tree is not None else deps.git.read_tree
+    return _strip(read_tree(sha), deps.prefix)
+
+
+def _audit(uow: ReconcilerUnitOfWork, deps: Deps, action: str, sha: str, details: Mapping[str, object]) -> None:
+    uow.add_audit(action=action, actor=ACTOR, host=deps.host, commit_sha=sha, details=details)
+
+
+def _count_applied(deps: Deps, result: PassResult, sha: str, files: dict[str, FileEntry], new_versions: int) -> None:
+    """Book an applied commit: the next apply's baseline, the pass result, the metric."""
+    deps.last_applied = apply_service.Baseline(commit=sha, files=files)
+    result.applied.append(sha)
+    result.new_versions += new_versions
+    if deps.metrics is not None:
+        deps.metrics.commit_applied()
+
+
+def _strip(files: dict[str, FileEntry], prefix: str) -> dict[str, FileEntry]:
     if not prefix:
         return files
     p = prefix.rstrip("/") + "/"
@@ -155,8 +191,8 @@ def _cursor(deps: Deps, fence: tuple[str, int] | None) -> str | None:
     epoch = fence[1] if fence is not None else None
     if deps.cursor is not None and deps.cursor[0] == epoch and epoch is not None:
         return deps.cursor[1]
-    last: str | None = deps.store.sync_state(CURSOR) or deps.store.sync_state("last_applied_commit")
-    return last
+    last = deps.store.sync_state(CURSOR) or deps.store.sync_state("last_applied_commit")
+    return last if isinstance(last, str) else None
 
 
 def pending_commits(deps: Deps, head: str, result: PassResult, *, fence: tuple[str, int] | None = None) -> list[CommitInfo]:
@@ -200,45 +236,85 @@ def _reject(result: PassResult, deps: Deps, commit: CommitInfo, kind: str, why: 
     log.warning("commit %s rejected (%s): %s", commit.sha[:12], kind, why)
 
 
-def apply_commit(deps: Deps, commit: CommitInfo, *, fence: tuple[str, int] | None, result: PassResult) -> None:
-    if deps.verify is not None:
-        verdict = deps.verify(commit.sha)
-        # Record what *our* check said, not what git log said with its ambient config.
-        commit = dataclasses.replace(commit, signature_status=verdict.status, signer=verdict.signer)
-        if not verdict.ok:
-            # One transaction: the record, its audit row and the cursor move together.
-            with deps.store.unit_of_work(fence=fence) as uow:
-                if uow.commit_status(commit.sha) != "applied":
-                    uow.record_commit(commit, "rejected", f"signature: {verdict.reason}")
-                    uow.add_audit(
-                        action="commit.rejected",
-                        actor=ACTOR,
-                        host=deps.host,
-                        commit_sha=commit.sha,
-                        details={
-                            "signature": verdict.reason,
-                            "signature_status": verdict.status,
-                            "signer": verdict.signer,
-                            "author": commit.author_email,
-                            "message": commit.subject,
-                        },
-                    )
-                    uow.set_sync_state("last_attempted_commit", commit.sha)
-                uow.set_sync_state(CURSOR, commit.sha)
-            deps.cursor = (fence[1] if fence is not None else None, commit.sha)
-            _reject(result, deps, commit, "signature", verdict.reason)
-            return
-    read_tree = deps.read_tree if deps.read_tree is not None else deps.git.read_tree
-    files = _strip(read_tree(commit.sha), deps.prefix)
+class Outcome(enum.StrEnum):
+    """What a step's result means for the rest of the pass."""
+
+    DONE = "done"
+    """Go on with the next step."""
+    STALL = "stall"
+    """A user error (bad commit): recorded; nothing more for this commit until a new one."""
+    RETRY = "retry"
+    """A backend error: the pass stops; the loop retries with capped, jittered backoff."""
+
+
+@dataclass(slots=True)
+class Pass:
+    """What the steps of one pass share."""
+
+    deps: Deps
+    fence: tuple[str, int] | None
+    result: PassResult = field(default_factory=PassResult)
+    head: str = ""
+    error: BackendError | None = None
+    """The backend error behind a RETRY, raised to the loop at the end of the pass."""
+
+
+@dataclass(slots=True)
+class CommitRun:
+    """One pending commit on its way through :data:`COMMIT_STEPS`."""
+
+    commit: CommitInfo
+    files: dict[str, FileEntry] = field(default_factory=dict)
+    notifications: list[tuple[str, str]] = field(default_factory=list)
+    """(app, env) of each new version, for the cache and the relay."""
+
+
+def verify_signature(p: Pass, c: CommitRun) -> Outcome:
+    """With ``--require-signed``: a commit not signed by an allowed key is rejected."""
+    deps = p.deps
+    if deps.verify is None:
+        return Outcome.DONE
+    verdict = deps.verify(c.commit.sha)
+    # Record what *our* check said, not what git log said with its ambient config.
+    commit = c.commit = dataclasses.replace(c.commit, signature_status=verdict.status, signer=verdict.signer)
+    if verdict.ok:
+        return Outcome.DONE
+    # One transaction: the record, its audit row and the cursor move together.
+    with deps.store.unit_of_work(fence=p.fence) as uow:
+        if uow.commit_status(commit.sha) != "applied":
+            uow.record_commit(commit, "rejected", f"signature: {verdict.reason}")
+            _audit(uow, deps, "commit.rejected", commit.sha, {
+                "signature": verdict.reason,
+                "signature_status": verdict.status,
+                "signer": verdict.signer,
+                "author": commit.author_email,
+                "message": commit.subject,
+            })  # fmt: skip
+            uow.set_sync_state("last_attempted_commit", commit.sha)
+        uow.set_sync_state(CURSOR, commit.sha)
+    deps.cursor = (p.fence[1] if p.fence is not None else None, commit.sha)
+    _reject(p.result, deps, commit, "signature", verdict.reason)
+    return Outcome.STALL
+
+
+def read_files(p: Pass, c: CommitRun) -> Outcome:
+    """The commit's config files, relative to ``--path``."""
+    c.files = _files(p.deps, c.commit.sha)
+    return Outcome.DONE
+
+
+def apply_files(p: Pass, c: CommitRun) -> Outcome:
+    """Apply as ``configctl apply`` does; an invalid tree is rejected (and passed over)."""
+    deps, result, commit = p.deps, p.result, c.commit
     outcome = apply_service.apply_snapshot(
         store=deps.store,
-        files=files,
+        files=c.files,
         commit=commit,
         evaluator=deps.evaluator,
         actor=ACTOR,
         host=deps.host,
         now=deps.now,
-        fence=fence,
+        fence=p.fence,
         baseline=deps.last_applied,
         changelog=deps.changelog,
     )
@@ -247,21 +323,64 @@ def apply_commit(deps: Deps, commit: CommitInfo, *, fence: tuple[str, int] | Non
         why = f"{len(outcome.report.errors)} validation errors" + (
             f", first {first.file}:{first.line}: [{first.rule}]" if first is not None else ""
         )
-        _advance(deps, commit.sha, fence)
+        _advance(deps, commit.sha, p.fence)
         _reject(result, deps, commit, "validation", why)
-        return
-    deps.last_applied = apply_service.Baseline(commit=commit.sha, files=files)
-    result.applied.append(commit.sha)
-    result.new_versions += outcome.new_versions
-    if deps.metrics is not None:
-        deps.metrics.commit_applied()
-    # Redis first, then the broker: a subscriber told of version N finds N in Redis.
-    warm(deps, [(m["app"], m["env"]) for m in outcome.notifications], result)
-    if outcome.notifications:
-        relay(deps, result)
-    # The cursor last: a crash before it re-applies this commit, which writes nothing
-    # (the versions already match), instead of skipping it.
-    _advance(deps, commit.sha, fence)
+        return Outcome.STALL
+    _count_applied(deps, result, commit.sha, c.files, outcome.new_versions)
+    c.notifications = [(m["app"], m["env"]) for m in outcome.notifications]
+    return Outcome.DONE
+
+
+def warm_cache(p: Pass, c: CommitRun) -> Outcome:
+    """Redis first, then the broker: a subscriber told of version N finds N in Redis."""
+    warm(p.deps, c.notifications, p.result)
+    return Outcome.DONE
+
+
+def relay_changes(p: Pass, c: CommitRun) -> Outcome:
+    if c.notifications:
+        relay(p.deps, p.result)
+    return Outcome.DONE
+
+
+def advance_cursor(p: Pass, c: CommitRun) -> Outcome:
+    """The cursor last: a crash before it re-applies this commit, which writes nothing
+    (the versions already match), instead of skipping it."""
+    _advance(p.deps, c.commit.sha, p.fence)
+    return Outcome.DONE
+
+
+CommitStep = Callable[[Pass, CommitRun], Outcome]
+
+COMMIT_STEPS: tuple[CommitStep, ...] = (
+    verify_signature,
+    read_files,
+    apply_files,
+    warm_cache,
+    relay_changes,
+    advance_cursor,
+)
+"""What happens to each pending commit, in this order."""
+
+
+def run_steps(p: Pass, steps: Sequence[Callable[[], Outcome]]) -> Outcome:
+    """Run ``steps`` in order until one does not return DONE; a backend error is RETRY
+    (kept in ``p.error`` for the loop)."""
+    for step in steps:
+        try:
+            outcome = step()
+        except BackendError as exc:
+            p.error = exc
+            return Outcome.RETRY
+        if outcome is not Outcome.DONE:
+            return outcome
+    return Outcome.DONE
+
+
+def run_commit(p: Pass, commit: CommitInfo) -> Outcome:
+    """:data:`COMMIT_STEPS` for one commit."""
+    c = CommitRun(commit)
+    return run_steps(p, [functools.partial(step, p, c) for step in COMMIT_STEPS])
 
 
 def _advance(deps: Deps, sha: str, fence: tuple[str, int] | None) -> None:
@@ -291,7 +410,7 @@ def warm(deps: Deps, pairs: list[tuple[str, str]], result: PassResult) -> None:
         log.warning("cache write failed (will repair): %s", exc.message)
 
 
-def to_cached(record: Any, now: datetime) -> CachedSnapshot:
+def to_cached(record: VersionRecord, now: datetime) -> CachedSnapshot:
     return CachedSnapshot(
         app=record.app,
         env=record.env,
@@ -322,7 +441,10 @@ def repair_cache(deps: Deps) -> int | None:
         return None
     latest = deps.store.latest_versions()
     now = deps.now()
-    expected = {pair: to_cached(rec, now) for pair, rec in latest.items() if rec.values is not None}
+    # a version whose values the store no longer holds (None at run time, whatever the
+    # record's type says) is not served from the cache
+    held: dict[tuple[str, str], object] = {pair: rec.values for pair, rec in latest.items()}
+    expected = {pair: to_cached(rec, now) for pair, rec in latest.items() if held[pair] is not None}
     try:
         repaired = int(deps.cache.repair(expected))
         _up(deps, "redis", True)
@@ -405,8 +527,7 @@ def check_layout(deps: Deps, head: str) -> None:
     configctl repository) is the operator's mistake to fix, a usage error that records
     nothing -- not a rejected commit that would then never be applied.
     """
-    read_tree = deps.read_tree if deps.read_tree is not None else deps.git.read_tree
-    files = _strip(read_tree(head), deps.prefix)
+    files = _files(deps, head)
     if CONFIG_FILE not in files:
         where = f"{deps.prefix.strip('/')}/{CONFIG_FILE}" if deps.prefix.strip("/") else CONFIG_FILE
         raise UsageError(
@@ -460,8 +581,7 @@ def serve_newest_valid(
             commit = dataclasses.replace(
                 commit, signature_status=verdict.status, signer=verdict.signer
             )
-        read_tree = deps.read_tree if deps.read_tree is not None else deps.git.read_tree
-        files = _strip(read_tree(commit.sha), deps.prefix)
+        files = _files(deps, commit.sha)
         if not deps.evaluator.check(files).report.valid:
             continue
         outcome = apply_service.apply_snapshot(
@@ -473,22 +593,12 @@ def serve_newest_valid(
         with deps.store.unit_of_work(fence=fence) as uow:
             # what was last attempted is still the head; the cursor never left it
             uow.set_sync_state("last_attempted_commit", head)
-            uow.add_audit(
-                action="commit.fallback",
-                actor=ACTOR,
-                host=deps.host,
-                commit_sha=commit.sha,
-                details={
-                    "rejected_head": head,
-                    "reason": "first start: the head is rejected and nothing was served",
-                },
-            )
-        deps.last_applied = apply_service.Baseline(commit=commit.sha, files=files)
-        result.applied.append(commit.sha)
+            _audit(uow, deps, "commit.fallback", commit.sha, {
+                "rejected_head": head,
+                "reason": "first start: the head is rejected and nothing was served",
+            })  # fmt: skip
+        _count_applied(deps, result, commit.sha, files, outcome.new_versions)
         result.fallback = commit.sha
-        result.new_versions += outcome.new_versions
-        if deps.metrics is not None:
-            deps.metrics.commit_applied()
         log.warning(
             "nothing was served and the head %s is rejected: serving %s, its newest valid ancestor",
             head[:12],
@@ -505,39 +615,85 @@ def serve_newest_valid(
     )
 
 
-def reconcile_once(deps: Deps, *, fence: tuple[str, int] | None) -> PassResult:
-    """One pass: fetch, apply every pending commit in order, warm, relay."""
-    result = PassResult()
-    started = time.monotonic()
-    ok = False
+def fetch_head(p: Pass) -> Outcome:
+    """Fetch the branch; when git is down, still relay what the outbox holds."""
+    deps = p.deps
     try:
+        p.head = deps.fetch()
+    except GitError as exc:
+        p.result.git_error = True
+        _up(deps, "git", False)
+        # git is down, the broker may not be: what is already in the outbox goes out.
         try:
-            head = deps.fetch()
-        except GitError:
-            result.git_error = True
-            _up(deps, "git", False)
-            # git is down, the broker may not be: what is already in the outbox goes out.
-            try:
-                catch_up(deps, result)
-            except BackendError as exc:
-                log.warning("relay after a failed fetch failed too: %s", exc.message)
-            raise
-        _up(deps, "git", True)
-        result.head = head
-        if not deps.layout_checked:
-            check_layout(deps, head)
-            deps.layout_checked = True
-        for commit in pending_commits(deps, head, result, fence=fence):
-            result.drained = False  # rows may be written from now on
-            apply_commit(deps, commit, fence=fence, result=result)
-        result.head_rejected = head_verdict(deps, head, result)
-        if result.head_rejected is not None and not deps.fallback_tried:
-            deps.fallback_tried = True
-            serve_newest_valid(deps, head, fence=fence, result=result)
-        advance_rollouts(deps, fence=fence)
-        catch_up(deps, result)
-        ok = True
-        return result
+            catch_up(deps, p.result)
+        except BackendError as relay_exc:
+            log.warning("relay after a failed fetch failed too: %s", relay_exc.message)
+        p.error = exc
+        return Outcome.RETRY
+    _up(deps, "git", True)
+    p.result.head = p.head
+    return Outcome.DONE
+
+
+def check_layout_once(p: Pass) -> Outcome:
+    if not p.deps.layout_checked:
+        check_layout(p.deps, p.head)
+        p.deps.layout_checked = True
+    return Outcome.DONE
+
+
+def apply_pending(p: Pass) -> Outcome:
+    """Every commit since the cursor, oldest first; a stalled one is passed over."""
+    for commit in pending_commits(p.deps, p.head, p.result, fence=p.fence):
+        p.result.drained = False  # rows may be written from now on
+        if run_commit(p, commit) is Outcome.RETRY:
+            return Outcome.RETRY
+    return Outcome.DONE
+
+
+def judge_head(p: Pass) -> Outcome:
+    """Whether the head is rejected; on a first start, serve its newest valid ancestor."""
+    deps = p.deps
+    p.result.head_rejected = head_verdict(deps, p.head, p.result)
+    if p.result.head_rejected is not None and not deps.fallback_tried:
+        deps.fallback_tried = True
+        serve_newest_valid(deps, p.head, fence=p.fence, result=p.result)
+    return Outcome.DONE
+
+
+def tick_rollouts(p: Pass) -> Outcome:
+    advance_rollouts(p.deps, fence=p.fence)
+    return Outcome.DONE
+
+
+def finish(p: Pass) -> Outcome:
+    catch_up(p.deps, p.result)
+    return Outcome.DONE
+
+
+PassStep = Callable[[Pass], Outcome]
+
+PASS_STEPS: tuple[PassStep, ...] = (
+    fetch_head,
+    check_layout_once,
+    apply_pending,
+    judge_head,
+    tick_rollouts,
+    finish,
+)
+"""One pass, in this order."""
+
+
+def reconcile_once(deps: Deps, *, fence: tuple[str, int] | None) -> PassResult:
+    """One pass (:data:`PASS_STEPS`); raises the backend error that stopped it (RETRY)."""
+    p = Pass(deps=deps, fence=fence)
+    started = time.monotonic()
+    outcome = Outcome.RETRY
+    try:
+        outcome = run_steps(p, [functools.partial(step, p) for step in PASS_STEPS])
+        if p.error is not None:
+            raise p.error
+        return p.result
     finally:
         if deps.metrics is not None:
-            deps.metrics.observe_sync(time.monotonic() - started, ok=ok)
+            deps.metrics.observe_sync(time.monotonic() - started, ok=outcome is Outcome.DONE)

@@ -1,8 +1,17 @@
-"""Reconciler settings: typed, grouped, documented once.
+"""Reconciler settings: typed, grouped, documented once (STYLE.md rule 10).
 
-Precedence is written here and nowhere else: command-line flag > ``CONFIGCTL_*``
-environment variable > default. ``from_env`` is a pure function of a mapping, so it is
-unit-tested without touching ``os.environ``.
+Precedence is written here and nowhere else (:func:`from_env`): command-line flag >
+``CONFIGCTL_*`` environment variable > default; the reconciler reads no settings file.
+``from_env`` is a pure function of a mapping, so it is unit-tested without touching
+``os.environ``.
+
+The variable names are the ones every configctl entry point reads: ``CONFIGCTL_REPO``,
+``CONFIGCTL_DB``, ``CONFIGCTL_REDIS``, ``CONFIGCTL_REDIS_PREFIX``, ``CONFIGCTL_AMQP``,
+``CONFIGCTL_EXCHANGE`` and ``CONFIGCTL_SNAPSHOT_DIR`` mean the same in the CLI and the
+client SDK (``configctl.client.settings``), and the signature keys are
+``configctl.adapters.signing``'s (``CONFIGCTL_GNUPG_HOME``, ``CONFIGCTL_ALLOWED_SIGNERS``),
+so ``configctl status`` judges signatures as the reconciler does.
+``tests/unit/reconciler/test_settings.py`` checks that the shared names agree.
 """
 
 from __future__ import annotations
@@ -11,60 +20,89 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from configctl.adapters import signing
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ReconcilerSettings:
+    # -- the source: what is followed -----------------------------------------------------
     repo: str
-    """Git URL (https://, ssh://, file://) or local path of the config repository."""
+    """Git URL (https://, ssh://, file://) or local path of the config repository. No
+    default: following "some" repository by accident is worse than not starting."""
     branch: str = "main"
-    """The branch whose commits are applied, in order."""
+    """The branch whose commits are applied, in order; ``main`` is git's default name."""
     path: str = ""
-    """The config tree's folder inside the repository ('' = the root)."""
+    """The config tree's folder inside the repository ('' = the root, where ``configctl
+    init`` puts ``configctl.yaml``)."""
+    git_timeout: float = 60.0
+    """Seconds one git call may run before it is killed with its process group: long
+    enough for a large first clone over a slow link, short enough that a hung fetch does
+    not stop the loop for long."""
+
+    # -- where versions go: store, cache, broker ------------------------------------------
     db: str | None = None
-    """Store URL. PostgreSQL in a cluster; the SQLite default is for one machine."""
+    """Store URL. PostgreSQL in a cluster; the default, SQLite in ``workdir``, is for one
+    machine (no server to run)."""
     redis: str | None = None
-    """Redis URL; without it snapshots go to ``snapshot_dir``."""
+    """Redis URL; without it snapshots go to ``snapshot_dir`` (the embedded mode)."""
+    redis_prefix: str = "configctl"
+    """Prefix of every Redis key (docs/redis-layout.md); change it to share one Redis."""
+    snapshot_dir: str | None = None
+    """Snapshot directory of the embedded mode (default ``<workdir>/snapshots``)."""
     amqp: str | None = None
     """RabbitMQ URL; without it notifications are log lines."""
     exchange: str = "configctl.changes"
-    """Durable topic exchange for change notifications (routing key ``<app>.<env>``)."""
-    redis_prefix: str = "configctl"
-    """Prefix of every Redis key (see docs/redis-layout.md)."""
+    """Durable topic exchange for change notifications (routing key ``<app>.<env>``); the
+    name the client SDK binds to by default."""
     workdir: str = ".configctl/reconciler"
-    """Where the clone, the SQLite file lock and the snapshot directory live."""
-    snapshot_dir: str | None = None
-    """Snapshot directory of the embedded mode (default: <workdir>/snapshots)."""
+    """Where the clone, the SQLite file lock and the snapshot directory live; under the
+    git-ignored ``.configctl`` folder of a checkout."""
+
+    # -- the loop ---------------------------------------------------------------------------
     interval: float = 30.0
-    """Seconds between polls; each wait is jittered by ±20% so replicas do not herd."""
-    git_timeout: float = 60.0
-    """Hard timeout of one git call; a hung fetch is killed with its process group."""
-    lease: str | None = None
-    """Kubernetes Lease name: elect the leader through coordination.k8s.io."""
-    lease_namespace: str = "default"
-    """Namespace of the Lease."""
+    """Seconds between polls, each wait jittered by ±20% so replicas do not herd; also the
+    cache check's period. 30 s bounds the delay without a webhook and keeps a git server
+    with many reconcilers unbothered."""
+    once: bool = False
+    """Apply what is pending and exit (a CI job or a cron job instead of a service)."""
+
+    # -- leadership -------------------------------------------------------------------------
     lock_name: str = "configctl-reconciler"
-    """Name of the leadership lock and of its fencing epoch in the store."""
+    """Name of the leadership lock and of its fencing epoch in the store: a compatibility
+    contract between versions (see configctl.adapters.leader)."""
+    lease: str | None = None
+    """Kubernetes Lease name: elect the leader through coordination.k8s.io (the ``lease``
+    extra) instead of a PostgreSQL advisory lock."""
+    lease_namespace: str = "default"
+    """Namespace of the Lease; Kubernetes' own default namespace."""
+
+    # -- HTTP: probes, metrics, webhook ------------------------------------------------------
     http_host: str = "0.0.0.0"  # noqa: S104 - the probes must be reachable by the kubelet
-    """Address of the HTTP server (probes, metrics, webhook)."""
+    """Address of the HTTP server (probes, metrics, webhook); every interface, because the
+    kubelet and Prometheus reach the pod from outside."""
     http_port: int = 8080
-    """Port of the HTTP server; 0 picks a free one."""
+    """Port of the HTTP server; 0 picks a free one. 8080: unprivileged, the usual one."""
     webhook_secret: str | None = field(default=None, repr=False)
-    """Shared secret for GitHub/Gitea HMAC signatures and GitLab's token."""
+    """Shared secret for GitHub/Gitea HMAC signatures and GitLab's token; without it every
+    webhook is refused (the poll still runs)."""
+    serve_snapshots: bool = False
+    """Serve ``GET /api/v1/snapshots/<app>/<env>``: every resolved value of any (app, env),
+    secrets in clear, without authentication. Off by default; only behind a NetworkPolicy."""
+
+    # -- signed commits ---------------------------------------------------------------------
     require_signed: bool = False
-    """Apply only commits signed by an allowed key."""
+    """Apply only commits signed by an allowed key. Off by default: most repositories are
+    not signed, and turning it on needs the keys below."""
     allowed_signers: str | None = None
     """SSH allowed-signers file for signature checks."""
     gnupg_home: str | None = None
     """GnuPG home holding only the allowed keys."""
     allowed_fingerprints: tuple[str, ...] = ()
-    """GPG fingerprints allowed to sign."""
-    serve_snapshots: bool = False
-    """Serve ``GET /api/v1/snapshots/<app>/<env>``: every resolved value of any (app, env),
-    secrets in clear, without authentication. Off by default; only behind a NetworkPolicy."""
-    once: bool = False
-    """Apply what is pending and exit."""
+    """GPG (hex) or SSH (``SHA256:...``) fingerprints allowed to sign; narrows the above."""
+
+    # -- output -----------------------------------------------------------------------------
     log_format: str = "text"
-    """``text`` or ``json`` (one object per line)."""
+    """``text`` for people or ``json`` (one object per line) for a log pipeline."""
 
 
 ENV: Mapping[str, tuple[str, type]] = {
@@ -87,11 +125,12 @@ ENV: Mapping[str, tuple[str, type]] = {
     "http_port": ("CONFIGCTL_HTTP_PORT", int),
     "webhook_secret": ("CONFIGCTL_WEBHOOK_SECRET", str),
     "require_signed": ("CONFIGCTL_REQUIRE_SIGNED", bool),
-    "allowed_signers": ("CONFIGCTL_ALLOWED_SIGNERS", str),
-    "gnupg_home": ("CONFIGCTL_GNUPG_HOME", str),
+    "allowed_signers": (signing.ALLOWED_SIGNERS_VAR, str),
+    "gnupg_home": (signing.GNUPG_HOME_VAR, str),
     "serve_snapshots": ("CONFIGCTL_SERVE_SNAPSHOTS", bool),
     "log_format": ("CONFIGCTL_LOG_FORMAT", str),
 }
+"""Each setting's environment variable (``allowed_fingerprints`` has no flag: see below)."""
 
 
 DEPRECATED: Mapping[str, str] = {"CONFIGCTL_REPO_URL": "CONFIGCTL_REPO"}

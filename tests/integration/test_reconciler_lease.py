@@ -19,7 +19,7 @@ import pytest
 from tests.integration.reconciler_harness import ConfigRepo, StoreView, wait_for
 from tests.unit.reconciler.test_kubernetes_lease import FakeLock, LeaseStore
 
-from configctl_reconciler import leader as leader_module
+from configctl.adapters.leader import lease as leader_module
 from configctl_reconciler.runner import Reconciler
 from configctl_reconciler.settings import ReconcilerSettings
 

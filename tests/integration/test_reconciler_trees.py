@@ -14,8 +14,8 @@ import pytest
 from tests.integration.reconciler_harness import git
 
 from configctl.adapters.git import GitSource
+from configctl.adapters.git.trees import TreeReader
 from configctl.core.parse import MAX_FILE_BYTES
-from configctl_reconciler.trees import TreeReader, full_reader
 
 pytestmark = pytest.mark.integration
 
@@ -75,7 +75,7 @@ def test_incremental_reads_equal_full_reads(tmp_path: Path) -> None:
         commit(work, "hidden again", {".configctl/x.yaml": "a: 1\n", "apps/z/.dot/y.yaml": "b: 2\n"}),
     ]
     source = GitSource(work)
-    reader = TreeReader(work, full_read=full_reader(source))
+    reader = TreeReader(GitSource(work))
     order = shas + list(reversed(shas)) + [shas[0], shas[5], shas[2], shas[8]]
     for sha in order:
         assert reader.read_with_ids(sha) == source.read_tree_with_ids(sha), sha
@@ -104,7 +104,7 @@ def test_loose_and_packed_objects_read_alike(tmp_path: Path) -> None:
     git("repack", "-q", "-a", "-d", cwd=work)
     git("prune-packed", cwd=work)
     source = GitSource(work)
-    reader = TreeReader(work, full_read=full_reader(source))
+    reader = TreeReader(GitSource(work))
     assert reader.read_with_ids(shas[0]) == source.read_tree_with_ids(shas[0])
     for i in range(1, 4):
         shas.append(commit(work, f"c{i}", {"apps/a/values.yaml": f"k: {i}\n", f"apps/b{i}/values.yaml": f"n: {i}\n"}))
@@ -126,13 +126,13 @@ def test_the_listing_tells_the_reader_what_changed(tmp_path: Path) -> None:
     """As the reconciler runs it: ``git log --raw`` lists the new commits and hands their
     diffs to the reader, so a read costs no ``diff-tree``; a merge gets no hint (older
     gits print no diff for merges) and is diffed by the reader itself."""
-    from configctl_reconciler import gitproc
+    from configctl.adapters.git import revisions
 
     work = tmp_path / "repo"
     git("init", "-q", "-b", "main", str(work), cwd=tmp_path)
     base = commit(work, "c0", {"configctl.yaml": "version: 1\n", "apps/a/values.yaml": "k: 0\n", "apps/b/values.yaml": "k: 0\n"})
     source = GitSource(work)
-    reader = TreeReader(work, full_read=full_reader(source))
+    reader = TreeReader(GitSource(work))
     reader.read(base)
     # three plain commits, then a merge of a side branch into main
     plain = [
@@ -147,7 +147,7 @@ def test_the_listing_tells_the_reader_what_changed(tmp_path: Path) -> None:
     git("merge", "-q", "--no-ff", "-m", "merge side", "side", cwd=work)
     head = git("rev-parse", "HEAD", cwd=work).strip()
 
-    listed = gitproc.log_range(work, base, head, on_changes=reader.hint)
+    listed = revisions.log_range(work, base, head, on_changes=reader.hint)
     assert listed is not None
     assert [c.sha for c in listed][:3] == plain
     assert listed[2].message == "message with\n\nseveral lines and a : colon"

@@ -10,14 +10,31 @@ can tell "retry later" from a bug without knowing the library underneath.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Protocol
 
 from configctl.core.clients import ClientReport
-from configctl.core.records import OutboxRecord, ReviewComment
+from configctl.core.model import FileEntry
+from configctl.core.records import (
+    CommitInfo,
+    CommitRecord,
+    OutboxRecord,
+    ReviewComment,
+    VersionRecord,
+)
 
-__all__ = ["ClientReportsPort", "CommentThread", "Leader", "OutboxPort", "PublisherPort"]
+__all__ = [
+    "ClientReportsPort",
+    "CommentThread",
+    "GitSourcePort",
+    "Leader",
+    "OutboxPort",
+    "PublisherPort",
+    "ReconcilerStorePort",
+    "ReconcilerUnitOfWork",
+]
 
 
 class OutboxPort(Protocol):
@@ -113,3 +130,72 @@ class CommentThread(Protocol):
     def update(self, comment_id: int, body: str) -> None:
         """Replace the body of comment ``comment_id``."""
         ...
+
+
+# --- reconciler ports ---------------------------------------------------------------------
+# What one reconcile pass needs (configctl_reconciler.reconcile.Deps). The store's unit of
+# work is narrowed to the calls the pass makes itself; apply, rollouts and the relay take
+# the same store object through their own ports. The cache is core.cache.SnapshotCache.
+
+
+class GitSourcePort(Protocol):
+    """Commits and trees of one repository (``configctl.adapters.git.GitSource``)."""
+
+    def commit_info(self, rev: str) -> CommitInfo:
+        """One commit; RevisionNotFound if ``rev`` names none."""
+        ...
+
+    def commits_between(self, base: str | None, head: str, *, prefix: str | None = None) -> list[CommitInfo]:
+        """Commits after ``base`` up to ``head``, first parents, oldest first."""
+        ...
+
+    def is_ancestor(self, a: str, b: str) -> bool:
+        """Whether ``a`` is ``b`` or one of its ancestors."""
+        ...
+
+    def read_tree(self, rev: str, prefix: str = "") -> dict[str, FileEntry]:
+        """``{repository-relative path: FileEntry}`` of the config files of ``rev``."""
+        ...
+
+
+class ReconcilerUnitOfWork(Protocol):
+    """The writes one reconcile step makes itself, in one transaction."""
+
+    def commit_status(self, sha: str) -> str | None: ...
+
+    def record_commit(self, info: CommitInfo, status: str, reason: str | None) -> None: ...
+
+    def add_audit(
+        self,
+        *,
+        action: str,
+        actor: str,
+        host: str,
+        app: str | None = None,
+        env: str | None = None,
+        commit_sha: str | None = None,
+        version: int | None = None,
+        details: Mapping[str, object] | None = None,
+    ) -> None: ...
+
+    def set_sync_state(self, name: str, value: str | None) -> None: ...
+
+
+class ReconcilerStorePort(OutboxPort, Protocol):
+    """The store as the reconcile pass sees it (``SqlStore``); raises ``StoreError``."""
+
+    def unit_of_work(self, fence: tuple[str, int] | None = None) -> AbstractContextManager[ReconcilerUnitOfWork]:
+        """One transaction, refused (``FencingError``) when ``fence`` is stale."""
+        ...
+
+    def sync_state(self, name: str) -> object:
+        """A sync-state value (a commit id for the cursors), None when unset."""
+        ...
+
+    def get_commit(self, sha: str) -> CommitRecord | None: ...
+
+    def get_version(self, app: str, env: str, number: int | None = None) -> VersionRecord | None: ...
+
+    def latest_versions(self) -> dict[tuple[str, str], VersionRecord]: ...
+
+    def outbox_backlog(self) -> int: ...

@@ -16,8 +16,9 @@ import psycopg
 import pytest
 from tests.servers import free_port, libpq_url
 
+from configctl.adapters.leader.advisory import PgAdvisoryLeader, advisory_lock_key
+from configctl.adapters.leader.file import FileLeader
 from configctl.errors import StoreError
-from configctl_reconciler.leader import FileLeader, PgAdvisoryLeader, advisory_lock_key
 
 pytestmark = pytest.mark.integration
 
@@ -158,7 +159,7 @@ def test_sqlalchemy_style_url_is_accepted(pg_url: str, lock_name: str) -> None:
 
 HOLDER = """
 import sys, time
-from configctl_reconciler.leader import FileLeader
+from configctl.adapters.leader.file import FileLeader
 leader = FileLeader(sys.argv[1])
 print("acquired" if leader.try_acquire() else "refused", flush=True)
 sys.stdin.readline()

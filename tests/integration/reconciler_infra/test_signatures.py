@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from configctl.adapters.git.signatures import normalize_fingerprint, verify_commit
 from configctl.errors import UsageError
-from configctl_reconciler.signatures import normalize_fingerprint, verify_commit
 
 pytestmark = [
     pytest.mark.integration,

@@ -10,13 +10,12 @@ from __future__ import annotations
 import copy
 import json
 import threading
-import time
 from typing import Any
 
 import pytest
 
+from configctl.adapters.leader.lease import KubernetesLeaseLeader
 from configctl.errors import BackendError
-from configctl_reconciler.leader import KubernetesLeaseLeader
 
 
 class NotFound(Exception):
@@ -84,21 +83,27 @@ class FakeLock:
             return True
 
 
-def wait_for(predicate: Any, timeout: float = 8.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return bool(predicate())
+class Clock:
+    """The monotonic clock the leader's renew deadline is measured on, moved by hand."""
+
+    def __init__(self) -> None:
+        self.t = 100.0
+
+    def __call__(self) -> float:
+        return self.t
 
 
-def candidate(store: LeaseStore, identity: str, **kw: Any) -> tuple[KubernetesLeaseLeader, FakeLock]:
-    """A leader with fast timings (lease 4 s, renew deadline 2 s, retry 1 s) on a fake lock."""
+def candidate(
+    store: LeaseStore, identity: str, *, clock: Clock | None = None, **kw: Any
+) -> tuple[KubernetesLeaseLeader, FakeLock]:
+    """A leader with fast timings (lease 4 s, renew deadline 2 s, retry 1 s) on a fake lock,
+    without a campaign thread: each ``try_acquire`` / ``campaign_once`` is one round, at
+    the time ``clock`` says (time passes only when a test moves it)."""
     lock = FakeLock(store, identity)
     leader = KubernetesLeaseLeader(
-        "l", "ns", identity, lock=lock, lease_duration=4, renew_deadline=2, retry_period=1, **kw
-    )
+        "l", "ns", identity, lock=lock, lease_duration=4, renew_deadline=2, retry_period=1,
+        clock=clock or Clock(), background=False, **kw,
+    )  # fmt: skip
     return leader, lock
 
 
@@ -137,13 +142,17 @@ def test_without_cluster_config_the_error_is_a_backend_error() -> None:
 def test_one_of_two_candidates_leads_and_gets_an_epoch() -> None:
     store = LeaseStore()
     epochs = iter(range(1, 100))
-    a, _ = candidate(store, "pod-a", acquire_epoch=lambda: next(epochs))
-    b, _ = candidate(store, "pod-b", acquire_epoch=lambda: next(epochs))
+    clock = Clock()
+    a, _ = candidate(store, "pod-a", clock=clock, acquire_epoch=lambda: next(epochs))
+    b, _ = candidate(store, "pod-b", clock=clock, acquire_epoch=lambda: next(epochs))
     try:
-        a.try_acquire()
-        assert wait_for(lambda: a.is_leader)
-        b.try_acquire()
-        time.sleep(2.5)  # b campaigns for a while: the lease is held and renewed
+        assert a.try_acquire()
+        assert a.is_leader
+        assert not b.try_acquire()
+        for _ in range(3):  # b campaigns for a while: the lease is held and renewed
+            clock.t += 1.0
+            a.campaign_once()
+            b.campaign_once()
         assert a.is_leader
         assert a.check()
         assert not b.is_leader
@@ -158,16 +167,20 @@ def test_one_of_two_candidates_leads_and_gets_an_epoch() -> None:
 def test_losing_the_lease_stops_leadership_and_signals() -> None:
     store = LeaseStore()
     lost_calls: list[float] = []
-    a, lock = candidate(store, "pod-a", acquire_epoch=lambda: 7, on_lost=lambda: lost_calls.append(time.monotonic()))
+    clock = Clock()
+    a, lock = candidate(store, "pod-a", clock=clock, acquire_epoch=lambda: 7, on_lost=lambda: lost_calls.append(clock()))
     try:
         a.try_acquire()
-        assert wait_for(lambda: a.is_leader)
+        assert a.is_leader
         assert a.leading.is_set()
         assert not a.lost.is_set()
         assert a.epoch == 7
         lock.fail = True  # the API server is unreachable from here on
-        started = time.monotonic()
-        assert wait_for(lambda: a.lost.is_set())
+        started = clock()
+        while not a.lost.is_set() and clock() - started < 8:  # one round per retry period
+            clock.t += 1.0
+            a.campaign_once()
+        assert a.lost.is_set()
         assert not a.is_leader
         assert not a.leading.is_set()
         assert not a.check()
@@ -175,6 +188,7 @@ def test_losing_the_lease_stops_leadership_and_signals() -> None:
         assert len(lost_calls) == 1
         # not before renew_deadline (2 s) of failed renewals; retry_period granularity
         assert lost_calls[0] - started >= 0.9
+        assert lost_calls[0] - started == a.renew_deadline
     finally:
         a.release()
 
@@ -182,20 +196,14 @@ def test_losing_the_lease_stops_leadership_and_signals() -> None:
 def test_check_alone_notices_a_stalled_renewal() -> None:
     """Even if the campaign thread is stuck, check() refuses after renew_deadline."""
 
-    class Clock:
-        t = 100.0
-
-        def __call__(self) -> float:
-            return self.t
-
     clock = Clock()
     store = LeaseStore()
     a, _ = candidate(store, "pod-a", clock=clock)
     try:
         a.try_acquire()
-        assert wait_for(lambda: a.is_leader)
-        a._stop.set()  # freeze the campaign thread (as if wedged)
-        time.sleep(1.2)
+        assert a.is_leader
+        # no further campaign round runs (as if the thread were wedged)
+        clock.t += 1.2
         assert a.check()
         clock.t += 2.0
         assert not a.check()
@@ -206,20 +214,25 @@ def test_check_alone_notices_a_stalled_renewal() -> None:
 
 def test_release_hands_over_at_once() -> None:
     store = LeaseStore()
-    a, _ = candidate(store, "pod-a")
-    b, _ = candidate(store, "pod-b")
+    clock = Clock()
+    a, _ = candidate(store, "pod-a", clock=clock)
+    b, _ = candidate(store, "pod-b", clock=clock)
     try:
         a.try_acquire()
-        assert wait_for(lambda: a.is_leader)
+        assert a.is_leader
         b.try_acquire()
-        time.sleep(1.2)
+        clock.t += 1.2
+        b.campaign_once()
         assert not b.is_leader
-        released = time.monotonic()
+        released = clock()
         a.release()
         assert not a.is_leader
-        # b takes over within a retry period or two, not after a whole lease_duration
-        assert wait_for(lambda: b.is_leader, timeout=3.5)
-        assert time.monotonic() - released < 3.9
+        # b takes over at its next round (a retry period), not after a whole lease_duration
+        # (the client measures the lease on the wall clock, which barely moved here)
+        clock.t += 1.0
+        b.campaign_once()
+        assert b.is_leader
+        assert clock() - released < 3.9
     finally:
         a.release()
         b.release()
@@ -236,7 +249,8 @@ def test_no_epoch_no_leadership() -> None:
     a, _ = candidate(store, "pod-a", acquire_epoch=failing_epoch)
     try:
         a.try_acquire()
-        assert wait_for(lambda: len(attempts) >= 2)
+        a.campaign_once()
+        assert len(attempts) >= 2
         assert not a.is_leader
         assert a.epoch is None
     finally:

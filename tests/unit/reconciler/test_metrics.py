@@ -32,6 +32,7 @@ def test_all_metrics_exist_on_a_dedicated_registry() -> None:
     for expected in (
         "configctl_commits_applied_total",
         "configctl_commits_rejected_total",
+        "configctl_webhook_syncs_total",
         "configctl_sync_duration_seconds_count",
         "configctl_last_sync_success_timestamp_seconds",
         "configctl_seconds_since_last_sync",

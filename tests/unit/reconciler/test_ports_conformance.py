@@ -5,10 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from configctl.adapters.amqp import AmqpPublisher, LogNotifier
+from configctl.adapters.leader.advisory import PgAdvisoryLeader
+from configctl.adapters.leader.file import FileLeader
+from configctl.adapters.leader.lease import KubernetesLeaseLeader
 from configctl.adapters.redis_cache import RedisCache, SnapshotDir
 from configctl.core.cache import SnapshotCache
 from configctl.core.ports import Leader, PublisherPort
-from configctl_reconciler.leader import FileLeader, KubernetesLeaseLeader, PgAdvisoryLeader
 
 
 def test_caches_publishers_and_leaders_fit_their_ports(tmp_path: Path) -> None:

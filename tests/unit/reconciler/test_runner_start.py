@@ -59,3 +59,25 @@ def test_missing_key_files_are_usage_errors(tmp_path: Path) -> None:
         check_keys(settings.from_env({"CONFIGCTL_REPO": "a", "CONFIGCTL_GNUPG_HOME": str(tmp_path / "nope")}))
     (tmp_path / "signers").write_text("")
     check_keys(settings.from_env({"CONFIGCTL_REPO": "a", "CONFIGCTL_ALLOWED_SIGNERS": str(tmp_path / "signers"), "CONFIGCTL_GNUPG_HOME": str(tmp_path)}))
+
+
+def test_lease_without_the_kubernetes_client_exits_2_naming_the_extra(tmp_path: Path) -> None:
+    """``--lease`` needs the ``lease`` extra; without it the command stops at start (exit 2)
+    and says what to install, before any clone or store is touched."""
+    import subprocess
+    import sys
+
+    hide = (
+        "import sys; sys.modules['kubernetes'] = None; "  # as if the extra were not installed
+        "sys.argv = ['configctl', *sys.argv[1:]]; "
+        "from configctl.cli.main import main; main()"
+    )
+    workdir = tmp_path / "work"
+    done = subprocess.run(
+        [sys.executable, "-c", hide, "reconcile", "--repo", str(tmp_path / "repo"), "--workdir", str(workdir),
+         "--lease", "configctl", "--once"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert "pip install 'configctl[lease]'" in done.stderr
+    assert not (workdir / "clone").exists()

@@ -71,3 +71,22 @@ def test_the_hint_names_every_variable_of_the_signature_options() -> None:
     hint = caught.value.hint or ""
     for name in ("CONFIGCTL_ALLOWED_SIGNERS", "CONFIGCTL_GNUPG_HOME", "CONFIGCTL_ALLOWED_FINGERPRINTS"):
         assert name in hint
+
+
+def test_one_set_of_variable_names_for_the_cli_the_sdk_and_the_reconciler() -> None:
+    """A setting that several entry points read has one CONFIGCTL_* name, and every
+    reconciler setting is also the `configctl reconcile` option's environment variable."""
+    from typer.main import get_command
+
+    from configctl.adapters import signing
+    from configctl.cli.app import app
+    from configctl.client import settings as client_settings
+
+    shared = {name: var for name, (var, _) in client_settings._ENV.items() if name in settings.ENV}
+    assert set(shared) >= {"repo", "redis", "redis_prefix", "amqp", "exchange", "snapshot_dir"}
+    assert all(settings.ENV[name][0] == var for name, var in shared.items()), shared
+    assert settings.ENV["gnupg_home"][0] == signing.GNUPG_HOME_VAR
+    assert settings.ENV["allowed_signers"][0] == signing.ALLOWED_SIGNERS_VAR
+    command = get_command(app).commands["reconcile"]  # type: ignore[attr-defined]  # a click Group
+    options = {param.name: param.envvar for param in command.params}
+    assert {name: var for name, (var, _) in settings.ENV.items()} == {name: options[name] for name in settings.ENV}

@@ -33,8 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from configctl.adapters import signing
+from configctl.adapters.git.runner import LOCAL_TIMEOUT, run_git
 from configctl.errors import GitError, UsageError
-from configctl_reconciler.gitproc import LOCAL_TIMEOUT, run_git
 
 __all__ = ["SignatureVerdict", "normalize_fingerprint", "verify_commit"]
 
@@ -126,26 +126,45 @@ def verify_commit(
     status = parts[0]
     fingerprint, primary, signer = (p.strip() or None for p in parts[1:])
     if status != "G":
-        return _reject(status, fingerprint, signer, _REASONS.get(status, f"signature status {status}"))
+        return _reject(
+            status, fingerprint, signer, _REASONS.get(status, f"signature status {status}")
+        )
     candidates = {normalize_fingerprint(f) for f in (fingerprint, primary) if f}
     if fingerprint is not None and fingerprint.upper().startswith("SHA256:"):
         # SSH signature: "G" already means "listed in the allowed signers file" -- but only
         # if that file is ours, not one from some ambient git configuration.
         if allowed_signers_file is None:
-            return _reject(status, fingerprint, signer, "SSH signature, but no allowed signers file is configured")
+            return _reject(
+                status,
+                fingerprint,
+                signer,
+                "SSH signature, but no allowed signers file is configured",
+            )
         ssh_allowed = {f for f in allowed if f.startswith("SHA256:")}
         if ssh_allowed and not candidates & ssh_allowed:
-            return _reject(status, fingerprint, signer, "signed by an SSH key that is not in the allowed fingerprints")
+            return _reject(
+                status,
+                fingerprint,
+                signer,
+                "signed by an SSH key that is not in the allowed fingerprints",
+            )
     else:
         gpg_allowed = {f for f in allowed if not f.startswith("SHA256:")}
         if gpg_allowed:
             if not candidates & gpg_allowed:
-                return _reject(status, fingerprint, signer, "signed by a key that is not in the allowed fingerprints")
+                return _reject(
+                    status,
+                    fingerprint,
+                    signer,
+                    "signed by a key that is not in the allowed fingerprints",
+                )
         elif gnupg_home is None:
             # Neither a dedicated keyring nor a fingerprint list: the process's default
             # keyring would decide, and any key that ever landed there would pass.
             return _reject(
-                status, fingerprint, signer,
+                status,
+                fingerprint,
+                signer,
                 "GPG signature, but neither a dedicated keyring nor allowed fingerprints are configured",
             )
     return SignatureVerdict(
@@ -153,5 +172,9 @@ def verify_commit(
     )
 
 
-def _reject(status: str, fingerprint: str | None, signer: str | None, reason: str) -> SignatureVerdict:
-    return SignatureVerdict(ok=False, status=status, fingerprint=fingerprint, signer=signer, reason=reason)
+def _reject(
+    status: str, fingerprint: str | None, signer: str | None, reason: str
+) -> SignatureVerdict:
+    return SignatureVerdict(
+        ok=False, status=status, fingerprint=fingerprint, signer=signer, reason=reason
+    )

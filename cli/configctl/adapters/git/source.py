@@ -12,114 +12,56 @@ Invariants:
   blob id, and :meth:`GitSource.read_tree_with_ids` hands out the blob ids so callers can
   cache parses per blob: reading the next commit costs one ``ls-tree`` plus the blobs that
   changed.
-- **Nothing hangs.** Every git call is a subprocess with a hard timeout (default 60 s), no
-  terminal prompt and the C locale; failures become :class:`GitError` (an unknown revision
+- **Nothing hangs.** Every git call goes through :mod:`configctl.adapters.git.runner` (a
+  hard timeout, default 60 s, its own process group killed on timeout, no terminal
+  prompt, the C locale); failures become :class:`GitError` (an unknown revision
   :class:`RevisionNotFound`) with the original exception chained.
 - **The user's checkout is never touched.** :meth:`GitSource.prepare_revert` works in a
   temporary ``git worktree`` and removes it afterwards; only the new branch remains.
 
 GitPython finds and validates the repository (``import git`` happens inside the functions
-that need it, so importing this module stays cheap); commands run through one
-``subprocess.run`` wrapper, because GitPython's long-lived ``cat-file`` helpers have no
-timeout.
+that need it, so importing this module stays cheap); bulk object reads run on the runner,
+because GitPython's long-lived ``cat-file`` helpers have no timeout. The path rule, blob
+cache and size bound are :mod:`configctl.adapters.git.trees`'.
 """
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import subprocess
 import tempfile
-from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import NoReturn
 
+from configctl.adapters.git import revisions, runner
+from configctl.adapters.git.revisions import EMPTY_TREE
+from configctl.adapters.git.trees import (
+    DEFAULT_BLOB_CACHE_BYTES,
+    SUFFIXES,
+    SYMLINK_MODE,
+    BlobCache,
+    Entry,
+    cat_blobs,
+    entry,
+    list_tree,
+    max_file_bytes,
+)
 from configctl.core.model import FileEntry
 from configctl.core.records import CommitInfo
 from configctl.errors import GitError, RevertConflict, RevisionNotFound, UsageError
 
-__all__ = ["DEFAULT_TIMEOUT", "SUFFIXES", "GitChangeLog", "GitSource"]
+__all__ = ["DEFAULT_TIMEOUT", "GitChangeLog", "GitSource"]
 
-SUFFIXES = (".yaml", ".yml", ".json")
 #: Seconds any single git command may run before it is killed.
 DEFAULT_TIMEOUT = 60.0
-#: Bytes of blob content kept in memory per source (the LRU evicts beyond this).
-DEFAULT_BLOB_CACHE_BYTES = 64 * 1024 * 1024
 
-EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
-"""git's empty tree (SHA-1 repositories): what a root commit is compared against."""
-
-_SYMLINK_MODE = "120000"
-_GITLINK_MODE = "160000"
-# git log fields, NUL-separated; the message comes last because only it may hold newlines.
-_LOG_FIELDS = ("%H", "%P", "%an", "%ae", "%at", "%cn", "%ce", "%ct", "%G?", "%GF", "%GS", "%B")
-_LOG_FORMAT = "%x00".join(_LOG_FIELDS)
-LOG_FIELDS = _LOG_FIELDS
-"""The `git log --format` fields :func:`commit_from_fields` reads, in order."""
-
-
-def commit_from_fields(fields: Sequence[str]) -> CommitInfo:
-    """A commit from one `git log` record printed with :data:`LOG_FIELDS`."""
-    sha, parents, an, ae, at, cn, ce, ct, status, fpr, signer, message = fields
-    return CommitInfo(
-        sha=sha.strip(),
-        parents=tuple(parents.split()),
-        author_name=an,
-        author_email=ae,
-        authored_at=datetime.fromtimestamp(int(at), UTC),
-        committer_name=cn,
-        committer_email=ce,
-        committed_at=datetime.fromtimestamp(int(ct), UTC),
-        message=message.rstrip("\n"),
-        signature_status=status or "N",
-        signer=signer or fpr or None,
-    )
 _FALLBACK_IDENT = {
     "GIT_AUTHOR_NAME": "configctl",
     "GIT_AUTHOR_EMAIL": "configctl@localhost",
     "GIT_COMMITTER_NAME": "configctl",
     "GIT_COMMITTER_EMAIL": "configctl@localhost",
 }
-
-
-def _max_file_bytes() -> int:
-    from configctl.core.parse import MAX_FILE_BYTES
-
-    return int(MAX_FILE_BYTES)
-
-
-def _wanted(path: str) -> bool:
-    if not path.endswith(SUFFIXES):
-        return False
-    folders = path.split("/")[:-1]
-    return not any(part.startswith(".") for part in folders)
-
-
-class _BlobCache:
-    """LRU of blob id -> bytes, bounded by total size."""
-
-    def __init__(self, max_bytes: int) -> None:
-        self._data: OrderedDict[str, bytes] = OrderedDict()
-        self._bytes = 0
-        self._max = max_bytes
-
-    def get(self, sha: str) -> bytes | None:
-        data = self._data.get(sha)
-        if data is not None:
-            self._data.move_to_end(sha)
-        return data
-
-    def put(self, sha: str, data: bytes) -> None:
-        if sha in self._data or len(data) > self._max:
-            return
-        self._data[sha] = data
-        self._bytes += len(data)
-        while self._bytes > self._max:
-            _, old = self._data.popitem(last=False)
-            self._bytes -= len(old)
 
 
 class GitSource:
@@ -146,6 +88,7 @@ class GitSource:
             raise UsageError(f"{path}: not a git repository") from exc
         # A work tree's top, or the git dir of a bare repository (a reconciler mirror).
         self.path = Path(repo.working_tree_dir or repo.git_dir).resolve()
+        self.git_dir = Path(repo.git_dir).resolve()
         self.bare = repo.bare
         repo.close()
         self.timeout = timeout
@@ -156,7 +99,7 @@ class GitSource:
         self._checks = signing.from_environment()
         self._config = dict(config or {})
         self._env = dict(env or {})
-        self._blobs = _BlobCache(blob_cache_bytes)
+        self.blobs = BlobCache(blob_cache_bytes)
 
     @classmethod
     def discover(
@@ -195,63 +138,38 @@ class GitSource:
         cwd: Path | None = None,
         ok: tuple[int, ...] = (0,),
         extra_env: Mapping[str, str] | None = None,
-    ) -> subprocess.CompletedProcess[bytes]:
+    ) -> runner.Done:
         # Reading signatures uses configctl's keys only; making a commit (a prepared
         # revert) keeps the user's own signing setup (commit.gpgSign, their keyring).
         checks = args[0] != "commit"
-        argv = ["git"]
-        for key, value in {**(self._checks.config if checks else {}), **self._config}.items():
-            argv += ["-c", f"{key}={value}"]
-        argv += list(args)
-        env = {
-            **os.environ,
-            "GIT_TERMINAL_PROMPT": "0",
-            "LC_ALL": "C",
-            "LANGUAGE": "C",
-            **(self._checks.env if checks else {}),
-            **self._env,
-            **(extra_env or {}),
-        }
-        what = f"git {args[0]}"
-        try:
-            done = subprocess.run(
-                argv,
-                input=input,
-                cwd=cwd or self.path,
-                env=env,
-                capture_output=True,
-                timeout=self.timeout,
-                check=False,
-                stdin=None if input is not None else subprocess.DEVNULL,
-            )
-        except subprocess.TimeoutExpired as exc:
-            raise GitError(f"{what} timed out after {self.timeout:g} s in {self.path}") from exc
-        except OSError as exc:
-            raise GitError(f"cannot run git: {exc.strerror or exc}", hint="install git") from exc
-        if done.returncode not in ok:
-            lines = done.stderr.decode("utf-8", "replace").strip().splitlines()
-            cause = subprocess.CalledProcessError(done.returncode, argv, done.stdout, done.stderr)
-            detail = lines[-1] if lines else f"exit status {done.returncode}"
-            raise GitError(f"{what} failed in {self.path}: {detail}") from cause
+        done = runner.run(
+            args,
+            cwd=cwd or self.path,
+            timeout=self.timeout,
+            input=input,
+            config={**(self._checks.config if checks else {}), **self._config},
+            env={**(self._checks.env if checks else {}), **self._env, **(extra_env or {})},
+            signature_keys=False,
+        )
+        if done.code not in ok:
+            lines = done.err.decode("utf-8", "replace").strip().splitlines()
+            detail = lines[-1] if lines else f"exit status {done.code}"
+            cause = runner.failure(args, done.code, done.err)
+            raise GitError(f"git {args[0]} failed in {self.path}: {detail}") from cause
         return done
 
+    def git_bytes(self, args: Sequence[str], input: bytes | None = None) -> bytes:
+        """``git <args>``'s stdout in this repository (GitError on failure)."""
+        return self._run(args, input=input).out
+
     def _text(self, args: Sequence[str], *, cwd: Path | None = None) -> str:
-        return self._run(args, cwd=cwd).stdout.decode("utf-8", "replace")
+        return self._run(args, cwd=cwd).out.decode("utf-8", "replace")
 
     # -- revisions ----------------------------------------------------------------------
 
     def resolve(self, rev: str) -> str:
         """The full commit id ``rev`` names; :class:`RevisionNotFound` if it names none."""
-        if not rev or rev.startswith("-") or "\0" in rev:
-            raise RevisionNotFound(f"revision {rev!r} is not valid")
-        done = self._run(
-            ["rev-parse", "--verify", "--quiet", "--end-of-options", f"{rev}^{{commit}}"],
-            ok=(0, 1, 128),
-        )
-        sha = done.stdout.decode().strip()
-        if done.returncode != 0 or not sha:
-            raise RevisionNotFound(f"revision {rev!r} does not name a commit in {self.path}")
-        return sha
+        return revisions.rev_parse(self.path, rev, timeout=self.timeout)
 
     def head(self) -> str | None:
         """The commit HEAD points at, or None in a repository without commits."""
@@ -262,10 +180,9 @@ class GitSource:
 
     def is_ancestor(self, a: str, b: str) -> bool:
         """Whether commit ``a`` is ``b`` or one of its ancestors."""
-        done = self._run(
-            ["merge-base", "--is-ancestor", self.resolve(a), self.resolve(b)], ok=(0, 1)
+        return revisions.is_ancestor(
+            self.path, self.resolve(a), self.resolve(b), timeout=self.timeout
         )
-        return done.returncode == 0
 
     # -- trees --------------------------------------------------------------------------
 
@@ -275,44 +192,24 @@ class GitSource:
         Paths are relative to the repository root; ``prefix`` (a folder) limits the
         listing to that folder without changing the paths.
         """
-        sha = self.resolve(rev)
-        args = ["ls-tree", "-r", "-z", "-l", "--full-tree", sha]
-        if prefix.strip("/"):
-            args += ["--", prefix.strip("/") + "/"]
-        listing = self._run(args).stdout
-        limit = _max_file_bytes()
-        found: dict[str, tuple[str, str, int]] = {}
-        for raw in listing.split(b"\0"):
-            if not raw:
-                continue
-            meta, _, raw_path = raw.partition(b"\t")
-            mode, kind, blob, size_text = meta.decode().split()
-            path = raw_path.decode("utf-8", "surrogateescape")
-            if kind != "blob" or mode == _GITLINK_MODE or not _wanted(path):
-                continue
-            found[path] = (mode, blob, int(size_text) if size_text.isdigit() else 0)
-
+        found = list_tree(self.git_bytes, self.resolve(rev), prefix)
+        limit = max_file_bytes()
         needed = sorted(
             {
                 blob
                 for mode, blob, size in found.values()
-                if mode != _SYMLINK_MODE and size <= limit and self._blobs.get(blob) is None
+                if mode != SYMLINK_MODE and size <= limit and self.blobs.get(blob) is None
             }
         )
         fetched = self._cat_blobs(needed) if needed else {}
-        out: dict[str, tuple[str, FileEntry]] = {}
+        out: dict[str, Entry] = {}
         for path, (mode, blob, size) in sorted(found.items()):
-            if mode == _SYMLINK_MODE:
-                out[path] = (blob, FileEntry(symlink=True))
-            elif size > limit:
-                out[path] = (blob, FileEntry(size=size))  # not read; the core reports the size
-            else:
-                data = fetched.get(blob)
-                if data is None:
-                    data = self._blobs.get(blob)
-                if data is None:  # evicted between listing and now: read it again
-                    data = self._cat_blobs([blob])[blob]
-                out[path] = (blob, FileEntry(data=data, size=len(data)))
+            data = fetched.get(blob)
+            if data is None:
+                data = self.blobs.get(blob)
+            if data is None and mode != SYMLINK_MODE and size <= limit:
+                data = self._cat_blobs([blob])[blob]  # evicted between listing and now
+            out[path] = (blob, entry(mode, size, data or b""))
         return out
 
     def read_tree(self, rev: str, prefix: str = "") -> dict[str, FileEntry]:
@@ -320,36 +217,13 @@ class GitSource:
         return {path: entry for path, (_, entry) in self.read_tree_with_ids(rev, prefix).items()}
 
     def _cat_blobs(self, shas: Sequence[str]) -> dict[str, bytes]:
-        """Blob contents by id, in one ``git cat-file --batch`` call; cached."""
-        out = self._run(["cat-file", "--batch"], input=("\n".join(shas) + "\n").encode()).stdout
-        result: dict[str, bytes] = {}
-        pos = 0
-        for sha in shas:
-            end = out.find(b"\n", pos)
-            header = out[pos:end].decode("utf-8", "replace").split()
-            if end < 0 or len(header) != 3:
-                raise GitError(
-                    f"git cat-file: object {sha} is missing or unreadable in {self.path}"
-                )
-            size = int(header[2])
-            data = out[end + 1 : end + 1 + size]
-            pos = end + 1 + size + 1
-            result[sha] = data
-            self._blobs.put(sha, data)
-        return result
+        """Blob contents by id (each within the size bound), in one ``git cat-file --batch``; cached."""
+        return {sha: data for sha, (_, data) in cat_blobs(self.git_bytes, shas, self.blobs).items()}
 
     # -- commits ------------------------------------------------------------------------
 
     def _log(self, args: Sequence[str]) -> list[CommitInfo]:
-        raw = self._text(
-            ["log", "-z", "--no-color", "--no-show-signature", f"--format={_LOG_FORMAT}", *args]
-        )
-        fields = raw.split("\0")
-        n = len(_LOG_FIELDS)
-        commits: list[CommitInfo] = []
-        for i in range(0, len(fields) - n + 1, n):
-            commits.append(commit_from_fields(fields[i : i + n]))
-        return commits
+        return revisions.parse_log(self._text([*revisions.LOG_ARGS, *args]))
 
     def commit_info(self, rev: str) -> CommitInfo:
         """One commit, with git's signature status letter (``%G?``) and signer.
@@ -363,7 +237,9 @@ class GitSource:
             raise RevisionNotFound(f"revision {rev!r} does not name a commit in {self.path}")
         return commits[0]
 
-    def commits_between(self, base: str | None, head: str, *, prefix: str | None = None) -> list[CommitInfo]:
+    def commits_between(
+        self, base: str | None, head: str, *, prefix: str | None = None
+    ) -> list[CommitInfo]:
         """Commits after ``base`` up to and including ``head``, oldest first.
 
         First-parent order: a merged branch shows up as its merge commit, which is what
@@ -374,7 +250,9 @@ class GitSource:
         """
         head_sha = self.resolve(head)
         spec = f"{self.resolve(base)}..{head_sha}" if base else head_sha
-        return self._log(["--first-parent", "--reverse", spec, "--", *self._config_pathspecs(prefix)])
+        return self._log(
+            ["--first-parent", "--reverse", spec, "--", *self._config_pathspecs(prefix)]
+        )
 
     @staticmethod
     def _config_pathspecs(prefix: str | None) -> list[str]:
@@ -387,7 +265,9 @@ class GitSource:
             f":(glob,exclude){p}**/.*/**",
         ]
 
-    def changes(self, head: str, *, prefix: str = "", limit: int = 200) -> list[tuple[str, str | None, frozenset[str]]]:
+    def changes(
+        self, head: str, *, prefix: str = "", limit: int = 200
+    ) -> list[tuple[str, str | None, frozenset[str]]]:
         """``(commit, first parent, changed config paths)`` of the newest ``limit`` commits
         on ``head``'s first-parent line that change a config file under ``prefix``.
 
@@ -397,11 +277,18 @@ class GitSource:
         head_sha = self.resolve(head)
         raw = self._run(
             [
-                "log", "--first-parent", "--diff-merges=first-parent",
-                "--name-only", "--no-color", "--format=%x00%H %P", f"-n{int(limit)}", head_sha,
-                "--", *self._config_pathspecs(prefix),
+                "log",
+                "--first-parent",
+                "--diff-merges=first-parent",
+                "--name-only",
+                "--no-color",
+                "--format=%x00%H %P",
+                f"-n{int(limit)}",
+                head_sha,
+                "--",
+                *self._config_pathspecs(prefix),
             ]
-        ).stdout.decode("utf-8", "surrogateescape")
+        ).out.decode("utf-8", "surrogateescape")
         p = prefix.strip("/") + "/" if prefix.strip("/") else ""
         out: list[tuple[str, str | None, frozenset[str]]] = []
         for record in raw.split("\0"):
@@ -464,14 +351,16 @@ class GitSource:
             for sha in shas:
                 parents = self.commit_info(sha).parents
                 base = parents[0] if parents else EMPTY_TREE
-                diff = self._run(["diff", "--binary", "--full-index", base, sha, "--", *safe], cwd=work).stdout
+                diff = self._run(
+                    ["diff", "--binary", "--full-index", base, sha, "--", *safe], cwd=work
+                ).out
                 if not diff.strip():
                     continue
                 done = self._run(
                     ["apply", "--3way", "--index", "-R", "-"], cwd=work, input=diff, ok=(0, 1, 128)
                 )
-                if done.returncode != 0:
-                    self._raise_conflict(work, sha, done.stderr)
+                if done.code != 0:
+                    self._raise_conflict(work, sha, done.err)
             body = message + "\n\n" + "\n".join(f"This reverts commit {sha}." for sha in shas)
             self._commit_in(work, body, ident, what=f"reverting {', '.join(s[:12] for s in shas)}")
 
@@ -481,7 +370,9 @@ class GitSource:
         """Delete ``branch`` if it still points at ``expected`` (undo of a prepared revert)."""
         self._run(["update-ref", "-d", f"refs/heads/{branch}", expected], ok=(0, 1, 128))
 
-    def _on_new_branch(self, branch: str, work_in: Callable[[Path, Mapping[str, str]], None]) -> str:
+    def _on_new_branch(
+        self, branch: str, work_in: Callable[[Path, Mapping[str, str]], None]
+    ) -> str:
         """Run ``work_in`` in a temporary worktree on a new ``branch`` made at HEAD.
 
         The branch keeps the commit ``work_in`` made; on any failure it is deleted again
@@ -516,10 +407,14 @@ class GitSource:
     def _raise_conflict(self, work: Path, sha: str, stderr: bytes) -> NoReturn:
         """Name the files a revert of ``sha`` conflicts in (unmerged, or a failed hunk)."""
         unmerged = self._run(["diff", "--name-only", "--diff-filter=U"], cwd=work, ok=(0, 1, 128))
-        files = sorted({line for line in unmerged.stdout.decode("utf-8", "replace").splitlines() if line})
+        files = sorted(
+            {line for line in unmerged.out.decode("utf-8", "replace").splitlines() if line}
+        )
         if not files:
             text = stderr.decode("utf-8", "replace")
-            found = re.findall(r"(?:patch failed: |conflicts? in |with conflicts: )'?([^:'\n]+)", text)
+            found = re.findall(
+                r"(?:patch failed: |conflicts? in |with conflicts: )'?([^:'\n]+)", text
+            )
             files = sorted({f.strip() for f in found if f.strip()})
         named = ", ".join(files) if files else "(git did not say which files)"
         raise RevertConflict(
@@ -534,8 +429,8 @@ class GitSource:
         if len(parents) > 1:
             args += ["-m", "1"]
         done = self._run([*args, sha], cwd=work, extra_env=ident, ok=(0, 1, 128))
-        if done.returncode != 0:
-            self._raise_conflict(work, sha, done.stderr)
+        if done.code != 0:
+            self._raise_conflict(work, sha, done.err)
 
     def _patch_in(
         self, work: Path, patch: Mapping[str, bytes], message: str, ident: Mapping[str, str]
@@ -552,7 +447,7 @@ class GitSource:
 
     def _commit_in(self, work: Path, message: str, ident: Mapping[str, str], *, what: str) -> None:
         staged = self._run(["diff", "--cached", "--quiet"], cwd=work, ok=(0, 1))
-        if staged.returncode == 0:
+        if staged.code == 0:
             raise UsageError(f"nothing to commit: HEAD already has the result of {what}")
         self._run(
             ["commit", "--quiet", "--no-verify", "--file", "-"],
@@ -568,12 +463,12 @@ class GitSource:
 
     def _check_branch_name(self, branch: str) -> None:
         done = self._run(["check-ref-format", "--branch", branch], ok=(0, 1, 128))
-        if done.returncode != 0 or branch.startswith("-"):
+        if done.code != 0 or branch.startswith("-"):
             raise UsageError(f"{branch!r} is not a valid branch name")
         exists = self._run(
             ["show-ref", "--verify", "--quiet", f"refs/heads/{branch}"], ok=(0, 1, 128)
         )
-        if exists.returncode == 0:
+        if exists.code == 0:
             raise UsageError(
                 f"branch {branch!r} already exists", hint="pick another name with --branch"
             )
@@ -594,8 +489,8 @@ class GitSource:
     def _identity_env(self) -> dict[str, str]:
         """git's own identity when one is configured, else ``configctl <configctl@localhost>``
         (a reconciler container has no user.name)."""
-        author = self._run(["var", "GIT_AUTHOR_IDENT"], ok=(0, 128)).returncode == 0
-        committer = self._run(["var", "GIT_COMMITTER_IDENT"], ok=(0, 128)).returncode == 0
+        author = self._run(["var", "GIT_AUTHOR_IDENT"], ok=(0, 128)).code == 0
+        committer = self._run(["var", "GIT_COMMITTER_IDENT"], ok=(0, 128)).code == 0
         return {} if author and committer else dict(_FALLBACK_IDENT)
 
 

@@ -1,4 +1,5 @@
-"""gitproc against real git: local fetches work; a hung fetch is killed with all its children."""
+"""The git adapter's runner and remote operations against real git: local fetches work; a
+hung fetch is killed with all its children."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from configctl.adapters.git.remote import clone, fetch
+from configctl.adapters.git.revisions import rev_parse
+from configctl.adapters.git.runner import group_members, run_git
 from configctl.errors import GitError, RevisionNotFound, UsageError
-from configctl_reconciler.gitproc import clone, fetch, group_members, rev_parse, run_git
 
 pytestmark = pytest.mark.integration
 

@@ -1,11 +1,12 @@
-"""URL allow-list, branch check and credential redaction of configctl_reconciler.gitproc."""
+"""URL allow-list, branch check and credential redaction of the git adapter (configctl.adapters.git)."""
 
 from __future__ import annotations
 
 import pytest
 
+from configctl.adapters.git.remote import check_branch, check_url
+from configctl.adapters.git.runner import git_env, redact
 from configctl.errors import UsageError
-from configctl_reconciler.gitproc import check_branch, check_url, git_env, redact
 
 
 @pytest.mark.parametrize(

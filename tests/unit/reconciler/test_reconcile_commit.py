@@ -1,0 +1,107 @@
+"""One reconcile pass against small fakes of the ports (tests/fakes.py): the steps' order and
+outcomes without git, a database, Redis or RabbitMQ."""
+
+from __future__ import annotations
+
+import pytest
+from tests.fakes import FakeCache, FakeGit, FakePublisher, FakeStore
+
+from configctl.adapters import schemas
+from configctl.errors import StoreError
+from configctl.services.inspect import Evaluator
+from configctl_reconciler import reconcile
+from configctl_reconciler.reconcile import CURSOR, Deps, Outcome, reconcile_once
+
+TREE = {
+    "configctl.yaml": "version: 1\nenvironments:\n  - dev\n  - prod\n",
+    "apps/billing/app.yaml": "description: billing service\nowners: [team-billing]\n",
+    "apps/billing/values.yaml": "replicas: 2\n",
+    "apps/billing/envs/prod.yaml": "replicas: 4\n",
+}
+
+
+def deps_for(git: FakeGit, store: FakeStore) -> tuple[Deps, FakeCache, FakePublisher]:
+    cache, publisher = FakeCache(), FakePublisher()
+    deps = Deps(
+        store=store,
+        git=git,
+        fetch=lambda: git.head or "",
+        cache=cache,
+        publisher=publisher,
+        evaluator=Evaluator(file_schemas=schemas.file_schemas()),
+        host="test",
+    )
+    return deps, cache, publisher
+
+
+def test_the_steps_are_in_the_documented_order() -> None:
+    assert [s.__name__ for s in reconcile.PASS_STEPS] == [
+        "fetch_head", "check_layout_once", "apply_pending", "judge_head", "tick_rollouts", "finish",
+    ]  # fmt: skip
+    assert [s.__name__ for s in reconcile.COMMIT_STEPS] == [
+        "verify_signature", "read_files", "apply_files", "warm_cache", "relay_changes", "advance_cursor",
+    ]  # fmt: skip
+
+
+def test_reconcile_one_commit() -> None:
+    git, store = FakeGit(), FakeStore()
+    first = git.commit("a" * 40, TREE)
+    deps, cache, publisher = deps_for(git, store)
+    reconcile_once(deps, fence=("lock", 1))  # first start: the head only
+
+    second = git.commit("b" * 40, {**TREE, "apps/billing/envs/prod.yaml": "replicas: 6\n"})
+    result = reconcile_once(deps, fence=("lock", 1))
+
+    assert result.head == second.sha
+    assert result.applied == [second.sha]
+    assert result.rejected == []
+    assert result.new_versions == 1  # only billing/prod changed
+    assert store.get_version("billing", "prod") is not None
+    assert store.get_version("billing", "prod").values["replicas"] == 6  # type: ignore[union-attr]  # asserted just above
+    assert store.commits[second.sha].status == "applied"
+    assert store.state[CURSOR] == second.sha
+    assert cache.entries[("billing", "prod")].version == 2  # warmed before the relay
+    assert [key for key, _ in publisher.published] == [
+        "billing.dev",
+        "billing.prod",
+        "billing.prod",
+    ]
+    assert store.outbox_backlog() == 0
+    assert first.sha in store.commits
+
+
+def test_an_invalid_commit_stalls_and_the_next_one_applies() -> None:
+    git, store = FakeGit(), FakeStore()
+    git.commit("a" * 40, TREE)
+    deps, _, publisher = deps_for(git, store)
+    reconcile_once(deps, fence=None)
+    bad = git.commit("b" * 40, {**TREE, "apps/billing/values.yaml": "replicas: [unclosed\n"})
+    good = git.commit("c" * 40, {**TREE, "apps/billing/values.yaml": "replicas: 3\n"})
+
+    result = reconcile_once(deps, fence=None)
+
+    assert result.rejected == [bad.sha]  # STALL: recorded, cursor moved past it
+    assert store.commits[bad.sha].status == "rejected"
+    assert result.applied == [good.sha]  # the pass went on
+    assert store.state[CURSOR] == good.sha
+    assert store.get_version("billing", "dev").values["replicas"] == 3  # type: ignore[union-attr]  # written by this pass
+    assert len(publisher.published) == 3  # billing/prod keeps its own replicas: 4
+
+
+def test_a_backend_error_is_a_retry_raised_to_the_loop() -> None:
+    git, store = FakeGit(), FakeStore()
+    git.commit("a" * 40, TREE)
+    deps, _, _ = deps_for(git, store)
+    reconcile_once(deps, fence=("lock", 1))
+    sha = git.commit("b" * 40, {**TREE, "apps/billing/values.yaml": "replicas: 3\n"}).sha
+    store.epoch = 2  # another replica took over: every write of ours is fenced off
+
+    with pytest.raises(StoreError):
+        reconcile_once(deps, fence=("lock", 1))
+    assert store.commits.get(sha) is None
+    assert store.state[CURSOR] == "a" * 40
+
+    p = reconcile.Pass(deps=deps, fence=("lock", 1))
+    p.head = sha
+    assert reconcile.run_commit(p, git.commit_info(sha)) is Outcome.RETRY
+    assert isinstance(p.error, StoreError)
