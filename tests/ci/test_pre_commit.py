@@ -25,8 +25,8 @@ from pathlib import Path
 import pytest
 import yaml
 from tests.acceptance.gitrepo import GitRepo, git_env
-from tests.acceptance.test_cli import configctl
 from tests.ci import tools
+from tests.ci.tools import configctl
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
