@@ -26,6 +26,7 @@ secret values absent from every output of `history`, `audit`, `diff` and `apply`
 from __future__ import annotations
 
 import contextlib
+import importlib
 import io
 import json
 import os
@@ -62,20 +63,27 @@ def run_in_process(args: list[str], env: Mapping[str, str]) -> subprocess.Comple
 
     The process-wide state a command reads or leaves behind is set up as a new process
     would see it and put back afterwards: ``sys.argv``, the whole environment (``env``
-    replaces it, as ``subprocess.run(env=...)`` does), stdout and stderr, and the cached
-    Rich consoles, which read NO_COLOR and the terminal's width when they are made.
+    replaces it, as ``subprocess.run(env=...)`` does), stdout and stderr, and what reads
+    the environment once: the cached Rich consoles (NO_COLOR, FORCE_COLOR, the width) and
+    the terminal settings Typer's error panels take at import (GITHUB_ACTIONS, FORCE_COLOR,
+    TERMINAL_WIDTH), read again under ``env`` and again after it.
     """
     from configctl.cli import context
     from configctl.cli.main import main
+
+    def environment(values: Mapping[str, str]) -> None:
+        os.environ.clear()
+        os.environ.update(values)
+        context.stdout.cache_clear()
+        context.stderr.cache_clear()
+        if "typer.rich_utils" in sys.modules:
+            importlib.reload(sys.modules["typer.rich_utils"])
 
     out, err = io.StringIO(), io.StringIO()
     saved_argv, saved_env = sys.argv, dict(os.environ)
     code: int = 0
     sys.argv = ["configctl", *args]
-    os.environ.clear()
-    os.environ.update(env)
-    context.stdout.cache_clear()
-    context.stderr.cache_clear()
+    environment(env)
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             try:
@@ -89,10 +97,7 @@ def run_in_process(args: list[str], env: Mapping[str, str]) -> subprocess.Comple
                     code = 1
     finally:
         sys.argv = saved_argv
-        os.environ.clear()
-        os.environ.update(saved_env)
-        context.stdout.cache_clear()
-        context.stderr.cache_clear()
+        environment(saved_env)
     return subprocess.CompletedProcess(["configctl", *args], code, out.getvalue(), err.getvalue())
 
 
