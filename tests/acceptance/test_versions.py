@@ -532,10 +532,9 @@ def test_status_lists_commits_not_yet_applied(cli: Cli, example: GitRepo) -> Non
 
 @pytest.mark.integration
 def test_a_postgresql_store_is_migrated_by_db_upgrade_only(example: GitRepo, pg_db_url: str) -> None:
-    # in a subprocess: the exit code and a stderr without a traceback, as a user sees them
-    env = dict(git_env(), CONFIGCTL_ACTOR=ACTOR)
-    cli = Cli(repo=example, db=libpq_url(pg_db_url), env=env, in_subprocess=True)
-    done = cli.run("apply", rc=3)
+    cli = Cli(repo=example, db=libpq_url(pg_db_url), env=dict(git_env(), CONFIGCTL_ACTOR=ACTOR))
+    # the refusal in a subprocess: its exit code, and stderr without a traceback
+    done = Cli(repo=cli.repo, db=cli.db, env=cli.env, in_subprocess=True).run("apply", rc=3)
     assert "configctl db upgrade" in done.stderr
     assert "Traceback" not in done.stderr
     assert "store at revision" in cli.run("db", "upgrade").stdout
