@@ -41,7 +41,7 @@ from configctl.services import apply as apply_service
 from configctl.services import relay as relay_service
 from configctl.services import rollouts as rollouts_service
 from configctl.services.attribution import ChangeLog
-from configctl.services.inspect import Evaluator
+from configctl.services.resolution import Evaluator
 
 log = logging.getLogger(__name__)
 

@@ -151,7 +151,7 @@ class Reconciler:
     def _build(self, store: Any) -> Deps:
         from configctl.adapters import schemas, signing
         from configctl.adapters.git import GitChangeLog, GitSource
-        from configctl.services.inspect import Evaluator
+        from configctl.services.resolution import Evaluator
         from configctl_reconciler import gitproc
 
         s = self.settings
@@ -183,7 +183,7 @@ class Reconciler:
 
             cache = RedisCache(s.redis, prefix=s.redis_prefix)
         else:
-            from configctl.adapters.redis_cache import SnapshotDir
+            from configctl.adapters.snapshot_dir import SnapshotDir
 
             cache = SnapshotDir(Path(s.snapshot_dir) if s.snapshot_dir else self.workdir / "snapshots")
         publisher: Any
@@ -192,7 +192,7 @@ class Reconciler:
 
             publisher = AmqpPublisher(s.amqp, s.exchange)
         else:
-            from configctl.adapters.amqp import LogNotifier
+            from configctl.adapters.log_notifier import LogNotifier
 
             publisher = LogNotifier()
         verify = None

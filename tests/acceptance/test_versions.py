@@ -1089,7 +1089,7 @@ def test_a_stale_baseline_is_noticed_inside_the_transaction(tmp_path: Path, back
     from configctl.adapters.git import GitSource
     from configctl.adapters.store import SqlStore
     from configctl.services.apply import Baseline, apply_snapshot
-    from configctl.services.inspect import Evaluator
+    from configctl.services.resolution import Evaluator
 
     cli = make_cli(example, backend)
     base = example.head()

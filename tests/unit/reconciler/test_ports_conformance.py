@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from configctl.adapters.amqp import AmqpPublisher, LogNotifier
-from configctl.adapters.redis_cache import RedisCache, SnapshotDir
+from configctl.adapters.amqp import AmqpPublisher
+from configctl.adapters.log_notifier import LogNotifier
+from configctl.adapters.redis_cache import RedisCache
+from configctl.adapters.snapshot_dir import SnapshotDir
 from configctl.core.cache import SnapshotCache
 from configctl.core.ports import Leader, PublisherPort
 from configctl_reconciler.leader import FileLeader, KubernetesLeaseLeader, PgAdvisoryLeader

@@ -91,7 +91,7 @@ def apply(
     from configctl.adapters.git import GitChangeLog
     from configctl.cli import output
     from configctl.services import apply as apply_service
-    from configctl.services.inspect import Evaluator
+    from configctl.services.resolution import Evaluator
 
     root = context.repo_path(repo)
     git, prefix = sources.git_source(root)

@@ -24,7 +24,7 @@ def _secrets(root: Path | None, app_name: str) -> dict[str, set[str]] | None:
     The rollback's key changes go into history, so they must be redacted like apply's.
     """
     from configctl.errors import ConfigctlError
-    from configctl.services.inspect import app_secret_keys
+    from configctl.services.resolution import app_secret_keys
 
     if root is None:
         return None
