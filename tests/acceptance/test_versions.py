@@ -33,8 +33,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.acceptance.gitrepo import DEFAULT_AUTHOR, GitRepo, git_env
 from tests.servers import libpq_url
+from tests.support.gitrepo import DEFAULT_AUTHOR, GitRepo, git_env
 
 APPS = ("billing", "checkout", "search")
 ENVS = ("dev", "staging", "production")

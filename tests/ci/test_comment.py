@@ -12,9 +12,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.acceptance.test_cli import configctl
 from tests.ci import forge_server
 from tests.ci.forge_server import GITHUB_TOKEN, GITLAB_TOKEN, Forge
+from tests.support.cli import configctl
 
 MARKER = "<!-- configctl-diff -->"
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from tests.acceptance.gitrepo import GitRepo, git_env
-from tests.acceptance.test_cli import configctl
+from tests.support.cli import configctl
+from tests.support.gitrepo import GitRepo, git_env
 
 
 @pytest.fixture

@@ -14,7 +14,8 @@ from typing import Any
 
 import jsonschema
 import pytest
-from tests.acceptance.test_cli import EXPECTED_ERRORS, _break, configctl
+from tests.acceptance.test_cli import EXPECTED_ERRORS, _break
+from tests.support.cli import configctl
 
 SCHEMA = json.loads(
     (Path(__file__).resolve().parents[1] / "data/ci/gitlab-code-quality.schema.json").read_text(encoding="utf-8")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from tests.acceptance.test_cli import configctl
+from tests.support.cli import configctl
 
 from configctl import __version__
 

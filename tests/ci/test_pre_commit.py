@@ -16,9 +16,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from tests.acceptance.gitrepo import GitRepo, git_env
-from tests.acceptance.test_cli import configctl
 from tests.ci import tools
+from tests.support.cli import configctl
+from tests.support.gitrepo import GitRepo, git_env
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from tests.acceptance.test_cli import configctl
 from tests.ci import tools
+from tests.support.cli import configctl
 
 from configctl import __version__
 
