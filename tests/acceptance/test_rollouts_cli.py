@@ -57,7 +57,17 @@ def _explain(cli: Cli, key: str, *context: str, at: str | None = None) -> Any:
 
 def _simulate(cli: Cli, sample: Path) -> Any:
     """`rollout simulate checkout prod database.timeout --sample SAMPLE --at DAY2 -o json`."""
-    return cli.json("rollout", "simulate", "checkout", "prod", "database.timeout", "--sample", str(sample), "--at", DAY2)
+    return cli.json(
+        "rollout",
+        "simulate",
+        "checkout",
+        "prod",
+        "database.timeout",
+        "--sample",
+        str(sample),
+        "--at",
+        DAY2,
+    )
 
 
 def _outbox(backend: Backend) -> list[dict[str, Any]]:

@@ -210,7 +210,9 @@ class GitReader(Protocol):
         """One commit."""
         ...
 
-    def commits_between(self, base: str | None, head: str, *, prefix: str | None = None) -> list[CommitInfo]:
+    def commits_between(
+        self, base: str | None, head: str, *, prefix: str | None = None
+    ) -> list[CommitInfo]:
         """Commits after ``base`` up to ``head``, oldest first (``prefix``: config changes only)."""
         ...
 

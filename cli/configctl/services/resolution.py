@@ -69,7 +69,9 @@ class Evaluator:
             pair_cache=pair_cache,
             memo=self._memo,
         )
-        return Checked(tree=tree, report=evaluation.report, values=evaluation.values, pairs=evaluation.pairs)
+        return Checked(
+            tree=tree, report=evaluation.report, values=evaluation.values, pairs=evaluation.pairs
+        )
 
 
 def check(
@@ -81,7 +83,9 @@ def check(
     """Build the tree, validate all of it and resolve every (app, env), once."""
     tree = tree_mod.build(files, parse_file=parse_file)
     evaluation = validate_mod.evaluate(tree, file_schemas=file_schemas, parse_file=parse_file)
-    return Checked(tree=tree, report=evaluation.report, values=evaluation.values, pairs=evaluation.pairs)
+    return Checked(
+        tree=tree, report=evaluation.report, values=evaluation.values, pairs=evaluation.pairs
+    )
 
 
 def _suggest(name: str, choices: list[str]) -> str | None:
@@ -156,7 +160,9 @@ def matrix(checked: Checked) -> list[dict[str, Any]]:
     ]
 
 
-def secret_keys(tree: tree_mod.ConfigTree, apps: Iterable[str] | None = None) -> dict[str, set[str]]:
+def secret_keys(
+    tree: tree_mod.ConfigTree, apps: Iterable[str] | None = None
+) -> dict[str, set[str]]:
     """Dotted keys each app's schema marks secret (``x-secret`` / ``writeOnly``).
 
     ``apps`` limits the work to those apps (`apply` needs the secrets of the pairs that
