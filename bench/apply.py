@@ -263,7 +263,7 @@ class InProcess:
         self.file_schemas = schemas.file_schemas()
 
     def evaluator(self) -> Any:
-        from configctl.services.inspect import Evaluator
+        from configctl.services.resolution import Evaluator
 
         return Evaluator(file_schemas=self.file_schemas)
 

@@ -119,7 +119,7 @@ def version_of(python: Path, dist: str) -> str:
 def ours(number: int, repeat: int) -> dict[str, float]:
     import mmh3
 
-    from configctl.adapters.redis_cache import SnapshotDir
+    from configctl.adapters.snapshot_dir import SnapshotDir
     from configctl.client import ConfigClient
     from configctl.core.cache import CachedSnapshot
 

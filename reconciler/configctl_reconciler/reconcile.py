@@ -54,7 +54,7 @@ from configctl.services import apply as apply_service
 from configctl.services import relay as relay_service
 from configctl.services import rollouts as rollouts_service
 from configctl.services.attribution import ChangeLog
-from configctl.services.inspect import Evaluator
+from configctl.services.resolution import Evaluator
 
 if TYPE_CHECKING:
     from configctl_reconciler.metrics import ReconcilerMetrics

@@ -102,7 +102,7 @@ class Reconciler(Loop):
         from configctl.adapters.git import remote, revisions
         from configctl.adapters.git.source import GitChangeLog, GitSource
         from configctl.adapters.git.trees import TreeReader
-        from configctl.services.inspect import Evaluator
+        from configctl.services.resolution import Evaluator
 
         s = self.settings
         store.ensure_schema()
@@ -131,7 +131,7 @@ class Reconciler(Loop):
 
             cache = RedisCache(s.redis, prefix=s.redis_prefix)
         else:
-            from configctl.adapters.redis_cache import SnapshotDir
+            from configctl.adapters.snapshot_dir import SnapshotDir
 
             cache = SnapshotDir(Path(s.snapshot_dir) if s.snapshot_dir else self.workdir / "snapshots")
         publisher: PublisherPort
@@ -140,7 +140,7 @@ class Reconciler(Loop):
 
             publisher = AmqpPublisher(s.amqp, s.exchange)
         else:
-            from configctl.adapters.amqp import LogNotifier
+            from configctl.adapters.log_notifier import LogNotifier
 
             publisher = LogNotifier()
         verify = None

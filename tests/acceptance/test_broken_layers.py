@@ -13,8 +13,8 @@ import json
 from pathlib import Path
 
 import pytest
-from tests.acceptance.gitrepo import GitRepo
-from tests.acceptance.test_cli import configctl
+from tests.support.cli import configctl
+from tests.support.gitrepo import GitRepo
 
 BROKEN = {
     "yaml-syntax": (b"replicas: 9\ndatabase:\n  host: [unclosed\n", 4),

@@ -9,34 +9,14 @@ exact file and line that set each value and every layer it overrode.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from tests.support.cli import configctl
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def configctl(
-    *args: str | Path, cwd: Path | None = None, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    script = Path(sys.executable).parent / "configctl"
-    argv = [str(script)] if script.exists() else [sys.executable, "-m", "configctl"]
-    result = subprocess.run(
-        [*argv, *map(str, args)],
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=cwd,
-        timeout=60,
-        env={**os.environ, "NO_COLOR": "1", "CONFIGCTL_DEBUG": "", **(env or {})},
-    )
-    assert "Traceback" not in result.stderr, result.stderr
-    return result
 
 
 @pytest.fixture(scope="module")

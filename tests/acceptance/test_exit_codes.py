@@ -12,8 +12,8 @@ import os
 from pathlib import Path
 
 import pytest
-from tests.acceptance.gitrepo import GitRepo, git_env
-from tests.acceptance.test_cli import configctl
+from tests.support.cli import configctl
+from tests.support.gitrepo import GitRepo, git_env
 
 #: Commands that name an app and an environment; ``{app}``/``{env}`` are filled in.
 PAIR_COMMANDS: dict[str, list[str]] = {

@@ -16,14 +16,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.acceptance import test_versions
-from tests.acceptance.gitrepo import GitRepo
-from tests.acceptance.test_versions import ACTOR, Backend, Cli, show, written
+from tests.support import cli as cli_support
+from tests.support import sql
+from tests.support.cli import ACTOR, Cli, show, written
+from tests.support.gitrepo import GitRepo
+from tests.support.sql import Backend
 
-# The store and repository fixtures of the issue 3 tests, shared as they are.
-backend = test_versions.backend
-example = test_versions.example
-cli = test_versions.cli
+# The store and repository fixtures shared with the other acceptance tests.
+backend = sql.backend
+example = cli_support.example
+cli = cli_support.cli
 
 BOB = ("Bob Builder", "bob@example.invalid")
 CID = ("Cid Clerk", "cid@example.invalid")

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from tests.acceptance.gitrepo import GitRepo, git_env
-from tests.acceptance.test_cli import configctl
+from tests.support.cli import configctl
+from tests.support.gitrepo import GitRepo, git_env
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 ROLLER = "bob-the-operator"

@@ -17,7 +17,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from tests.acceptance.test_cli import configctl
+from tests.support.cli import configctl
+from tests.support.gitrepo import GitRepo
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -35,9 +36,8 @@ def applied(tmp_path_factory: pytest.TempPathFactory) -> Path:
     base = tmp_path_factory.mktemp("readme")
     repo = base / "configs-example"
     shutil.copytree(ROOT / "configs-example", repo, ignore=shutil.ignore_patterns(".configctl"))
-    env = {"GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull}
-    for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["-c", "user.name=me", "-c", "user.email=me@example.invalid", "commit", "-qm", "first"]):
-        subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, env={**os.environ, **env}, timeout=30)
+    GitRepo(repo).git("init", "-q", "-b", "main")
+    GitRepo(repo).commit("first")
     result = configctl("apply", "--repo", "configs-example", cwd=base, env={"CONFIGCTL_DB": "", "CONFIGCTL_SNAPSHOT_DIR": ""})
     assert result.returncode == 0, result.stderr
     snapshots = repo / ".configctl" / "snapshots"
@@ -83,8 +83,7 @@ def test_apply_keeps_the_snapshot_folder_current(applied: Path, tmp_path: Path) 
     (repo / ".configctl" / "snapshots" / "billing.dev.json").unlink()
     prod = repo / "apps" / "checkout" / "envs" / "production.yaml"
     prod.write_text(prod.read_text().replace("replicas: 6", "replicas: 7"))
-    env = {**os.environ, "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull}
-    subprocess.run(["git", "-c", "user.name=me", "-c", "user.email=me@example.invalid", "commit", "-qam", "more"], cwd=repo, check=True, env=env, timeout=30)
+    GitRepo(repo).git("commit", "-qam", "more")
     result = configctl("apply", "--repo", repo, env={"CONFIGCTL_DB": "", "CONFIGCTL_SNAPSHOT_DIR": ""})
     assert result.returncode == 0, result.stderr
     snapshots = repo / ".configctl" / "snapshots"

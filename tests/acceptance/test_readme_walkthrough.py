@@ -16,12 +16,12 @@ import re
 import shlex
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from tests.acceptance.gitrepo import EXAMPLE, git_env
 from tests.servers import free_port, libpq_url
+from tests.support.cli import configctl_argv
+from tests.support.gitrepo import EXAMPLE, git_env
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -36,8 +36,7 @@ def _commands(block: str) -> list[str]:
 
 
 def _configctl() -> str:
-    script = Path(sys.executable).parent / "configctl"
-    return str(script) if script.exists() else f"{sys.executable} -m configctl"
+    return " ".join(configctl_argv())
 
 
 def _sh(command: str, cwd: Path, *, timeout: float = 120) -> subprocess.CompletedProcess[str]:

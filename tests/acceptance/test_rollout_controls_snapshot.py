@@ -6,8 +6,8 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from tests.acceptance.gitrepo import GitRepo, git_env
-from tests.acceptance.test_trees import configctl_argv
+from tests.support.cli import configctl_argv
+from tests.support.gitrepo import GitRepo, git_env
 
 from configctl.client import ConfigClient
 

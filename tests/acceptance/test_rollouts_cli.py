@@ -15,10 +15,11 @@ from typing import Any
 
 import jsonschema
 import pytest
-from tests.acceptance.gitrepo import GitRepo
-from tests.acceptance.test_versions import Backend, Cli, backend, make_cli
+from tests.support.cli import Cli, make_cli
+from tests.support.gitrepo import GitRepo
+from tests.support.sql import Backend, backend
 
-__all__ = ["backend"]  # the store fixture (SQLite, PostgreSQL), shared with test_versions
+__all__ = ["backend"]  # the store fixture (SQLite, PostgreSQL), shared with the other tests
 
 ROOT = Path(__file__).resolve().parents[2]
 TREE = ROOT / "tests" / "data" / "trees" / "positive" / "rollouts-every-part"
@@ -27,11 +28,46 @@ DAY2 = "2026-12-02T10:00:00Z"  # the faster-timeout schedule is at 50 % then
 
 
 @pytest.fixture
-def cli(tmp_path: Path, backend: Backend) -> Cli:
+def repo(tmp_path: Path) -> GitRepo:
+    """The rollouts data tree, committed (without the case's expected.json)."""
     repo = GitRepo.init(tmp_path / "config", from_tree=TREE)
     (repo.path / "expected.json").unlink()
     repo.commit("rollouts")
+    return repo
+
+
+@pytest.fixture
+def cli(repo: GitRepo, backend: Backend) -> Cli:
     return make_cli(repo, backend)
+
+
+@pytest.fixture
+def store_less(repo: GitRepo) -> Cli:
+    """`configctl` on ``repo`` with no store at hand (commands run without --db)."""
+    return Cli(repo=repo, db="", env={})
+
+
+def _explain(cli: Cli, key: str, *context: str, at: str | None = None) -> Any:
+    """`rollout explain checkout prod KEY [-c CONTEXT] [--at AT] -o json`."""
+    args = ["rollout", "explain", "checkout", "prod", key]
+    for c in context:
+        args += ["-c", c]
+    return cli.json(*args, *(["--at", at] if at else []))
+
+
+def _simulate(cli: Cli, sample: Path) -> Any:
+    """`rollout simulate checkout prod database.timeout --sample SAMPLE --at DAY2 -o json`."""
+    return cli.json(
+        "rollout",
+        "simulate",
+        "checkout",
+        "prod",
+        "database.timeout",
+        "--sample",
+        str(sample),
+        "--at",
+        DAY2,
+    )
 
 
 def _outbox(backend: Backend) -> list[dict[str, Any]]:
@@ -79,17 +115,7 @@ def test_apply_stores_rollouts_and_the_read_commands_explain_them(
     assert row["next_step"] == {"at": "2026-12-03T09:00:00Z", "percentage": 10000}
 
     # u1's bucket for faster-timeout is 133 (rollout-vectors.json): in at 10 % already.
-    ex = cli.json(
-        "rollout",
-        "explain",
-        "checkout",
-        "prod",
-        "database.timeout",
-        "--context",
-        "user_id=u1,country=DE",
-        "--at",
-        DAY2,
-    )
+    ex = _explain(cli, "database.timeout", "user_id=u1,country=DE", at=DAY2)
     assert (ex["value"], ex["base"], ex["reason"], ex["rollout"], ex["rule"], ex["bucket"]) == (
         5,
         10,
@@ -100,16 +126,12 @@ def test_apply_stores_rollouts_and_the_read_commands_explain_them(
     )
     assert ex["layer"] == {"layer": "rollout", "file": "apps/checkout/rollouts.yaml", "line": 6}
     assert ex["percentage"] == 5000
-    tester = cli.json(
-        "rollout", "explain", "checkout", "prod", "database.timeout", "--context", "user_id=qa-1"
-    )
+    tester = _explain(cli, "database.timeout", "user_id=qa-1")
     assert (tester["value"], tester["reason"], tester["rule"]) == (30, "targeting_match", "users")
-    nobody = cli.json("rollout", "explain", "checkout", "prod", "database.timeout", "--at", DAY2)
+    nobody = _explain(cli, "database.timeout", at=DAY2)
     assert (nobody["value"], nobody["reason"], nobody["bucket"]) == (10, "default", None)
     assert nobody["layer"] == {"layer": "app", "file": "apps/checkout/values.yaml", "line": 2}
-    flag = cli.json(
-        "rollout", "explain", "checkout", "prod", "new-checkout", "--context", "user_id=qa-1"
-    )
+    flag = _explain(cli, "new-checkout", "user_id=qa-1")
     assert (flag["kind"], flag["value"], flag["reason"]) == ("flag", True, "targeting_match")
     text = cli.run(
         "rollout",
@@ -130,17 +152,7 @@ def test_apply_stores_rollouts_and_the_read_commands_explain_them(
     sample.write_text(
         "".join(json.dumps({"user_id": f"user-{i}"}) + "\n" for i in range(4000)), encoding="utf-8"
     )
-    sim = cli.json(
-        "rollout",
-        "simulate",
-        "checkout",
-        "prod",
-        "database.timeout",
-        "--sample",
-        str(sample),
-        "--at",
-        DAY2,
-    )
+    sim = _simulate(cli, sample)
     shares = {json.dumps(v["value"]): v["share"] for v in sim["values"]}
     assert sim["contexts"] == 4000
     assert 0.46 < shares["5"] < 0.54
@@ -149,17 +161,7 @@ def test_apply_stores_rollouts_and_the_read_commands_explain_them(
     csv.write_text(
         "user_id,country\n" + "".join(f"user-{i},DE\n" for i in range(4000)), encoding="utf-8"
     )
-    from_csv = cli.json(
-        "rollout",
-        "simulate",
-        "checkout",
-        "prod",
-        "database.timeout",
-        "--sample",
-        str(csv),
-        "--at",
-        DAY2,
-    )
+    from_csv = _simulate(cli, csv)
     assert from_csv["values"] == sim["values"]
 
 
@@ -209,30 +211,10 @@ def test_controls_are_audited_versions_announced_and_kept_across_commits(
 
     # Promote serves the value to everyone, the schedule notwithstanding.
     cli.json("rollout", "promote", "checkout", "prod", "faster-timeout")
-    promoted = cli.json(
-        "rollout",
-        "explain",
-        "checkout",
-        "prod",
-        "database.timeout",
-        "-c",
-        "user_id=u7",
-        "--at",
-        "2026-11-01T00:00:00Z",
-    )
+    promoted = _explain(cli, "database.timeout", "user_id=u7", at="2026-11-01T00:00:00Z")
     assert (promoted["value"], promoted["reason"], promoted["rule"]) == (5, "static", "promoted")
     cli.json("rollout", "abort", "checkout", "prod", "faster-timeout")
-    aborted = cli.json(
-        "rollout",
-        "explain",
-        "checkout",
-        "prod",
-        "database.timeout",
-        "-c",
-        "user_id=u1",
-        "--at",
-        DAY2,
-    )
+    aborted = _explain(cli, "database.timeout", "user_id=u1", at=DAY2)
     # timeout-for-testers (not u1's) still shares the key: the base value, by default.
     assert (aborted["value"], aborted["reason"]) == (10, "default")
     # An impossible transition is refused (exit 1), an unknown name is a usage error.
@@ -283,11 +265,8 @@ def test_read_commands_fall_back_to_the_working_tree(tmp_path: Path) -> None:
     assert "no version in the store" in missing.stderr
 
 
-def test_diff_lists_the_rollouts_a_change_touches(tmp_path: Path) -> None:
-    repo = GitRepo.init(tmp_path / "config", from_tree=TREE)
-    (repo.path / "expected.json").unlink()
-    repo.commit("rollouts")
-    cli = Cli(repo=repo, db="", env={})
+def test_diff_lists_the_rollouts_a_change_touches(repo: GitRepo, store_less: Cli) -> None:
+    cli = store_less
     repo.replace("apps/checkout/rollouts.yaml", "    percentage: 2500\n", "    percentage: 3000\n")
     repo.replace("apps/checkout/rollouts.yaml", "  dark-mode:\n    enabled: false\n", "")
     payload = json.loads(cli.run("diff", "--format", "json", db=False).stdout)

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -39,16 +38,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.support.cli import configctl_argv
+from tests.support.trees import copy_data_tree
 
 TREES = Path(__file__).resolve().parents[1] / "data" / "trees"
 BASELINE = TREES / "positive" / "baseline"
 VALUES = "apps/web/values.yaml"
-
-
-def configctl_argv() -> list[str]:
-    """The installed console script when there is one, else ``python -m configctl``."""
-    script = Path(sys.executable).parent / "configctl"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "configctl"]
 
 
 @dataclass(frozen=True)
@@ -199,7 +194,7 @@ def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Outcome]:
     cases = list(DATA_CASES)
     for name, (make, expected) in GENERATED.items():
         root = generated_root / name
-        shutil.copytree(BASELINE, root, ignore=shutil.ignore_patterns("expected.json"))
+        copy_data_tree("positive/baseline", root)
         make(root)
         cases.append(Case(f"generated/{name}", root, expected))
     with ThreadPoolExecutor(max_workers=max(4, (os.cpu_count() or 2) * 2)) as pool:

@@ -42,8 +42,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.acceptance.gitrepo import DEFAULT_AUTHOR, GitRepo, git_env
 from tests.servers import libpq_url
+from tests.support.gitrepo import DEFAULT_AUTHOR, GitRepo, git_env
 
 APPS = ("billing", "checkout", "search")
 ENVS = ("dev", "staging", "production")
@@ -1152,7 +1152,7 @@ def test_a_stale_baseline_is_noticed_inside_the_transaction(tmp_path: Path, back
     from configctl.adapters.git import GitSource
     from configctl.adapters.store import SqlStore
     from configctl.services.apply import Baseline, apply_snapshot
-    from configctl.services.inspect import Evaluator
+    from configctl.services.resolution import Evaluator
 
     cli = make_cli(example, backend)
     base = example.head()

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from tests.acceptance.gitrepo import GitRepo, git_env
 from tests.ci.tools import configctl
+from tests.support.gitrepo import GitRepo, git_env
 
 
 @pytest.fixture

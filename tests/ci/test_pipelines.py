@@ -20,10 +20,10 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-from tests.acceptance.gitrepo import GitRepo, git_env
 from tests.ci import forge_server, runner, tools
 from tests.ci.forge_server import GITHUB_TOKEN, GITLAB_TOKEN, Forge
 from tests.ci.tools import configctl
+from tests.support.gitrepo import GitRepo, git_env
 
 MARKER = "<!-- configctl-diff -->"
 BROKEN_FILE = "config/apps/example/envs/production.yaml"

@@ -24,9 +24,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from tests.acceptance.gitrepo import GitRepo, git_env
 from tests.ci import tools
 from tests.ci.tools import configctl
+from tests.support.gitrepo import GitRepo, git_env
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 

@@ -381,7 +381,7 @@ def test_async_client_classic_call_shape(cache: RedisCache, publisher: AmqpPubli
 
 
 def test_async_client_as_context_manager_from_the_snapshot_folder(tmp_path: Path) -> None:
-    from configctl.adapters.redis_cache import SnapshotDir
+    from configctl.adapters.snapshot_dir import SnapshotDir
 
     SnapshotDir(tmp_path / "snaps").put(snap(9))
 

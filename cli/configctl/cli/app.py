@@ -16,6 +16,7 @@ import typer
 from configctl import __version__
 from configctl.cli.commands import (
     apply,
+    audit,
     ci,
     db,
     diff,
@@ -24,9 +25,13 @@ from configctl.cli.commands import (
     init,
     ls,
     reconcile,
+    release,
+    revert,
     rollback,
     rollout,
     schema,
+    show,
+    status,
     validate,
 )
 from configctl.cli.exit_codes import ExitCode
@@ -71,7 +76,12 @@ app.add_typer(ls.app)
 app.add_typer(diff.app)
 app.add_typer(apply.app)
 app.add_typer(history.app)
+app.add_typer(show.app)
+app.add_typer(audit.app)
+app.add_typer(status.app)
 app.add_typer(rollback.app)
+app.add_typer(release.app)
+app.add_typer(revert.app)
 app.add_typer(reconcile.app)
 app.add_typer(rollout.app, name="rollout")
 app.add_typer(schema.app, name="schema")

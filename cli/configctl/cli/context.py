@@ -37,6 +37,11 @@ RepoOption = Annotated[
     ),
 ]
 
+AppArgument = Annotated[str, typer.Argument(metavar="APP")]
+"""The app a command acts on (positional)."""
+EnvArgument = Annotated[str, typer.Argument(metavar="ENV")]
+"""The environment a command acts on (positional)."""
+
 REPO_FILE = "configctl.yaml"
 
 

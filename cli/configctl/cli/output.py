@@ -12,7 +12,9 @@ import json
 import shlex
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
 
 from configctl.cli import context
 from configctl.core.model import Finding, Report
@@ -32,6 +34,9 @@ class Format(enum.StrEnum):
 OUTPUT_NAMES = ("--output", "-o")
 """The option's names; `validate` and `diff` add their historical ``--format``/``-f``."""
 FORMAT_ALIASES = ("--format", "-f")
+
+OutputOption = Annotated[Format, typer.Option(*OUTPUT_NAMES, help="Output format.")]
+"""``-o/--output`` as most commands declare it (default: text)."""
 
 
 def dumps_json(value: Any) -> str:
@@ -76,6 +81,23 @@ def age(at: datetime | None, now: datetime) -> str:
 def short_sha(sha: Any) -> str:
     """A commit as git abbreviates it in a table (7 characters)."""
     return str(sha)[:7] if sha else "-"
+
+
+def short(sha: Any) -> str:
+    """A commit in a line of text (12 characters, as `git log --abbrev=12`), ``-`` for none."""
+    return str(sha)[:12] if sha else "-"
+
+
+def iso(value: datetime | None) -> str | None:
+    """A time in the JSON form: ISO 8601, or null."""
+    return value.isoformat() if value is not None else None
+
+
+def author(name: str | None, email: str | None) -> str | None:
+    """``Name <email>`` as git writes it, else whichever of the two is known."""
+    if name and email:
+        return f"{name} <{email}>"
+    return name or email or None
 
 
 def _finding_line(f: Finding, level: str) -> str:

@@ -10,6 +10,7 @@ import contextlib
 import getpass
 import os
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
 
@@ -51,10 +52,10 @@ def snapshot(root: Path, rev: str | None) -> dict[str, FileEntry]:
 
 
 def strip_prefix(files: dict[str, FileEntry], prefix: str) -> dict[str, FileEntry]:
-    if not prefix:
-        return files
-    p = prefix.rstrip("/") + "/"
-    return {path[len(p) :]: entry for path, entry in files.items() if path.startswith(p)}
+    """``files`` read from git, with paths relative to the config folder ``prefix``."""
+    from configctl.services.resolution import strip_prefix as strip
+
+    return strip(files, prefix)
 
 
 def store_url(root: Path, db: str | None) -> str:
@@ -110,6 +111,29 @@ def open_store(
     if migrate and url.startswith("sqlite"):
         store.ensure_schema()
     return store
+
+
+@contextlib.contextmanager
+def store_for(
+    root: Path | None,
+    db: str | None,
+    *,
+    mode: StoreMode,
+    app: str | None = None,
+    env: str | None = None,
+    missing_ok: bool = False,
+) -> Iterator[SqlStore]:
+    """The store a command works on, closed when the command is done with it.
+
+    ``app``/``env`` (when given) must be names the repository or the store knows: an
+    unknown one is a usage error (exit 2) with a did-you-mean, before anything is read.
+    """
+    store = open_store(root, db, mode=mode, missing_ok=missing_ok)
+    try:
+        require_names(root, store, app, env)
+        yield store
+    finally:
+        store.close()
 
 
 def _check_sqlite_path(path: Path, *, explicit: bool, mode: StoreMode, missing_ok: bool) -> bool:
@@ -178,7 +202,7 @@ def require_names(
     root: Path | None, store: SqlStore | None, app: str | None, env: str | None
 ) -> None:
     """An unknown app or environment is a usage error (exit 2) with a did-you-mean."""
-    from configctl.services.inspect import require_known
+    from configctl.services.resolution import require_known
 
     if app is None and env is None:
         return
@@ -210,7 +234,7 @@ def export_snapshots(root: Path, db: str | None, store: SqlStore, written: list[
     """
     from datetime import UTC, datetime
 
-    from configctl.adapters.redis_cache import SnapshotDir
+    from configctl.adapters.snapshot_dir import SnapshotDir
     from configctl.errors import ConfigctlError
     from configctl.services.snapshots import export_snapshots as export
 

@@ -505,7 +505,7 @@ class ClientCore:
 
     def write_lkg(self) -> None:
         """Keep a copy of the served version for a start while every server is down."""
-        from configctl.adapters.redis_cache import atomic_write
+        from configctl.adapters.snapshot_dir import atomic_write
 
         snapshot = self.view.snapshot
         if snapshot is None or self.source == "last_known_good":
@@ -652,7 +652,7 @@ class ClientCore:
         if memo in self._provenance:
             return self._provenance[memo]
         from configctl.adapters import schemas
-        from configctl.services import inspect
+        from configctl.services import resolution as resolution_service
 
         files: Any = None
         if commit:
@@ -667,9 +667,9 @@ class ClientCore:
             from configctl.adapters import filesystem
 
             files = filesystem.read_tree(repo)
-        checked = inspect.check(files, file_schemas=schemas.file_schemas())
+        checked = resolution_service.check(files, file_schemas=schemas.file_schemas())
         try:
-            resolution = inspect.resolve_pair(checked.tree, self.app, self.env)
+            resolution = resolution_service.resolve_pair(checked.tree, self.app, self.env)
         except Exception:  # noqa: BLE001 - an unresolvable tree has no provenance
             resolution = None
         self._provenance = {memo: resolution}

@@ -53,6 +53,11 @@ def require_name(kind: str, name: str) -> str:
     return name
 
 
+def is_name(text: str) -> bool:
+    """Whether ``text`` is a DNS label (an app or environment name a cache key may hold)."""
+    return NAME_RE.fullmatch(text) is not None
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CachedSnapshot:
     """One (app, env) at one version, as the cache stores it.

@@ -18,22 +18,31 @@ from typing import Protocol
 from configctl.core.clients import ClientReport
 from configctl.core.model import FileEntry
 from configctl.core.records import (
+    AuditRecord,
     CommitInfo,
     CommitRecord,
+    HistoryEntry,
     OutboxRecord,
+    PinRecord,
     ReviewComment,
+    VersionEntry,
+    VersionHead,
     VersionRecord,
 )
 
 __all__ = [
+    "AuditReader",
     "ClientReportsPort",
     "CommentThread",
+    "GitReader",
     "GitSourcePort",
     "Leader",
     "OutboxPort",
     "PublisherPort",
     "ReconcilerStorePort",
     "ReconcilerUnitOfWork",
+    "StatusReader",
+    "VersionReader",
 ]
 
 
@@ -199,3 +208,87 @@ class ReconcilerStorePort(OutboxPort, Protocol):
     def latest_versions(self) -> dict[tuple[str, str], VersionRecord]: ...
 
     def outbox_backlog(self) -> int: ...
+
+
+# -- the read side (status, history, show, audit) ----------------------------------------
+
+
+class VersionReader(Protocol):
+    """The versions of the store as the read use cases see them (`history`, `show`)."""
+
+    def latest_heads(self) -> Mapping[tuple[str, str], VersionHead]:
+        """The newest version of every (app, env), without its snapshot."""
+        ...
+
+    def get_version(self, app: str, env: str, number: int | None = None) -> VersionRecord | None:
+        """Version ``number`` of (app, env), or the newest when ``number`` is None."""
+        ...
+
+    def list_versions(self, app: str, env: str, limit: int | None = None) -> list[VersionEntry]:
+        """Versions of (app, env), newest first, with commit author and changed keys."""
+        ...
+
+    def key_history(self, app: str, env: str, key: str) -> list[HistoryEntry]:
+        """Every version of (app, env) that changed ``key`` or a key below it, newest first."""
+        ...
+
+
+class AuditReader(Protocol):
+    """The audit log, filtered (`audit`)."""
+
+    def audit(
+        self,
+        app: str | None = None,
+        env: str | None = None,
+        actor: str | None = None,
+        since: datetime | None = None,
+        limit: int | None = None,
+    ) -> list[AuditRecord]:
+        """Audit rows matching every given filter, newest first."""
+        ...
+
+
+class StatusReader(VersionReader, Protocol):
+    """What `status` reads: versions, the sync cursor, rejected commits and pins."""
+
+    def sync_state(self, name: str) -> object:
+        """The JSON value stored under ``name``, or None."""
+        ...
+
+    def sync_states(self, prefix: str) -> Mapping[str, object]:
+        """Every non-null sync-state value whose name starts with ``prefix``."""
+        ...
+
+    def commits(self, status: str | None = None, limit: int | None = None) -> list[CommitRecord]:
+        """Recorded commits (optionally of one status), most recently recorded first."""
+        ...
+
+    def pins(self) -> list[PinRecord]:
+        """Every pair a rollback holds."""
+        ...
+
+
+class GitReader(Protocol):
+    """The git history a read use case compares the store with (`status`)."""
+
+    def head(self) -> str | None:
+        """The commit HEAD points at, or None in a repository without commits."""
+        ...
+
+    def is_ancestor(self, a: str, b: str) -> bool:
+        """Whether commit ``a`` is ``b`` or one of its ancestors."""
+        ...
+
+    def commit_info(self, rev: str) -> CommitInfo:
+        """One commit."""
+        ...
+
+    def commits_between(
+        self, base: str | None, head: str, *, prefix: str | None = None
+    ) -> list[CommitInfo]:
+        """Commits after ``base`` up to ``head``, oldest first (``prefix``: config changes only)."""
+        ...
+
+    def read_tree(self, rev: str, prefix: str = "") -> Mapping[str, FileEntry]:
+        """Every config file of ``rev``'s tree, paths relative to the repository root."""
+        ...

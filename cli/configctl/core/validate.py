@@ -33,6 +33,7 @@ from configctl.core import rollout_spec
 from configctl.core import tree as tree_mod
 from configctl.core.model import Finding, Report, Severity, SourceLocation
 from configctl.core.parse import Document
+from configctl.core.schema import is_secret
 from configctl.core.tree import ConfigTree
 
 try:
@@ -215,10 +216,6 @@ def _dotted(path: Path) -> str:
 
 def _short(message: str, limit: int = 160) -> str:
     return message if len(message) <= limit else message[: limit - 1] + "…"
-
-
-def _is_secret(schema: Any) -> bool:
-    return isinstance(schema, dict) and (schema.get("x-secret") is True or schema.get("writeOnly") is True)
 
 
 def _wants_string(err: ValidationError) -> bool:
@@ -467,7 +464,7 @@ def _rollout_findings(
                 (
                     tuple(err.absolute_path),
                     f"`{_dotted(tuple(err.absolute_path)) or '(root)'}`: "
-                    + ("value does not match the schema (secret value hidden)" if _is_secret(err.schema) else _short(err.message)),
+                    + ("value does not match the schema (secret value hidden)" if is_secret(err.schema) else _short(err.message)),
                 )
                 for err in checked_schema.python.iter_errors(values)
             ]
@@ -531,7 +528,7 @@ def _resolved_errors(
 
     for err in errors:
         path = tuple(err.absolute_path)
-        secret = _is_secret(err.schema)
+        secret = is_secret(err.schema)
         if err.validator == "required" and isinstance(err.instance, dict):
             required: list[str] = list(err.validator_value)  # type: ignore[arg-type]  # `required` holds a list
             for name in required:
@@ -578,23 +575,4 @@ def _resolved_errors(
                 hint=None if secret else _plain_hint(doc, path, err),
             )
         )
-    return out
-
-
-def secret_paths(schema: Any) -> set[Path]:
-    """Paths that an app schema marks secret (``x-secret: true`` or ``writeOnly: true``)."""
-    out: set[Path] = set()
-
-    def walk(node: Any, path: Path) -> None:
-        if not isinstance(node, dict):
-            return
-        if _is_secret(node) and path:
-            out.add(path)
-        for name, sub in (node.get("properties") or {}).items():
-            walk(sub, (*path, name))
-        for key in ("allOf", "anyOf", "oneOf"):
-            for sub in node.get(key) or []:
-                walk(sub, path)
-
-    walk(schema, ())
     return out

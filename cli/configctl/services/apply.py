@@ -34,7 +34,7 @@ from configctl.core.model import FileEntry, Report
 from configctl.core.records import CommitInfo, KeyChange, VersionHead, VersionRecord, checksum
 from configctl.services import rollouts as rollouts_service
 from configctl.services.attribution import ChangeLog, attribute
-from configctl.services.inspect import Checked, Evaluator, secret_keys
+from configctl.services.resolution import Checked, Evaluator, secret_keys
 
 QUARANTINE_PREFIX = "quarantine:"
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from configctl.core import diff as diff_mod
 from configctl.core import rollout_spec
 from configctl.core.model import FileEntry, Finding, Report
-from configctl.services.inspect import Checked, Evaluator, secret_keys
+from configctl.services.resolution import Checked, Evaluator, secret_keys
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -14,7 +14,8 @@ import pytest
 from tests.integration.reconciler_infra._support import TcpProxy
 from tests.servers import free_port
 
-from configctl.adapters.amqp import AmqpConsumer, AmqpPublisher, LogNotifier
+from configctl.adapters.amqp import AmqpConsumer, AmqpPublisher
+from configctl.adapters.log_notifier import LogNotifier
 from configctl.errors import BrokerError
 
 pytestmark = pytest.mark.integration

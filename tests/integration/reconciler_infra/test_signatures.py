@@ -15,14 +15,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from tests.support import tools
 
 from configctl.adapters.git.signatures import normalize_fingerprint, verify_commit
 from configctl.errors import UsageError
 
 pytestmark = [
     pytest.mark.integration,
-    pytest.mark.skipif(shutil.which("gpg") is None, reason="gpg is not installed"),
+    pytest.mark.usefixtures("gpg_installed"),  # missing gpg fails the test, never skips it
 ]
+
+gpg_installed = tools.gpg_installed
+ssh_keygen_installed = tools.ssh_keygen_installed
 
 COMMITTER = "bot@example.invalid"
 
@@ -197,7 +201,7 @@ def test_dedicated_keyring_alone_is_enough(repo: Repo, keys: Keys) -> None:
 
 # -- SSH ---------------------------------------------------------------------------------------
 
-needs_ssh_keygen = pytest.mark.skipif(shutil.which("ssh-keygen") is None, reason="ssh-keygen is not installed")
+needs_ssh_keygen = pytest.mark.usefixtures("ssh_keygen_installed")  # missing: fails, never skips
 
 
 @pytest.fixture

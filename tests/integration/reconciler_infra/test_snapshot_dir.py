@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from configctl.adapters.redis_cache import SnapshotDir, atomic_write
+from configctl.adapters.snapshot_dir import SnapshotDir, atomic_write
 from configctl.core.cache import CachedSnapshot
 from configctl.errors import CacheError
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from configctl.adapters.redis_cache import SnapshotDir
+from configctl.adapters.snapshot_dir import SnapshotDir
 from configctl.client import ChangeEvent, ConfigClient
 from configctl.client.settings import ClientSettings, from_env
 from configctl.core.cache import CachedSnapshot

@@ -18,7 +18,7 @@ from openfeature.evaluation_context import EvaluationContext
 from openfeature.event import EventDetails, ProviderEvent
 from openfeature.flag_evaluation import ErrorCode, Reason
 
-from configctl.adapters.redis_cache import SnapshotDir
+from configctl.adapters.snapshot_dir import SnapshotDir
 from configctl.core.cache import CachedSnapshot
 from configctl.openfeature import ConfigctlProvider
 

@@ -434,17 +434,6 @@ def test_schema_cache_compiles_once_per_content(monkeypatch: pytest.MonkeyPatch)
     assert calls == ["apps/web/schema.json", "apps/web/schema.json"]
 
 
-def test_secret_paths() -> None:
-    schema = {
-        "properties": {
-            "password": {"x-secret": True},
-            "db": {"properties": {"token": {"writeOnly": True}, "host": {}}},
-            "alt": {"anyOf": [{"x-secret": True}]},
-        }
-    }
-    assert V.secret_paths(schema) == {("password",), ("db", "token"), ("alt",)}
-
-
 # --- the fast path ------------------------------------------------------------------
 
 TREES = [

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from configctl.adapters.amqp import AmqpPublisher, LogNotifier
+from configctl.adapters.amqp import AmqpPublisher
 from configctl.adapters.leader.advisory import PgAdvisoryLeader
 from configctl.adapters.leader.file import FileLeader
 from configctl.adapters.leader.lease import KubernetesLeaseLeader
-from configctl.adapters.redis_cache import RedisCache, SnapshotDir
+from configctl.adapters.log_notifier import LogNotifier
+from configctl.adapters.redis_cache import RedisCache
+from configctl.adapters.snapshot_dir import SnapshotDir
 from configctl.core.cache import SnapshotCache
 from configctl.core.ports import Leader, PublisherPort
 

@@ -8,7 +8,7 @@ from tests.fakes import FakeCache, FakeGit, FakePublisher, FakeStore
 
 from configctl.adapters import schemas
 from configctl.errors import StoreError
-from configctl.services.inspect import Evaluator
+from configctl.services.resolution import Evaluator
 from configctl_reconciler import reconcile
 from configctl_reconciler.reconcile import CURSOR, Deps, Outcome, reconcile_once
 

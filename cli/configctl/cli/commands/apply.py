@@ -10,7 +10,7 @@ import typer
 
 from configctl.cli import context, sources
 from configctl.cli.exit_codes import ExitCode
-from configctl.cli.output import OUTPUT_NAMES, Format
+from configctl.cli.output import Format, OutputOption
 
 if TYPE_CHECKING:
     from configctl.adapters.git import GitSource
@@ -84,14 +84,14 @@ def apply(
     ] = False,
     repo: context.RepoOption = None,
     db: sources.DbOption = None,
-    out: Annotated[Output, typer.Option(*OUTPUT_NAMES, help="Output format.")] = Output.text,
+    out: OutputOption = Output.text,
 ) -> None:
     """Validate and resolve a commit, and write a new version for every app/env that changed."""
     from configctl.adapters import schemas
     from configctl.adapters.git import GitChangeLog
     from configctl.cli import output
     from configctl.services import apply as apply_service
-    from configctl.services.inspect import Evaluator
+    from configctl.services.resolution import Evaluator
 
     root = context.repo_path(repo)
     git, prefix = sources.git_source(root)

@@ -138,7 +138,7 @@ def diff_check(
     from configctl.cli import sources
     from configctl.errors import RevisionNotFound, UsageError
     from configctl.services import diff as diff_service
-    from configctl.services.inspect import Evaluator
+    from configctl.services.resolution import Evaluator
 
     root = context.repo_path(repo)
     head_files = sources.snapshot(root, None)

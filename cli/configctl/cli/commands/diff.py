@@ -182,7 +182,7 @@ def diff(
     from configctl.adapters import schemas
     from configctl.cli import output, sources
     from configctl.services import diff as diff_service
-    from configctl.services.inspect import Evaluator
+    from configctl.services.resolution import Evaluator
 
     root = context.repo_path(repo)
     if served:
@@ -233,7 +233,7 @@ def _served(root: Path, app_name: str | None, env: str | None, *, db: str | None
     from configctl.errors import UsageError
     from configctl.services import drift as drift_service
     from configctl.services.diff import DiffResult
-    from configctl.services.inspect import require_pair, secret_keys
+    from configctl.services.resolution import require_pair, secret_keys
 
     if app_name is None or env is None:
         raise UsageError("--served needs APP and ENV: configctl diff --served APP ENV")

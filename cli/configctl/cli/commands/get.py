@@ -59,12 +59,12 @@ def get(
     from configctl.cli import output
     from configctl.core import resolve as resolve_mod
     from configctl.errors import UserError
-    from configctl.services import inspect
+    from configctl.services import resolution as resolution_service
 
     with context.gc_paused():
-        checked = inspect.check(filesystem.read_tree(context.repo_path(repo)), file_schemas=schemas.file_schemas())
+        checked = resolution_service.check(filesystem.read_tree(context.repo_path(repo)), file_schemas=schemas.file_schemas())
     tree = checked.tree
-    resolution = inspect.resolve_pair(tree, app_name, env)
+    resolution = resolution_service.resolve_pair(tree, app_name, env)
     layer_files = {doc.file for _, doc in tree.layers(app_name, env)}
     broken = sorted({f.file for f in checked.report.errors if f.file in layer_files or f.file == "configctl.yaml"})
     if broken:

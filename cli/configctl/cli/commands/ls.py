@@ -34,13 +34,13 @@ def ls(
     """List apps and environments with the number of resolved keys in each."""
     from configctl.adapters import filesystem, schemas
     from configctl.cli import output
-    from configctl.services import inspect
+    from configctl.services import resolution as resolution_service
 
     with context.gc_paused():
-        checked = inspect.check(filesystem.read_tree(context.repo_path(repo)), file_schemas=schemas.file_schemas())
+        checked = resolution_service.check(filesystem.read_tree(context.repo_path(repo)), file_schemas=schemas.file_schemas())
     tree = checked.tree
-    inspect.require_tree_readable(tree)
-    rows = inspect.matrix(checked)
+    resolution_service.require_tree_readable(tree)
+    rows = resolution_service.matrix(checked)
     if out in (Output.json, Output.yaml):
         counts: dict[str, dict[str, int]] = {}
         for row in rows:

@@ -1,4 +1,5 @@
-"""`rollback`, `release` and `revert`: break-glass changes, and the git commits that make git agree."""
+"""`configctl rollback`: put an earlier version back into service now, pinned until
+`configctl release` (and, with --revert, prepare the git commit that makes git agree)."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ def _secrets(root: Path | None, app_name: str) -> dict[str, set[str]] | None:
     The rollback's key changes go into history, so they must be redacted like apply's.
     """
     from configctl.errors import ConfigctlError
-    from configctl.services.inspect import app_secret_keys
+    from configctl.services.resolution import app_secret_keys
 
     if root is None:
         return None
@@ -51,8 +52,8 @@ def _secrets(root: Path | None, app_name: str) -> dict[str, set[str]] | None:
 )
 @context.boundary
 def rollback(
-    app_name: Annotated[str, typer.Argument(metavar="APP")],
-    env: Annotated[str, typer.Argument(metavar="ENV")],
+    app_name: context.AppArgument,
+    env: context.EnvArgument,
     *,
     to: Annotated[int, typer.Option("--to", help="The version whose values go back into service.")],
     revert: Annotated[bool, typer.Option("--revert", help="Also prepare a git revert commit on a new branch.")] = False,
@@ -73,16 +74,12 @@ def rollback(
     # with --db (and no --revert) a rollback works outside any checkout (every value is then redacted)
     root = context.optional_repo_path(repo) if db and not revert else context.repo_path(repo)
     prepare = _preparer(root, app_name, env, branch) if revert and root is not None else None
-    store = sources.open_store(root, db, mode="write")
-    try:
-        sources.require_names(root, store, app_name, env)
+    with sources.store_for(root, db, mode="write", app=app_name, env=env) as store:
         secrets = _secrets(root, app_name)
         result = rollback_service.rollback(
             store=store, app=app_name, env=env, to=to, actor=sources.actor(), host=sources.host(),
             now=lambda: datetime.now(UTC), reason=reason, secrets=secrets, prepare=prepare,
         )
-    finally:
-        store.close()
     if result.version is None:
         context.write(
             f"{app_name}/{env}: version {to} has the values in service (version {result.previous}): "
@@ -127,62 +124,3 @@ def _preparer(root: Path, app_name: str, env: str, branch: str | None) -> Callab
         return PreparedRevert(branch=name, commit=new, reverted=plan.commits, undo=lambda: git.delete_branch(name, new))
 
     return prepare
-
-
-@app.command(epilog="Example:\n\n  configctl release checkout production")
-@context.boundary
-def release(
-    app_name: Annotated[str, typer.Argument(metavar="APP")],
-    env: Annotated[str, typer.Argument(metavar="ENV")],
-    *,
-    repo: context.RepoOption = None,
-    db: sources.DbOption = None,
-) -> None:
-    """Remove a rollback's pin: the next apply serves git again (except the quarantined commit)."""
-    from configctl.services import rollback as rollback_service
-
-    root = context.optional_repo_path(repo)
-    store = sources.open_store(root, db, mode="write")
-    try:
-        sources.require_names(root, store, app_name, env)
-        result = rollback_service.release(store=store, app=app_name, env=env, actor=sources.actor(), host=sources.host())
-    finally:
-        store.close()
-    context.write(f"{app_name}/{env}: released (version {result['version']} stays in service until git changes it)")
-
-
-@app.command(
-    epilog=(
-        "Examples:\n\n"
-        "  configctl revert 3f2a9c1                     # undo a whole commit\n\n"
-        "  configctl revert 3f2a9c1 --keys database.pool.max,replicas"
-    )
-)
-@context.boundary
-def revert(
-    commit: Annotated[str, typer.Argument(metavar="COMMIT")],
-    *,
-    keys: Annotated[str | None, typer.Option("--keys", help="Undo only these dotted keys (comma-separated).")] = None,
-    branch: Annotated[str | None, typer.Option("--branch", help="Branch to create (default: configctl/revert-<sha>).")] = None,
-    repo: context.RepoOption = None,
-) -> None:
-    """Prepare a git commit that undoes COMMIT (or only some keys of it) on a new branch, for review."""
-    from configctl.services import revert as revert_service
-
-    root = context.repo_path(repo)
-    git, prefix = sources.git_source(root)
-    sha = git.resolve(commit)
-    target = branch or f"configctl/revert-{sha[:12]}"
-    if keys is None:
-        new = git.prepare_revert(sha, branch=target, message=f"Revert {sha[:12]}")
-    else:
-        wanted = [k.strip() for k in keys.split(",") if k.strip()]
-        parent = git.resolve(f"{sha}^")
-        before = git.read_tree(parent)
-        after = git.read_tree(sha)
-        head = git.read_tree(git.resolve("HEAD"))
-        patch = revert_service.revert_keys(before=before, after=after, head=head, keys=wanted, prefix=prefix)
-        new = git.prepare_revert(
-            sha, branch=target, message=f"Revert {', '.join(wanted)} of {sha[:12]}", paths_patch=patch
-        )
-    context.write(f"prepared commit {new[:12]} on branch {target}: push it and open a pull request")

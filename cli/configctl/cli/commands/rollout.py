@@ -124,10 +124,10 @@ def _open_store(root: Path, db: str | None, *, create: bool) -> Any:
 
 def _tree(root: Path) -> Any:
     from configctl.adapters import filesystem, schemas
-    from configctl.services import inspect
+    from configctl.services import resolution as resolution_service
 
     with context.gc_paused():
-        return inspect.check(filesystem.read_tree(root), file_schemas=schemas.file_schemas())
+        return resolution_service.check(filesystem.read_tree(root), file_schemas=schemas.file_schemas())
 
 
 def _load(
@@ -136,7 +136,7 @@ def _load(
     """The pair's rollouts from the chosen source, and the working tree when it was read."""
     from configctl.core.rollouts import RolloutSet
     from configctl.errors import UsageError, ValidationFailed
-    from configctl.services import inspect
+    from configctl.services import resolution as resolution_service
     from configctl.services import rollouts as service
 
     store = _open_store(root, db, create=source is Source.store)
@@ -173,7 +173,7 @@ def _load(
         if store is not None:
             store.close()
     checked = _tree(root)
-    inspect.require_pair(checked.tree, app_name, env)
+    resolution_service.require_pair(checked.tree, app_name, env)
     if not checked.report.valid:
         raise ValidationFailed(
             f"the working tree is invalid ({len(checked.report.errors)} errors); run `configctl validate`",

@@ -48,7 +48,7 @@ def validate(
     """Validate a config repository: strict YAML, schemas, resolution and cross-file rules."""
     from configctl.adapters import filesystem, schemas
     from configctl.cli import output
-    from configctl.services import inspect
+    from configctl.services import resolution as resolution_service
 
     explicit = path if path is not None else repo
     # An explicit folder is validated even without configctl.yaml, so the report says what
@@ -56,7 +56,7 @@ def validate(
     root = context.existing_dir(explicit, "path") if explicit is not None else context.repo_path(None)
     files = filesystem.read_tree(root)
     with context.gc_paused():
-        checked = inspect.check(files, file_schemas=schemas.file_schemas())
+        checked = resolution_service.check(files, file_schemas=schemas.file_schemas())
     report = checked.report
     if fmt is Format.json:
         context.write(output.report_json(report))

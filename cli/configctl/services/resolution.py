@@ -1,4 +1,5 @@
-"""Read-only use cases over one snapshot of a tree: validate, resolve one pair, the matrix.
+"""Resolution: validate and resolve one snapshot of a config tree (every pair, one pair
+with provenance, the matrix), check the names a user gives, and find the secret keys.
 
 Shared by the CLI (working tree or a git revision) and the reconciler (git objects).
 """
@@ -12,6 +13,7 @@ from typing import Any
 
 from configctl.core import parse as parse_mod
 from configctl.core import resolve as resolve_mod
+from configctl.core import schema as schema_mod
 from configctl.core import tree as tree_mod
 from configctl.core import validate as validate_mod
 from configctl.core.model import FileEntry, Finding, Report
@@ -67,7 +69,9 @@ class Evaluator:
             pair_cache=pair_cache,
             memo=self._memo,
         )
-        return Checked(tree=tree, report=evaluation.report, values=evaluation.values, pairs=evaluation.pairs)
+        return Checked(
+            tree=tree, report=evaluation.report, values=evaluation.values, pairs=evaluation.pairs
+        )
 
 
 def check(
@@ -79,7 +83,9 @@ def check(
     """Build the tree, validate all of it and resolve every (app, env), once."""
     tree = tree_mod.build(files, parse_file=parse_file)
     evaluation = validate_mod.evaluate(tree, file_schemas=file_schemas, parse_file=parse_file)
-    return Checked(tree=tree, report=evaluation.report, values=evaluation.values, pairs=evaluation.pairs)
+    return Checked(
+        tree=tree, report=evaluation.report, values=evaluation.values, pairs=evaluation.pairs
+    )
 
 
 def _suggest(name: str, choices: list[str]) -> str | None:
@@ -154,7 +160,9 @@ def matrix(checked: Checked) -> list[dict[str, Any]]:
     ]
 
 
-def secret_keys(tree: tree_mod.ConfigTree, apps: Iterable[str] | None = None) -> dict[str, set[str]]:
+def secret_keys(
+    tree: tree_mod.ConfigTree, apps: Iterable[str] | None = None
+) -> dict[str, set[str]]:
     """Dotted keys each app's schema marks secret (``x-secret`` / ``writeOnly``).
 
     ``apps`` limits the work to those apps (`apply` needs the secrets of the pairs that
@@ -172,50 +180,9 @@ def secret_keys(tree: tree_mod.ConfigTree, apps: Iterable[str] | None = None) ->
             # A mark often sits in `$defs` behind a `$ref` (configs-example's checkout does
             # this for database.password); secret_paths walks `properties` only.
             if b"$ref" in data:
-                schema = inline_local_refs(schema)
-            out[name] = {".".join(map(str, p)) for p in validate_mod.secret_paths(schema)}
+                schema = schema_mod.inline_local_refs(schema)
+            out[name] = {".".join(map(str, p)) for p in schema_mod.secret_paths(schema)}
     return out
-
-
-_REF_DEPTH = 8
-
-
-def inline_local_refs(schema: Any, *, depth: int = _REF_DEPTH) -> Any:
-    """A copy of ``schema`` where each local ``$ref`` (``#/...``) sits next to its target.
-
-    ``{"$ref": "#/$defs/db", ...siblings}`` becomes ``{"allOf": [<target>, {...siblings}]}``
-    (in draft 2020-12 a reference and its siblings apply together), so a walk over
-    ``properties`` and ``allOf`` sees what the target marks. Remote references are left
-    alone (never fetched); recursive schemas are expanded ``depth`` references deep.
-    """
-    root = schema
-
-    def target(ref: str) -> Any:
-        node = root
-        for raw in ref[1:].split("/")[1:] if ref != "#" else []:
-            part = raw.replace("~1", "/").replace("~0", "~")
-            if isinstance(node, dict) and part in node:
-                node = node[part]
-            elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
-                node = node[int(part)]
-            else:
-                return None
-        return node
-
-    def walk(node: Any, budget: int) -> Any:
-        if isinstance(node, list):
-            return [walk(item, budget) for item in node]
-        if not isinstance(node, dict):
-            return node
-        out = {key: walk(value, budget) for key, value in node.items() if key != "$ref"}
-        ref = node.get("$ref")
-        if isinstance(ref, str) and ref.startswith("#") and budget > 0:
-            resolved = target(ref)
-            if isinstance(resolved, dict):
-                return {"allOf": [walk(resolved, budget - 1), out]}
-        return out
-
-    return walk(schema, depth)
 
 
 def app_secret_keys(files: Mapping[str, FileEntry], app: str) -> set[str] | None:
@@ -254,3 +221,12 @@ def resolved_values(
             continue
         out[(app, env)] = resolve_mod.merge(tuple(doc for _, doc in tree.layers(app, env)))
     return out
+
+
+def strip_prefix(files: Mapping[str, FileEntry], prefix: str) -> dict[str, FileEntry]:
+    """A snapshot read from a repository whose config folder is ``prefix`` (a monorepo's
+    ``config/``; '' at the top), with paths relative to that folder."""
+    if not prefix:
+        return dict(files)
+    p = prefix.rstrip("/") + "/"
+    return {path[len(p) :]: entry for path, entry in files.items() if path.startswith(p)}

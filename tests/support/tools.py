@@ -1,0 +1,33 @@
+"""System tools a test needs (gpg, ssh-keygen, node, ...): a missing one fails the test.
+
+Skipping would hide a whole area on a machine without the tool; ``.ci/run`` installs
+them, and a developer sees at once what to install.
+"""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+__all__ = ["gpg_installed", "require_tool", "ssh_keygen_installed"]
+
+
+def require_tool(name: str, *, install: str) -> str:
+    """The path of ``name`` on PATH; fails the test, naming ``install``, when it is missing."""
+    path = shutil.which(name)
+    if path is None:
+        pytest.fail(f"{name} is not installed: {install} (.ci/run installs it)")
+    return path
+
+
+@pytest.fixture
+def gpg_installed() -> str:
+    """gpg, for signed-commit tests (``gnupg``)."""
+    return require_tool("gpg", install="apt-get install gnupg")
+
+
+@pytest.fixture
+def ssh_keygen_installed() -> str:
+    """ssh-keygen, for SSH-signed commit tests (``openssh-client``)."""
+    return require_tool("ssh-keygen", install="apt-get install openssh-client")
