@@ -307,7 +307,6 @@ def status(
     from configctl.cli.exit_codes import ExitCode
     from configctl.errors import ConfigctlError
     from configctl.services import drift as drift_service
-    from configctl.services.apply import QUARANTINE_PREFIX
 
     root = context.repo_path(repo)
     store = sources.open_store(root, db, mode="read", missing_ok=True)
@@ -317,7 +316,7 @@ def status(
         rejected = store.commits(status="rejected")
         pins = store.pins()
         heads = store.latest_heads()
-        quarantines = store.sync_states(QUARANTINE_PREFIX)
+        quarantines = store.quarantines()
         head: str | None = None
         pending: list[dict[str, Any]] = []
         between: set[str] = set()
@@ -361,11 +360,7 @@ def status(
             return record.values if record is not None else None
 
         if in_git is not None:
-            quarantined = set()
-            for name in quarantines:
-                _, _, rest = name.partition(QUARANTINE_PREFIX)
-                app_part, _, env_part = rest.partition(":")
-                quarantined.add((app_part, env_part))
+            quarantined = set(quarantines)
             drifts = drift_service.find_drift(
                 served=heads, in_git=in_git, load_served=load, pinned={(p.app, p.env) for p in pins},
                 quarantined=quarantined, head_reason=head_reason,
