@@ -5,6 +5,8 @@ SQLite), so a write costs one statement whatever was there before."""
 from __future__ import annotations
 
 import enum
+import functools
+import json
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -26,10 +28,21 @@ def subject(message: str | None) -> str | None:
     return message.split("\n", 1)[0] if message is not None else None
 
 
+@functools.cache
+def members(kind: type[enum.StrEnum]) -> frozenset[str]:
+    """The values of a closed set (computed once: checked for every key change written)."""
+    return frozenset(str(v) for v in kind)
+
+
 def check_member(kind: type[enum.StrEnum], value: str, what: str) -> None:
-    allowed = {str(v) for v in kind}
+    allowed = members(kind)
     if value not in allowed:
         raise ValueError(f"{what} must be one of {sorted(allowed)}, not {value!r}")
+
+
+def dump_json(value: Any) -> str | None:
+    """A JSON column's text as the engines write it (``engine._json_dumps``); None is NULL."""
+    return None if value is None else json.dumps(value, ensure_ascii=False, allow_nan=False)
 
 
 def upsert(
