@@ -6,6 +6,7 @@ Both writes are upserts: one statement whether or not the row exists.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy import delete, select
@@ -107,3 +108,13 @@ def set_sync_state(s: Session, name: str, value: Any, *, clock: Clock) -> None:
         [{"name": name, "value": value, "updated_at": clock()}],
         keys=["name"],
     )
+
+
+def set_sync_states(s: Session, values: Mapping[str, Any], *, clock: Clock) -> None:
+    """Store several cursors: one upsert for the values, one delete for the ``None`` ones."""
+    gone = [name for name, value in values.items() if value is None]
+    if gone:
+        s.execute(delete(m.SyncState).where(m.SyncState.name.in_(gone)))
+    now = clock()
+    rows = [{"name": n, "value": v, "updated_at": now} for n, v in values.items() if v is not None]
+    upsert(s, m.SyncState, rows, keys=["name"])

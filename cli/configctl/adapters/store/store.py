@@ -30,14 +30,17 @@ each: ``versions`` (versions and history), ``commits`` (commits and the sync cur
 
 **Writes cost what the change costs.** A unit of work issues a number of statements that
 does not grow with the number of pairs it writes: :meth:`UnitOfWork.add_versions` writes
-any number of versions and key changes in three; audit rows and outbox messages are queued
-and inserted in one statement each when the unit of work ends (no unit-of-work read looks
-at them); commits, cursors, pins and quarantines are upserts.
+any number of versions and key changes in a handful; audit rows, outbox messages and sync
+cursors are queued and written in one statement each when the unit of work ends (no
+unit-of-work read looks at the first two; cursor reads see the queued values); commits,
+pins and quarantines are upserts. Reads a writer repeats (a cursor, every rollout state)
+are read once per unit of work.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import hashlib
 import sqlite3
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
@@ -119,6 +122,11 @@ class UnitOfWork:
         self._open = True
         self._audit: list[dict[str, Any]] = []
         self._outbox: list[dict[str, Any]] = []
+        # Sync-state values as this unit of work sees them (read once, written at the end)
+        # and which of them to write; the writer lock keeps anyone else from changing them.
+        self._sync: dict[str, Any] = {}
+        self._sync_dirty: set[str] = set()
+        self._all_rollout_states: dict[tuple[str, str], dict[str, dict[str, Any]]] | None = None
 
     def _session(self) -> Session:
         if not self._open:
@@ -131,8 +139,12 @@ class UnitOfWork:
             s = self._session()
             audit_sql.add_audit_rows(s, self._audit)
             outbox_sql.add_outbox_rows(s, self._outbox)
+            commits_sql.set_sync_states(
+                s, {n: self._sync[n] for n in sorted(self._sync_dirty)}, clock=self._clock
+            )
         self._audit.clear()
         self._outbox.clear()
+        self._sync_dirty.clear()
 
     def _close(self) -> None:
         self._open = False
@@ -174,9 +186,12 @@ class UnitOfWork:
             return pins_sql.pins(self._session())
 
     def get_sync_state(self, name: str) -> Any:
-        """The JSON value stored under ``name``, or None."""
+        """The JSON value stored under ``name``, or None (as set in this unit of work)."""
         with self._errors():
-            return commits_sql.sync_state(self._session(), name)
+            s = self._session()
+            if name not in self._sync:
+                self._sync[name] = commits_sql.sync_state(s, name)
+            return self._sync[name]
 
     def get_quarantine(self, app: str, env: str) -> dict[str, Any] | None:
         """The quarantine of (app, env): ``{"commit", "checksum", "version"}``, or None."""
@@ -193,7 +208,11 @@ class UnitOfWork:
     ) -> dict[tuple[str, str], dict[str, dict[str, Any]]]:
         """Runtime state of rollouts: ``{(app, env): {name: state}}``, optionally one pair."""
         with self._errors():
-            return rollouts_sql.rollout_states(self._session(), app, env)
+            if app is not None or env is not None:
+                return rollouts_sql.rollout_states(self._session(), app, env)
+            if self._all_rollout_states is None:  # read once, until this unit of work sets one
+                self._all_rollout_states = rollouts_sql.rollout_states(self._session(), None, None)
+            return copy.deepcopy(self._all_rollout_states)
 
     def rollout_heads(
         self,
@@ -339,15 +358,18 @@ class UnitOfWork:
 
     def set_rollout_state(self, app: str, env: str, name: str, state: Mapping[str, Any]) -> None:
         """Replace the runtime state of rollout ``name`` of (app, env)."""
+        self._all_rollout_states = None
         with self._errors():
             rollouts_sql.set_rollout_state(
                 self._session(), app, env, name, state, clock=self._clock
             )
 
     def set_sync_state(self, name: str, value: Any) -> None:
-        """Store a JSON value under ``name``; ``None`` removes it."""
-        with self._errors():
-            commits_sql.set_sync_state(self._session(), name, value, clock=self._clock)
+        """Store a JSON value under ``name``; ``None`` removes it. Written, with the other
+        cursors, in one statement when the unit of work ends."""
+        self._session()
+        self._sync[name] = value
+        self._sync_dirty.add(name)
 
 
 # --------------------------------------------------------------------------- the store
@@ -479,8 +501,15 @@ class SqlStore:
         """Take the writer lock for the rest of the transaction (PostgreSQL; SQLite already
         holds it since ``BEGIN IMMEDIATE``), waiting at most ``lock_timeout`` seconds."""
         if self.is_postgres:
-            s.execute(text(f"SET LOCAL lock_timeout = '{max(1, int(self.lock_timeout * 1000))}ms'"))
-            s.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": WRITER_LOCK_KEY})
+            # One round trip: the FROM clause sets the transaction's lock_timeout before the
+            # lock is waited for.
+            s.execute(
+                text(
+                    "SELECT pg_advisory_xact_lock(:k) "
+                    "FROM (SELECT set_config('lock_timeout', :t, true)) AS timeout"
+                ),
+                {"k": WRITER_LOCK_KEY, "t": f"{max(1, int(self.lock_timeout * 1000))}ms"},
+            )
 
     def upgrade(self) -> None:
         """Migrate the schema to the newest revision (idempotent; concurrent calls queue)."""

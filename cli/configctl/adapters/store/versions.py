@@ -203,17 +203,27 @@ def add_versions(s: Session, versions: Sequence[NewVersion], *, clock: Clock) ->
                 "rollouts": [dict(r) for r in v.rollouts] or None,
             }
         )
-    # Core inserts (one executemany each), then the new ids in one query: portable and
-    # batched on both backends, where ``INSERT ... RETURNING`` would go row by row on SQLite.
-    s.execute(insert(_VERSIONS), rows)
-    new_ids = _version_ids(s, [(v.app, v.env, n) for v, n in zip(versions, numbers, strict=True)])
-    ids = [new_ids[(v.app, v.env, n)] for v, n in zip(versions, numbers, strict=True)]
+    # Core inserts (one executemany each); the new ids come back with RETURNING on
+    # PostgreSQL, and from one query on SQLite, where an executemany cannot return rows.
+    dialect = s.get_bind().dialect.name
+    wanted = [(v.app, v.env, n) for v, n in zip(versions, numbers, strict=True)]
+    if dialect == "postgresql":  # one round trip: RETURNING, batched ("insertmanyvalues")
+        t = _VERSIONS.c
+        new_ids = {
+            (app, env, number): int(vid)
+            for vid, app, env, number in s.execute(
+                insert(_VERSIONS).returning(t.id, t.app, t.env, t.number), rows
+            )
+        }
+    else:
+        s.execute(insert(_VERSIONS), rows)
+        new_ids = _version_ids(s, wanted)
+    ids = [new_ids[key] for key in wanted]
     changes = [
         (version_id, c.key, str(c.change), c.old, c.new)
         for version_id, v in zip(ids, versions, strict=True)
         for c in v.changes
     ]
-    dialect = s.get_bind().dialect.name
     if len(changes) >= COPY_FROM_ROWS and dialect == "postgresql":
         _copy_key_changes(s, changes)
     elif changes and dialect == "sqlite":
