@@ -325,7 +325,9 @@ class Row:
     versions: set[int] = field(default_factory=set)
 
 
-def measure(repo: Repo, backend: str, stores: Stores, runs: int, log: Callable[[str], None]) -> list[Row]:
+def measure(
+    repo: Repo, backend: str, stores: Stores, runs: int, log: Callable[[str], None], *, initial_only: bool = False
+) -> list[Row]:
     inproc = InProcess(repo)
     pairs = 3 * repo.n
     initial = Row(repo.n, backend, "initial (whole tree)")
@@ -339,6 +341,8 @@ def measure(repo: Repo, backend: str, stores: Stores, runs: int, log: Callable[[
         log(f"  N={repo.n} {backend} initial run {i + 1}: process {initial.process.wall[-1]:.2f} s, apply_snapshot {wall:.2f} s")
     if backend == "postgresql":
         stores.drop_all()
+    if initial_only:
+        return [initial]
 
     # one store follows the chain; each (app, global) pair of commits is applied by one mode
     url = stores.fresh(backend)
@@ -399,6 +403,23 @@ def profile_app_change(repo: Repo, backend: str, stores: Stores, top: int, *, fu
 # --------------------------------------------------------------------------- report
 
 
+def profile_initial(repo: Repo, backend: str, stores: Stores, top: int) -> str:
+    """cProfile of the first `apply_snapshot` of the whole tree into an empty store."""
+    inproc = InProcess(repo)
+    profiler = cProfile.Profile()
+
+    def wrap(call: Callable[[], Any]) -> Any:
+        return profiler.runcall(call)
+
+    wall, _cpu, _ = inproc.apply(stores.fresh(backend), repo.base, inproc.evaluator(), wrap=wrap)
+    buffer = io.StringIO()
+    stats = pstats.Stats(profiler, stream=buffer)
+    stats.sort_stats("tottime").print_stats(top)
+    if backend == "postgresql":
+        stores.drop_all()
+    return f"cold apply_snapshot of the whole tree (first apply) at N={repo.n} on {backend}: {wall:.3f} s under cProfile\n" + buffer.getvalue()
+
+
 def table(rows: list[Row]) -> str:
     lines = [
         "| N apps | store | commit | new versions | `configctl apply` process | `apply_snapshot` cold | `apply_snapshot` warm |",
@@ -455,6 +476,12 @@ def main() -> None:
         help="an admin URL of a PostgreSQL server; a scratch database is created and dropped",
     )
     parser.add_argument("--profile", action="store_true", help="cProfile one cold one-key app change at the largest N")
+    parser.add_argument(
+        "--initial-only", action="store_true", help="measure only the first apply of the whole tree (no commit chain)"
+    )
+    parser.add_argument(
+        "--profile-initial", action="store_true", help="cProfile the first apply of the whole tree at the largest N"
+    )
     parser.add_argument("--keep", type=Path, default=None, help="build the repositories here and keep them")
     args = parser.parse_args()
     sizes = sorted(int(s) for s in args.sizes.split(","))
@@ -468,7 +495,7 @@ def main() -> None:
     def log(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
 
-    rounds = 3 * args.runs  # every mode (process, cold, warm) gets `runs` app and global commits
+    rounds = 0 if args.initial_only else 3 * args.runs  # every mode (process, cold, warm) gets `runs` app and global commits
     rows: list[Row] = []
     profiles: list[str] = []
     with workdir(args.keep) as tmp:
@@ -478,8 +505,10 @@ def main() -> None:
                 log(f"building the N={n} repository ({rounds * 2 + 1} commits)")
                 repo = build_repo(tmp, n, rounds)
                 for backend in backends:
-                    rows.extend(measure(repo, backend, stores, args.runs, log))
-                    if args.profile and n == max(sizes):
+                    rows.extend(measure(repo, backend, stores, args.runs, log, initial_only=args.initial_only))
+                    if args.profile_initial and n == max(sizes):
+                        profiles.append(profile_initial(repo, backend, stores, 30))
+                    if args.profile and n == max(sizes) and not args.initial_only:
                         profiles.append(profile_app_change(repo, backend, stores, 25))
                         profiles.append(profile_app_change(repo, backend, stores, 25, full=True))
         finally:

@@ -467,9 +467,51 @@ def _breakdown(totals: dict[str, float], n: int) -> dict[str, float]:
     return out
 
 
-def after_fetch_cost(n_apps: int, n_commits: int) -> tuple[list[float], float, dict[str, float]]:
-    """Per-commit seconds of a pass after its fetch, the initial apply's seconds, and the
-    per-step breakdown (ms per commit)."""
+class FloorTxn:
+    """The floor's PostgreSQL transaction (part 1): one row holding a 50-key JSONB snapshot."""
+
+    def __init__(self, db: str) -> None:
+        import psycopg
+
+        self.pg = psycopg.connect(libpq(db))
+        with self.pg.transaction():
+            self.pg.execute("CREATE TABLE floor_snapshot (id bigserial PRIMARY KEY, app text, env text, v int, values jsonb)")
+        self.snapshot = {f"group{g}.key{k}": f"value-{g}-{k}" for g in range(10) for k in range(5)}
+        self.n = 0
+
+    def measure(self) -> float:
+        self.n += 1
+        t = time.perf_counter()
+        with self.pg.transaction():
+            self.pg.execute(
+                "INSERT INTO floor_snapshot (app, env, v, values) VALUES (%s, %s, %s, %s::jsonb)",
+                ("floor", "prod", self.n, json.dumps(self.snapshot)),
+            )
+        return time.perf_counter() - t
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.pg.close()
+
+
+@dataclass
+class ScaleRun:
+    samples: list[float]
+    """Seconds of each measured pass after its fetch."""
+    initial: float
+    """Seconds of the first pass (the first apply of the whole tree)."""
+    steps: dict[str, float]
+    """Mean milliseconds per commit of each of STEPS."""
+    txn: list[float]
+    """Seconds of each measured commit's apply transaction (apply minus evaluation)."""
+    floor_txn: list[float]
+    """Seconds of the floor's transaction, timed right after each measured commit."""
+
+
+def after_fetch_cost(n_apps: int, n_commits: int) -> ScaleRun:
+    """Per-commit seconds of a pass after its fetch, the initial apply's seconds, the
+    per-step breakdown (ms per commit) and, side by side, the apply transaction of each
+    commit against the floor's transaction."""
     from configctl_reconciler.reconcile import reconcile_once
     from configctl_reconciler.runner import Reconciler
     from configctl_reconciler.settings import ReconcilerSettings
@@ -478,6 +520,7 @@ def after_fetch_cost(n_apps: int, n_commits: int) -> tuple[list[float], float, d
     exchange = f"bench-{uuid.uuid4().hex[:10]}"
     consumer: Consumer | None = None
     rec: Reconciler | None = None
+    floor: FloorTxn | None = None
     try:
         with database("bench_scale") as db, redis_prefix() as prefix:
             repo = Repo(base / "repo", n_apps)
@@ -495,7 +538,10 @@ def after_fetch_cost(n_apps: int, n_commits: int) -> tuple[list[float], float, d
             initial = time.perf_counter() - t
             consumer.drain(0.5)
             fetch = deps.fetch
+            floor = FloorTxn(db)
             samples: list[float] = []
+            txn: list[float] = []
+            floor_txn: list[float] = []
             timer = StepTimer()
             _instrument(deps, timer)
             try:
@@ -504,6 +550,7 @@ def after_fetch_cost(n_apps: int, n_commits: int) -> tuple[list[float], float, d
                     head = fetch()
                     deps.fetch = lambda head=head: head  # the fetch is done: time the rest
                     timer.enabled = i >= 2  # two warm-up commits
+                    before = dict(timer.totals)
                     t = time.perf_counter()
                     result = reconcile_once(deps, fence=fence)
                     elapsed = time.perf_counter() - t
@@ -511,12 +558,18 @@ def after_fetch_cost(n_apps: int, n_commits: int) -> tuple[list[float], float, d
                     if len(result.applied) != 1 or result.new_versions != 1:
                         raise RuntimeError(f"expected one applied commit with one version, got {result}")
                     consumer.drain(0.0)
+                    floor_seconds = floor.measure()
                     if i >= 2:
                         samples.append(elapsed)
+                        spent = {k: v - before.get(k, 0.0) for k, v in timer.totals.items()}
+                        txn.append(spent.get("apply (all)", 0.0) - spent.get(STEPS[2], 0.0) - spent.get(STEPS[3], 0.0))
+                        floor_txn.append(floor_seconds)
             finally:
                 timer.restore()
-            return samples, initial, _breakdown(timer.totals, len(samples))
+            return ScaleRun(samples, initial, _breakdown(timer.totals, len(samples)), txn, floor_txn)
     finally:
+        if floor is not None:
+            floor.close()
         if rec is not None:
             rec.close()
         if consumer is not None:
@@ -531,8 +584,10 @@ def scale(sizes: list[int], n_commits: int) -> bool:
     print("|---|---|---|---|---|---|---|")
     medians: dict[int, float] = {}
     steps: dict[int, dict[str, float]] = {}
+    runs: dict[int, ScaleRun] = {}
     for n in sizes:
-        samples, initial, steps[n] = after_fetch_cost(n, n_commits)
+        runs[n] = run = after_fetch_cost(n, n_commits)
+        samples, initial, steps[n] = run.samples, run.initial, run.steps
         st = Stats(str(n), samples)
         medians[n] = st.q(0.5)
         files = round(n * 5.33)
@@ -541,6 +596,16 @@ def scale(sizes: list[int], n_commits: int) -> bool:
     ratio = medians[sizes[-1]] / medians[sizes[0]]
     ok = ratio <= 3.0
     print(f"\n{sizes[-1]} apps vs {sizes[0]}: {ratio:.2f}x (goal <= 3x: {'met' if ok else 'NOT met'})")
+    print("\nThe apply transaction of a one-app commit beside the floor's transaction (a 50-key JSONB")
+    print("snapshot in one PostgreSQL transaction), timed right after each commit:\n")
+    print("| apps | apply txn p50 ms | p90 ms | floor txn p50 ms | p90 ms | p50 ratio | goal <= 5x |")
+    print("|---|---|---|---|---|---|---|")
+    for n in sizes:
+        a, f = Stats("apply", runs[n].txn), Stats("floor", runs[n].floor_txn)
+        r = a.q(0.5) / f.q(0.5)
+        ok &= r <= 5.0
+        print(f"| {n} | {a.q(0.5) * 1000:.2f} | {a.q(0.9) * 1000:.2f} | {f.q(0.5) * 1000:.2f} | {f.q(0.9) * 1000:.2f} | "
+              f"{r:.1f}x | {'met' if r <= 5.0 else 'NOT met'} |")  # fmt: skip
     print("\nWhere a pass spends its time (mean ms per commit):\n")
     print("| step | " + " | ".join(f"{n} apps" for n in sizes) + " |")
     print("|---|" + "---|" * len(sizes))

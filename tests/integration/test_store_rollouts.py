@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from configctl.adapters.store import SqlStore
+from configctl.adapters.store.models import SCHEMA_REVISION
 from configctl.core.records import checksum, snapshot_checksum
 
 ROLLOUT = {"name": "r", "kind": "value", "key": "a", "value": 2, "percentage": 500}
@@ -78,7 +79,7 @@ def test_a_0001_database_upgrades_and_keeps_its_versions(tmp_path: Path) -> None
             )
         assert store.current_revision() == "0001"
         store.upgrade()
-        assert store.current_revision() == "0002"
+        assert store.current_revision() == SCHEMA_REVISION  # the head: 0002 then 0003 (quarantines)
         old = store.get_version("web", "prod", 1)
         assert old is not None
         assert old.values == {"a": 1}

@@ -25,7 +25,6 @@ from configctl.errors import GitError, UsageError
 from configctl.services import audit as audit_service
 from configctl.services import history as history_service
 from configctl.services import status as status_service
-from configctl.services.apply import QUARANTINE_PREFIX
 
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 TREE = {
@@ -57,6 +56,7 @@ class FakeStore:
     state: dict[str, object] = field(default_factory=dict)
     rejected: list[CommitRecord] = field(default_factory=list)
     pinned: list[PinRecord] = field(default_factory=list)
+    quarantined: dict[tuple[str, str], Mapping[str, object]] = field(default_factory=dict)
     audit_rows: list[AuditRecord] = field(default_factory=list)
     audit_calls: list[dict[str, object]] = field(default_factory=list)
 
@@ -100,8 +100,8 @@ class FakeStore:
     def sync_state(self, name: str) -> object:
         return self.state.get(name)
 
-    def sync_states(self, prefix: str) -> Mapping[str, object]:
-        return {k: v for k, v in self.state.items() if k.startswith(prefix) and v is not None}
+    def quarantines(self) -> Mapping[tuple[str, str], Mapping[str, object]]:
+        return dict(self.quarantined)
 
     def commits(self, status: str | None = None, limit: int | None = None) -> list[CommitRecord]:
         return list(self.rejected)
@@ -236,7 +236,8 @@ def test_status_pins_and_quarantines_name_their_reason() -> None:
             ("web", "dev"): [version("web", "dev", 1, {"replicas": 9})],
             ("api", "dev"): [version("api", "dev", 1, {"x": 1})],
         },
-        state={"last_applied_commit": "c1", f"{QUARANTINE_PREFIX}api:dev": "c0"},
+        state={"last_applied_commit": "c1"},
+        quarantined={("api", "dev"): {"commit": "c0", "checksum": "x", "version": 1}},
         pinned=[pin],
     )
     report = status_service.status(store, opener(FakeGit([commit("c1")])))

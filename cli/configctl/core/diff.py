@@ -16,8 +16,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from configctl.core.resolve import flatten
-
 REDACTED: Final = "<redacted>"
 
 
@@ -106,6 +104,18 @@ def _is_secret(key: str, secrets: Iterable[str]) -> bool:
     return any(key == s or key.startswith(s + ".") for s in secrets)
 
 
+def _flat(values: Mapping[str, Any], prefix: str, out: dict[str, Any]) -> dict[str, Any]:
+    """``resolve.flatten`` in one walk (same keys, same order): a first apply diffs every
+    key of every pair, so this is on the hot path."""
+    for key, value in values.items():
+        dotted = prefix + str(key)
+        if isinstance(value, dict) and value:
+            _flat(value, dotted + ".", out)
+        else:
+            out[dotted] = value
+    return out
+
+
 def diff_values(
     old: Mapping[str, Any] | None,
     new: Mapping[str, Any] | None,
@@ -113,21 +123,30 @@ def diff_values(
     secrets: Iterable[str] = (),
 ) -> tuple[KeyDiff, ...]:
     """Per-key changes from ``old`` to ``new`` (either may be None: nothing there)."""
-    before = flatten(old or {})
-    after = flatten(new or {})
+    before = _flat(old or {}, "", {})
+    after = _flat(new or {}, "", {})
     secret_keys = tuple(secrets)
     out: list[KeyDiff] = []
+    added, changed, removed = Change.added, Change.changed, Change.removed
     for key in sorted(before.keys() | after.keys()):
-        secret = _is_secret(key, secret_keys)
+        secret = bool(secret_keys) and _is_secret(key, secret_keys)
         if key not in after:
-            out.append(KeyDiff(key=key, change=Change.removed, old=REDACTED if secret else before[key], secret=secret))
+            out.append(
+                KeyDiff(
+                    key=key, change=removed, old=REDACTED if secret else before[key], secret=secret
+                )
+            )
         elif key not in before:
-            out.append(KeyDiff(key=key, change=Change.added, new=REDACTED if secret else after[key], secret=secret))
+            out.append(
+                KeyDiff(
+                    key=key, change=added, new=REDACTED if secret else after[key], secret=secret
+                )
+            )
         elif before[key] != after[key] or type(before[key]) is not type(after[key]):
             out.append(
                 KeyDiff(
                     key=key,
-                    change=Change.changed,
+                    change=changed,
                     old=REDACTED if secret else before[key],
                     new=REDACTED if secret else after[key],
                     secret=secret,

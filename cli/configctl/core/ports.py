@@ -255,8 +255,8 @@ class StatusReader(VersionReader, Protocol):
         """The JSON value stored under ``name``, or None."""
         ...
 
-    def sync_states(self, prefix: str) -> Mapping[str, object]:
-        """Every non-null sync-state value whose name starts with ``prefix``."""
+    def quarantines(self) -> Mapping[tuple[str, str], Mapping[str, object]]:
+        """Every quarantine by (app, env): ``{"commit", "checksum", "version"}``."""
         ...
 
     def commits(self, status: str | None = None, limit: int | None = None) -> list[CommitRecord]:

@@ -167,6 +167,22 @@ class VersionRecord:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class NewVersion:
+    """A version to write (``UnitOfWork.add_versions``): the store numbers it ``max + 1``."""
+
+    app: str
+    env: str
+    values: Mapping[str, Any]
+    checksum: str
+    commit_sha: str | None
+    reason: str
+    actor: str
+    changes: Sequence[KeyChange] = ()
+    rolled_back_to: int | None = None
+    rollouts: Sequence[Mapping[str, Any]] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class VersionHead:
     """The version in service of one (app, env), without its snapshot: enough to tell
     whether a newly resolved snapshot differs (compare checksums)."""

@@ -22,8 +22,9 @@ real snapshot (it must serve it), everything else is redacted.
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -31,12 +32,17 @@ from typing import Any, Protocol
 
 from configctl.core import diff as diff_mod
 from configctl.core.model import FileEntry, Report
-from configctl.core.records import CommitInfo, KeyChange, VersionHead, VersionRecord, checksum
+from configctl.core.records import (
+    CommitInfo,
+    KeyChange,
+    NewVersion,
+    VersionHead,
+    VersionRecord,
+    checksum,
+)
 from configctl.services import rollouts as rollouts_service
 from configctl.services.attribution import ChangeLog, attribute
 from configctl.services.resolution import Checked, Evaluator, secret_keys
-
-QUARANTINE_PREFIX = "quarantine:"
 
 
 class UnitOfWork(Protocol):
@@ -45,6 +51,7 @@ class UnitOfWork(Protocol):
         self, apps: Collection[str] | None = None, *, with_rollbacks: bool = False
     ) -> dict[tuple[str, str], VersionHead]: ...
     def get_version(self, app: str, env: str, number: int | None = None) -> VersionRecord | None: ...
+    def get_versions(self, wanted: Iterable[tuple[str, str, int]]) -> dict[tuple[str, str], VersionRecord]: ...
     def commit_status(self, sha: str) -> str | None: ...
     def record_commit(self, info: CommitInfo, status: str, reason: str | None) -> None: ...
     def add_version(
@@ -61,6 +68,7 @@ class UnitOfWork(Protocol):
         rolled_back_to: int | None = None,
         rollouts: Sequence[Mapping[str, Any]] = (),
     ) -> int: ...
+    def add_versions(self, versions: Sequence[NewVersion]) -> list[int]: ...
     def rollout_states(
         self, app: str | None = None, env: str | None = None
     ) -> dict[tuple[str, str], dict[str, dict[str, Any]]]: ...
@@ -80,6 +88,10 @@ class UnitOfWork(Protocol):
     def get_pins(self) -> Any: ...
     def set_sync_state(self, name: str, value: Any) -> None: ...
     def get_sync_state(self, name: str) -> Any: ...
+    def quarantine(self, app: str, env: str, commit: str | None, checksum: str, version: int) -> None: ...
+    def get_quarantine(self, app: str, env: str) -> dict[str, Any] | None: ...
+    def lift_quarantine(self, app: str, env: str) -> bool: ...
+    def quarantines(self) -> dict[tuple[str, str], dict[str, Any]]: ...
 
 
 class VersionStore(Protocol):
@@ -258,8 +270,13 @@ def apply_snapshot(
     only: tuple[str, str] | None = None,
     baseline: Baseline | None = None,
     changelog: ChangeLog | None = None,
+    cursor: str | None = None,
 ) -> ApplyResult:
     """Apply one commit's tree (see the module docstring for the steps).
+
+    With ``cursor`` the sync-state cursor of that name is set to this commit in the same
+    unit of work (applied or rejected; not on a dry run), so the commit and the cursor
+    past it commit together.
 
     With ``baseline`` (the tree of the store's last applied commit) only the apps whose
     values files changed since are evaluated; see :class:`Baseline`. With ``changelog``
@@ -271,6 +288,8 @@ def apply_snapshot(
         if not dry_run:
             with store.unit_of_work(fence=fence) as uow:
                 _reject(uow, commit=commit, report=checked.report, actor=actor, host=host)
+                if cursor is not None:
+                    uow.set_sync_state(cursor, commit.sha)
         return ApplyResult(commit=commit.sha, status="rejected", report=checked.report)
 
     checksums = _checksums(checked)
@@ -300,6 +319,8 @@ def apply_snapshot(
                 if not checked.report.valid:  # only if the baseline was not valid after all
                     if not dry_run:
                         _reject(uow, commit=commit, report=checked.report, actor=actor, host=host)
+                        if cursor is not None:
+                            uow.set_sync_state(cursor, commit.sha)
                     return ApplyResult(commit=commit.sha, status="rejected", report=checked.report)
                 checksums = _checksums(checked)
         in_scope = latest if scope is None else {pair: v for pair, v in latest.items() if pair[0] in scope}
@@ -327,9 +348,14 @@ def apply_snapshot(
             origin = attribute(
                 changelog, head=commit, pairs=digests, in_sync_with_parent=in_sync, rollout_states=uow.rollout_states()
             )
+        # Reads and writes in batches: the statements of this unit of work do not grow
+        # with the number of pairs (previous snapshots in one query, versions in one batch).
+        previous = uow.get_versions([(app, env, head.number) for app, env in plan if (head := latest.get((app, env)))])
+        quarantines = uow.quarantines() if plan else {}
+        written: list[tuple[int, NewVersion, CommitInfo, tuple[str, ...], dict[str, int]]] = []
         for app, env in plan:
             prev = latest.get((app, env))
-            prev_record = uow.get_version(app, env, prev.number) if prev is not None else None
+            prev_record = previous.get((app, env)) if prev is not None else None
             values = checked.values.get((app, env), {})
             digest = checksums.get((app, env)) or checksum(values)
             keys = diff_mod.diff_values(
@@ -340,23 +366,19 @@ def apply_snapshot(
             if (app, env) in pins:
                 skipped = "pinned"
             else:
-                quarantine = uow.get_sync_state(f"{QUARANTINE_PREFIX}{app}:{env}")
+                quarantine = quarantines.get((app, env))
                 if quarantine:
                     if quarantine.get("checksum") == digest:
                         skipped = "quarantined"
                     elif not dry_run:
                         # A newer commit changed this pair: the quarantine is superseded.
-                        uow.set_sync_state(f"{QUARANTINE_PREFIX}{app}:{env}", None)
-            version: int | None = None
+                        uow.lift_quarantine(app, env)
             changed_keys = rollouts_service.changed_keys(
                 [k.key for k in keys], prev_record.rollouts if prev_record else None, pair_rollouts.get((app, env), ())
             )
             if skipped is None and not dry_run:
                 made_by = origin.get((app, env), commit)
-                if made_by.sha != commit.sha and uow.commit_status(made_by.sha) is None:
-                    # Not applied on its own: a later commit (this one) carried its change.
-                    uow.record_commit(made_by, "superseded", f"applied as part of {commit.sha}")
-                version = uow.add_version(
+                new = NewVersion(
                     app=app,
                     env=env,
                     values=values,
@@ -367,44 +389,54 @@ def apply_snapshot(
                     changes=[KeyChange(key=k.key, change=str(k.change), old=k.old, new=k.new) for k in keys],
                     rollouts=pair_rollouts.get((app, env), ()),
                 )
-                message = _message(
-                    app=app,
-                    env=env,
-                    version=version,
-                    previous=prev.number if prev else None,
-                    commit=made_by.sha,
-                    keys=changed_keys,
-                    reason="commit",
-                    now=now(),
-                )
-                uow.add_outbox(event_id=message["id"], routing_key=f"{app}.{env}", payload=message)
-                uow.add_audit(
-                    action="version.created",
-                    actor=actor,
-                    host=host,
-                    app=app,
-                    env=env,
-                    commit_sha=made_by.sha,
-                    version=version,
-                    details={
-                        "changed_keys": list(changed_keys),
-                        "previous_version": prev.number if prev else None,
-                        "applied_commit": commit.sha,
-                        **counts,
-                    },
-                )
-                messages.append(message)
+                written.append((len(outcomes), new, made_by, changed_keys, counts))
             outcomes.append(
                 PairOutcome(
                     app=app,
                     env=env,
-                    version=version,
+                    version=None,
                     previous=prev.number if prev else None,
                     changed_keys=changed_keys,
                     skipped=skipped,
                     **counts,
                 )
             )
+        supersede = {made_by.sha: made_by for _, _, made_by, _, _ in written if made_by.sha != commit.sha}
+        for made_by in supersede.values():
+            if uow.commit_status(made_by.sha) is None:
+                # Not applied on its own: a later commit (this one) carried its change.
+                uow.record_commit(made_by, "superseded", f"applied as part of {commit.sha}")
+        numbers = uow.add_versions([new for _, new, _, _, _ in written])
+        for (index, new, made_by, changed_keys, counts), version in zip(written, numbers, strict=True):
+            outcome = outcomes[index]
+            outcomes[index] = dataclasses.replace(outcome, version=version)
+            message = _message(
+                app=new.app,
+                env=new.env,
+                version=version,
+                previous=outcome.previous,
+                commit=made_by.sha,
+                keys=changed_keys,
+                reason="commit",
+                now=now(),
+            )
+            uow.add_outbox(event_id=message["id"], routing_key=f"{new.app}.{new.env}", payload=message)
+            uow.add_audit(
+                action="version.created",
+                actor=actor,
+                host=host,
+                app=new.app,
+                env=new.env,
+                commit_sha=made_by.sha,
+                version=version,
+                details={
+                    "changed_keys": list(changed_keys),
+                    "previous_version": outcome.previous,
+                    "applied_commit": commit.sha,
+                    **counts,
+                },
+            )
+            messages.append(message)
         if dry_run:
             return ApplyResult(commit=commit.sha, status="planned", report=checked.report, pairs=tuple(outcomes))
         if previous_status != "applied":
@@ -425,6 +457,8 @@ def apply_snapshot(
             )
         uow.set_sync_state("last_applied_commit", commit.sha)
         uow.set_sync_state("last_attempted_commit", commit.sha)
+        if cursor is not None:
+            uow.set_sync_state(cursor, commit.sha)
     status = "already-applied" if previous_status == "applied" and not messages else "applied"
     return ApplyResult(
         commit=commit.sha,

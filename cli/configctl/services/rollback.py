@@ -23,7 +23,7 @@ from configctl.core import diff as diff_mod
 from configctl.core.records import KeyChange
 from configctl.core.resolve import flatten
 from configctl.errors import UsageError
-from configctl.services.apply import QUARANTINE_PREFIX, VersionStore, _message
+from configctl.services.apply import VersionStore, _message
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -160,10 +160,7 @@ def _write(
     )
     bad_commit = latest.commit_sha
     uow.set_pin(app=app, env=env, version=version, reason=reason or f"rollback to version {to}", actor=actor, quarantined_commit=bad_commit)
-    uow.set_sync_state(
-        f"{QUARANTINE_PREFIX}{app}:{env}",
-        {"commit": bad_commit, "checksum": latest.checksum, "version": latest.number},
-    )
+    uow.quarantine(app, env, bad_commit, latest.checksum, latest.number)
     message = _message(
         app=app, env=env, version=version, previous=latest.number, commit=target.commit_sha, keys=changed, reason="rollback", now=now()
     )
@@ -206,7 +203,7 @@ def release(*, store: VersionStore, app: str, env: str, actor: str, host: str) -
         if pin is None:
             raise UsageError(f"{app}/{env} is not pinned")
         uow.clear_pin(app, env)
-        quarantine = uow.get_sync_state(f"{QUARANTINE_PREFIX}{app}:{env}")
+        quarantine = uow.get_quarantine(app, env)
         uow.add_audit(
             action="release",
             actor=actor,

@@ -19,7 +19,6 @@ from configctl.core.ports import GitReader, StatusReader
 from configctl.core.records import CommitInfo, CommitRecord, PinRecord, VersionHead, VersionRecord
 from configctl.errors import ConfigctlError
 from configctl.services import drift as drift_service
-from configctl.services.apply import QUARANTINE_PREFIX
 from configctl.services.resolution import strip_prefix
 
 __all__ = ["PinStatus", "StatusReport", "status"]
@@ -103,7 +102,7 @@ def status(store: StatusReader, open_git: GitOpener) -> StatusReport:
     rejected = store.commits(status="rejected")
     pins = store.pins()
     heads = store.latest_heads()
-    quarantines = store.sync_states(QUARANTINE_PREFIX)
+    quarantines = store.quarantines()
     side = _read_git(open_git, last_applied)
     head = side.head
     blocking = [c for c in rejected if c.info.sha in side.between] if head is not None else rejected
@@ -120,11 +119,7 @@ def status(store: StatusReader, open_git: GitOpener) -> StatusReport:
 
     drifts: list[drift_service.Drift] = []
     if side.in_git is not None:
-        quarantined = set()
-        for name in quarantines:
-            _, _, rest = name.partition(QUARANTINE_PREFIX)
-            app_part, _, env_part = rest.partition(":")
-            quarantined.add((app_part, env_part))
+        quarantined = set(quarantines)
         drifts = drift_service.find_drift(
             served=heads, in_git=side.in_git, load_served=load, pinned={(p.app, p.env) for p in pins},
             quarantined=quarantined, head_reason=head_reason,

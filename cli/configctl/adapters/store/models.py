@@ -38,7 +38,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 #: The alembic revision this code reads and writes; ``SqlStore`` refuses other revisions.
 #: A test checks it is the head of ``migrations/versions``.
-SCHEMA_REVISION = "0002"
+SCHEMA_REVISION = "0003"
 
 #: Deterministic constraint and index names on both backends (alembic can then alter them).
 NAMING_CONVENTION = {
@@ -194,6 +194,21 @@ class Pin(Base):
     quarantined_commit: Mapped[str | None] = mapped_column(String(SHA_LENGTH), nullable=True)
 
 
+class Quarantine(Base):
+    """The values of a rolled-back commit, kept out of service for (app, env) until a newer
+    commit changes the pair: ``checksum`` is the checksum of the version the rollback
+    replaced, ``commit_sha`` its commit (NULL for a version without one)."""
+
+    __tablename__ = "quarantines"
+
+    app: Mapped[str] = mapped_column(String(NAME_LENGTH), primary_key=True)
+    env: Mapped[str] = mapped_column(String(NAME_LENGTH), primary_key=True)
+    commit_sha: Mapped[str | None] = mapped_column(String(SHA_LENGTH), nullable=True)
+    checksum: Mapped[str] = mapped_column(String(64), nullable=False)
+    version: Mapped[int] = mapped_column(Integer, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
+
+
 class RolloutState(Base):
     """Runtime state of one rollout or flag of (app, env); ``key`` holds its name.
 
@@ -211,7 +226,8 @@ class RolloutState(Base):
 
 
 class SyncState(Base):
-    """Named cursors of the sync loop: last applied / attempted commit, branch head..."""
+    """Named cursors of the sync loop: last applied / attempted commit, branch head...
+    (quarantines have a table of their own since revision 0003)."""
 
     __tablename__ = "sync_state"
 

@@ -23,24 +23,44 @@
   input so tests can fix it.
 
 Reads on :class:`SqlStore` run in their own short transactions; :class:`UnitOfWork` offers
-the reads a writer needs inside its transaction.
+the reads a writer needs inside its transaction. The SQL lives by aggregate, one module
+each: ``versions`` (versions and history), ``commits`` (commits and the sync cursor),
+``outbox``, ``audit``, ``pins`` (pins and quarantines), ``rollouts`` (rollout state) and
+``leases``; this module only wires them to sessions, transactions and errors.
+
+**Writes cost what the change costs.** A unit of work issues a number of statements that
+does not grow with the number of pairs it writes: :meth:`UnitOfWork.add_versions` writes
+any number of versions and key changes in a handful; audit rows, outbox messages and sync
+cursors are queued and written in one statement each when the unit of work ends (no
+unit-of-work read looks at the first two; cursor reads see the queued values); commits,
+pins and quarantines are upserts. Reads a writer repeats (a cursor, every rollout state)
+are read once per unit of work.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import hashlib
 import sqlite3
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
-from datetime import UTC, datetime
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
-from sqlalchemy import Engine, delete, func, insert, inspect, select, text, update
+from sqlalchemy import Engine, inspect, text
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session
 
+from configctl.adapters.store import audit as audit_sql
+from configctl.adapters.store import commits as commits_sql
+from configctl.adapters.store import leases as leases_sql
 from configctl.adapters.store import models as m
+from configctl.adapters.store import outbox as outbox_sql
+from configctl.adapters.store import pins as pins_sql
+from configctl.adapters.store import rollouts as rollouts_sql
+from configctl.adapters.store import versions as versions_sql
+from configctl.adapters.store._sql import Clock, utc_now
 from configctl.adapters.store.engine import (
     SQLITE_BEGIN,
     WRITER_LOCK_TIMEOUT_S,
@@ -52,20 +72,18 @@ from configctl.adapters.store.engine import (
 )
 from configctl.core.records import (
     AuditRecord,
-    ChangeKind,
     CommitInfo,
     CommitRecord,
-    CommitStatus,
     HistoryEntry,
     KeyChange,
+    NewVersion,
     OutboxRecord,
     PinRecord,
     VersionEntry,
     VersionHead,
-    VersionReason,
     VersionRecord,
 )
-from configctl.errors import FencingError, StoreError, UsageError
+from configctl.errors import StoreError, UsageError
 
 __all__ = [
     "WRITER_LOCK_KEY",
@@ -83,204 +101,6 @@ WRITER_LOCK_KEY = int.from_bytes(
 )
 
 NOT_MIGRATED = "the store is not migrated: run `configctl db upgrade`"
-_MAX_ERROR_TEXT = 2000
-
-Clock = Callable[[], datetime]
-
-
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _subject(message: str | None) -> str | None:
-    """The first line of a commit message; None for a version without a recorded commit
-    (the outer join gives NULL)."""
-    return message.split("\n", 1)[0] if message is not None else None
-
-
-def _check_member(kind: type[Any], value: str, what: str) -> None:
-    allowed = {str(v) for v in kind}
-    if value not in allowed:
-        raise ValueError(f"{what} must be one of {sorted(allowed)}, not {value!r}")
-
-
-# --------------------------------------------------------------------------- row -> record
-
-
-def _version_record(row: m.Version) -> VersionRecord:
-    return VersionRecord(
-        app=row.app,
-        env=row.env,
-        number=row.number,
-        values=row.values,
-        checksum=row.checksum,
-        commit_sha=row.commit_sha,
-        reason=row.reason,
-        actor=row.actor,
-        created_at=row.created_at,
-        rolled_back_to=row.rolled_back_to,
-        rollouts=tuple(row.rollouts or ()),
-    )
-
-
-def _pin_record(row: m.Pin) -> PinRecord:
-    return PinRecord(
-        app=row.app,
-        env=row.env,
-        version=row.version,
-        reason=row.reason,
-        actor=row.actor,
-        created_at=row.created_at,
-        quarantined_commit=row.quarantined_commit,
-    )
-
-
-def _commit_record(row: m.Commit) -> CommitRecord:
-    return CommitRecord(
-        info=CommitInfo(
-            sha=row.sha,
-            parents=tuple(row.parents or ()),
-            author_name=row.author_name,
-            author_email=row.author_email,
-            authored_at=row.authored_at,
-            committer_name=row.committer_name,
-            committer_email=row.committer_email,
-            committed_at=row.committed_at,
-            message=row.message,
-            signature_status=row.signature_status,
-            signer=row.signer,
-        ),
-        status=row.status,
-        reason=row.reason,
-        recorded_at=row.recorded_at,
-    )
-
-
-def _audit_record(row: m.AuditRow) -> AuditRecord:
-    return AuditRecord(
-        id=row.id,
-        at=row.at,
-        actor=row.actor,
-        host=row.host,
-        action=row.action,
-        app=row.app,
-        env=row.env,
-        commit_sha=row.commit_sha,
-        version=row.version,
-        details=row.details if row.details is not None else {},
-    )
-
-
-def _outbox_record(row: m.OutboxRow) -> OutboxRecord:
-    return OutboxRecord(
-        id=row.id,
-        event_id=row.event_id,
-        routing_key=row.routing_key,
-        payload=row.payload,
-        created_at=row.created_at,
-        published_at=row.published_at,
-        attempts=row.attempts,
-        last_error=row.last_error,
-    )
-
-
-# --------------------------------------------------------------------------- shared queries
-
-
-def _latest_versions(s: Session) -> dict[tuple[str, str], VersionRecord]:
-    newest = (
-        select(m.Version.app, m.Version.env, func.max(m.Version.number).label("number"))
-        .group_by(m.Version.app, m.Version.env)
-        .subquery()
-    )
-    rows = s.scalars(
-        select(m.Version).join(
-            newest,
-            (m.Version.app == newest.c.app)
-            & (m.Version.env == newest.c.env)
-            & (m.Version.number == newest.c.number),
-        )
-    )
-    return {(r.app, r.env): _version_record(r) for r in rows}
-
-
-def _latest_heads(
-    s: Session, apps: Collection[str] | None = None, *, with_rollbacks: bool = False
-) -> dict[tuple[str, str], VersionHead]:
-    """Number, checksum and commit of the newest version of every pair; no snapshots read.
-
-    With ``apps``, only those apps' pairs (plus, ``with_rollbacks``, every pair whose
-    version in service was made by a rollback or release).
-    """
-    newest = select(m.Version.app, m.Version.env, func.max(m.Version.number).label("number")).group_by(
-        m.Version.app, m.Version.env
-    )
-    if apps is not None and not with_rollbacks:
-        newest = newest.where(m.Version.app.in_(sorted(apps)))
-    sub = newest.subquery()
-    q = select(
-        m.Version.app, m.Version.env, m.Version.number, m.Version.checksum, m.Version.commit_sha, m.Version.reason
-    ).join(
-        sub,
-        (m.Version.app == sub.c.app) & (m.Version.env == sub.c.env) & (m.Version.number == sub.c.number),
-    )
-    if apps is not None:
-        wanted = m.Version.app.in_(sorted(apps))
-        q = q.where(wanted | (m.Version.reason != "commit")) if with_rollbacks else q.where(wanted)
-    return {
-        (app, env): VersionHead(app=app, env=env, number=number, checksum=digest, commit_sha=sha, reason=reason)
-        for app, env, number, digest, sha, reason in s.execute(q)
-    }
-
-
-def _get_version(s: Session, app: str, env: str, number: int | None) -> VersionRecord | None:
-    q = select(m.Version).where(m.Version.app == app, m.Version.env == env)
-    if number is None:
-        q = q.order_by(m.Version.number.desc()).limit(1)
-    else:
-        q = q.where(m.Version.number == number)
-    row = s.scalars(q).first()
-    return _version_record(row) if row is not None else None
-
-
-def _rollout_heads(s: Session) -> dict[tuple[str, str], tuple[int, str | None, tuple[dict[str, Any], ...]]]:
-    """(number, commit, rollouts) of every pair whose version in service has rollouts."""
-    sub = (
-        select(m.Version.app, m.Version.env, func.max(m.Version.number).label("number"))
-        .group_by(m.Version.app, m.Version.env)
-        .subquery()
-    )
-    q = (
-        select(m.Version.app, m.Version.env, m.Version.number, m.Version.commit_sha, m.Version.rollouts)
-        .join(sub, (m.Version.app == sub.c.app) & (m.Version.env == sub.c.env) & (m.Version.number == sub.c.number))
-        .where(m.Version.rollouts.is_not(None))
-    )
-    return {
-        (app, env): (number, sha, tuple(rollouts))
-        for app, env, number, sha, rollouts in s.execute(q)
-        if rollouts
-    }
-
-
-def _rollout_states(s: Session, app: str | None, env: str | None) -> dict[tuple[str, str], dict[str, dict[str, Any]]]:
-    q = select(m.RolloutState)
-    if app is not None:
-        q = q.where(m.RolloutState.app == app)
-    if env is not None:
-        q = q.where(m.RolloutState.env == env)
-    out: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
-    for row in s.scalars(q.order_by(m.RolloutState.app, m.RolloutState.env, m.RolloutState.key)):
-        out.setdefault((row.app, row.env), {})[row.key] = dict(row.state or {})
-    return out
-
-
-def _pins(s: Session) -> list[PinRecord]:
-    return [_pin_record(r) for r in s.scalars(select(m.Pin).order_by(m.Pin.app, m.Pin.env))]
-
-
-def _sync_state(s: Session, name: str) -> Any:
-    row = s.get(m.SyncState, name)
-    return row.value if row is not None else None
 
 
 # --------------------------------------------------------------------------- unit of work
@@ -289,8 +109,10 @@ def _sync_state(s: Session, name: str) -> Any:
 class UnitOfWork:
     """One write transaction holding the writer lock; see :meth:`SqlStore.unit_of_work`.
 
-    Every method flushes at once, so a constraint violation surfaces at the call that
-    caused it (as :class:`StoreError`), not at commit time.
+    Every method but :meth:`add_audit` and :meth:`add_outbox` writes at once, so a
+    constraint violation surfaces at the call that caused it (as :class:`StoreError`);
+    audit rows and outbox messages are queued and written, one statement each, when the
+    unit of work ends (a duplicate outbox event then fails the whole unit of work).
     """
 
     def __init__(self, session: Session, *, clock: Clock, errors: Callable[[], Any]) -> None:
@@ -298,11 +120,31 @@ class UnitOfWork:
         self._clock = clock
         self._errors = errors
         self._open = True
+        self._audit: list[dict[str, Any]] = []
+        self._outbox: list[dict[str, Any]] = []
+        # Sync-state values as this unit of work sees them (read once, written at the end)
+        # and which of them to write; the writer lock keeps anyone else from changing them.
+        self._sync: dict[str, Any] = {}
+        self._sync_dirty: set[str] = set()
+        self._all_rollout_states: dict[tuple[str, str], dict[str, dict[str, Any]]] | None = None
 
     def _session(self) -> Session:
         if not self._open:
             raise StoreError("this unit of work has ended; open a new one")
         return self._s
+
+    def _flush(self) -> None:
+        """Write the queued audit rows and outbox messages (before the commit)."""
+        with self._errors():
+            s = self._session()
+            audit_sql.add_audit_rows(s, self._audit)
+            outbox_sql.add_outbox_rows(s, self._outbox)
+            commits_sql.set_sync_states(
+                s, {n: self._sync[n] for n in sorted(self._sync_dirty)}, clock=self._clock
+            )
+        self._audit.clear()
+        self._outbox.clear()
+        self._sync_dirty.clear()
 
     def _close(self) -> None:
         self._open = False
@@ -312,7 +154,7 @@ class UnitOfWork:
     def latest_versions(self) -> dict[tuple[str, str], VersionRecord]:
         """The newest version of every (app, env), as this transaction sees it."""
         with self._errors():
-            return _latest_versions(self._session())
+            return versions_sql.latest_versions(self._session())
 
     def latest_heads(
         self, apps: Collection[str] | None = None, *, with_rollbacks: bool = False
@@ -320,53 +162,71 @@ class UnitOfWork:
         """The newest version of every (app, env) without its snapshot (cheap at any size);
         with ``apps`` only theirs (and, ``with_rollbacks``, any pair a rollback holds)."""
         with self._errors():
-            return _latest_heads(self._session(), apps, with_rollbacks=with_rollbacks)
+            return versions_sql.latest_heads(self._session(), apps, with_rollbacks=with_rollbacks)
 
     def get_version(self, app: str, env: str, number: int | None = None) -> VersionRecord | None:
         """Version ``number`` of (app, env), or the newest when ``number`` is None."""
         with self._errors():
-            return _get_version(self._session(), app, env, number)
+            return versions_sql.get_version(self._session(), app, env, number)
+
+    def get_versions(
+        self, wanted: Iterable[tuple[str, str, int]]
+    ) -> dict[tuple[str, str], VersionRecord]:
+        """Version ``number`` of each ``(app, env, number)``, keyed by (app, env), in one query."""
+        with self._errors():
+            return versions_sql.get_versions(self._session(), wanted)
 
     def commit_status(self, sha: str) -> str | None:
         """``applied``/``rejected``/``superseded``/``quarantined``, or None if never recorded."""
         with self._errors():
-            row = self._session().get(m.Commit, sha)
-            return row.status if row is not None else None
+            return commits_sql.commit_status(self._session(), sha)
 
     def get_pins(self) -> list[PinRecord]:
         with self._errors():
-            return _pins(self._session())
+            return pins_sql.pins(self._session())
 
     def get_sync_state(self, name: str) -> Any:
-        """The JSON value stored under ``name``, or None."""
+        """The JSON value stored under ``name``, or None (as set in this unit of work)."""
         with self._errors():
-            return _sync_state(self._session(), name)
+            s = self._session()
+            if name not in self._sync:
+                self._sync[name] = commits_sql.sync_state(s, name)
+            return self._sync[name]
+
+    def get_quarantine(self, app: str, env: str) -> dict[str, Any] | None:
+        """The quarantine of (app, env): ``{"commit", "checksum", "version"}``, or None."""
+        with self._errors():
+            return pins_sql.get_quarantine(self._session(), app, env)
+
+    def quarantines(self) -> dict[tuple[str, str], dict[str, Any]]:
+        """Every quarantine, by (app, env), in one query."""
+        with self._errors():
+            return pins_sql.quarantines(self._session())
+
+    def rollout_states(
+        self, app: str | None = None, env: str | None = None
+    ) -> dict[tuple[str, str], dict[str, dict[str, Any]]]:
+        """Runtime state of rollouts: ``{(app, env): {name: state}}``, optionally one pair."""
+        with self._errors():
+            if app is not None or env is not None:
+                return rollouts_sql.rollout_states(self._session(), app, env)
+            if self._all_rollout_states is None:  # read once, until this unit of work sets one
+                self._all_rollout_states = rollouts_sql.rollout_states(self._session(), None, None)
+            return copy.deepcopy(self._all_rollout_states)
+
+    def rollout_heads(
+        self,
+    ) -> dict[tuple[str, str], tuple[int, str | None, tuple[dict[str, Any], ...]]]:
+        """(number, commit, rollouts) of every pair whose version in service has rollouts."""
+        with self._errors():
+            return rollouts_sql.rollout_heads(self._session())
 
     # -- writes -------------------------------------------------------------------------
 
     def record_commit(self, info: CommitInfo, status: str, reason: str | None) -> None:
         """Insert or update the commit row (a rejected commit may be recorded again later)."""
-        _check_member(CommitStatus, status, "commit status")
         with self._errors():
-            s = self._session()
-            row = s.get(m.Commit, info.sha)
-            if row is None:
-                row = m.Commit(sha=info.sha)
-                s.add(row)
-            row.parents = list(info.parents)
-            row.author_name = info.author_name
-            row.author_email = info.author_email
-            row.authored_at = info.authored_at
-            row.committer_name = info.committer_name
-            row.committer_email = info.committer_email
-            row.committed_at = info.committed_at
-            row.message = info.message
-            row.signature_status = str(info.signature_status)
-            row.signer = info.signer
-            row.status = str(status)
-            row.reason = reason
-            row.recorded_at = self._clock()
-            s.flush()
+            commits_sql.record_commit(self._session(), info, status, reason, clock=self._clock)
 
     def add_version(
         self,
@@ -386,45 +246,25 @@ class UnitOfWork:
 
         The number is ``max + 1`` read inside this locked transaction: dense, from 1.
         """
-        _check_member(VersionReason, reason, "version reason")
-        for change in changes:
-            _check_member(ChangeKind, change.change, f"change of key {change.key!r}")
+        new = NewVersion(
+            app=app,
+            env=env,
+            values=values,
+            checksum=checksum,
+            commit_sha=commit_sha,
+            reason=reason,
+            actor=actor,
+            changes=changes,
+            rolled_back_to=rolled_back_to,
+            rollouts=rollouts,
+        )
+        return self.add_versions([new])[0]
+
+    def add_versions(self, versions: Sequence[NewVersion]) -> list[int]:
+        """Write ``versions`` (each the next of its pair) with their key changes, in three
+        statements whatever their number; return their numbers, in order."""
         with self._errors():
-            s = self._session()
-            current = s.scalar(
-                select(func.max(m.Version.number)).where(m.Version.app == app, m.Version.env == env)
-            )
-            number = (current or 0) + 1
-            row = m.Version(
-                app=app,
-                env=env,
-                number=number,
-                values=dict(values),
-                checksum=checksum,
-                commit_sha=commit_sha,
-                reason=str(reason),
-                rolled_back_to=rolled_back_to,
-                actor=actor,
-                created_at=self._clock(),
-                rollouts=[dict(r) for r in rollouts] or None,
-            )
-            s.add(row)
-            s.flush()
-            if changes:
-                s.execute(
-                    insert(m.KeyChangeRow),
-                    [
-                        {
-                            "version_id": row.id,
-                            "key": c.key,
-                            "change": str(c.change),
-                            "old_value": c.old,
-                            "new_value": c.new,
-                        }
-                        for c in changes
-                    ],
-                )
-            return number
+            return versions_sql.add_versions(self._session(), versions, clock=self._clock)
 
     def add_audit(
         self,
@@ -438,40 +278,34 @@ class UnitOfWork:
         version: int | None = None,
         details: Mapping[str, Any] | None = None,
     ) -> None:
-        """Append one audit row (``details`` is JSON; no secret values in it)."""
-        with self._errors():
-            s = self._session()
-            s.add(
-                m.AuditRow(
-                    at=self._clock(),
-                    actor=actor,
-                    host=host,
-                    action=action,
-                    app=app,
-                    env=env,
-                    commit_sha=commit_sha,
-                    version=version,
-                    details=dict(details or {}),
-                )
+        """Append one audit row (``details`` is JSON; no secret values in it); written
+        with the others when the unit of work ends."""
+        self._session()
+        self._audit.append(
+            audit_sql.audit_row(
+                at=self._clock(),
+                action=action,
+                actor=actor,
+                host=host,
+                app=app,
+                env=env,
+                commit_sha=commit_sha,
+                version=version,
+                details=details,
             )
-            s.flush()
+        )
 
     def add_outbox(self, *, event_id: str, routing_key: str, payload: Mapping[str, Any]) -> None:
         """Queue a notification; the relay publishes it after this transaction commits."""
-        with self._errors():
-            s = self._session()
-            s.add(
-                m.OutboxRow(
-                    event_id=event_id,
-                    routing_key=routing_key,
-                    payload=dict(payload),
-                    created_at=self._clock(),
-                    published_at=None,
-                    attempts=0,
-                    last_error=None,
-                )
+        self._session()
+        self._outbox.append(
+            outbox_sql.outbox_row(
+                event_id=event_id,
+                routing_key=routing_key,
+                payload=payload,
+                created_at=self._clock(),
             )
-            s.flush()
+        )
 
     def set_pin(
         self,
@@ -485,63 +319,57 @@ class UnitOfWork:
     ) -> None:
         """Hold (app, env) at ``version`` until :meth:`clear_pin` (replaces an existing pin)."""
         with self._errors():
-            s = self._session()
-            row = s.get(m.Pin, (app, env))
-            if row is None:
-                row = m.Pin(app=app, env=env)
-                s.add(row)
-            row.version = version
-            row.reason = reason
-            row.actor = actor
-            row.created_at = self._clock()
-            row.quarantined_commit = quarantined_commit
-            s.flush()
+            pins_sql.set_pin(
+                self._session(),
+                app=app,
+                env=env,
+                version=version,
+                reason=reason,
+                actor=actor,
+                quarantined_commit=quarantined_commit,
+                clock=self._clock,
+            )
 
     def clear_pin(self, app: str, env: str) -> bool:
         """Remove the pin of (app, env); False if there was none."""
         with self._errors():
-            s = self._session()
-            result = s.execute(delete(m.Pin).where(m.Pin.app == app, m.Pin.env == env))
-            return bool(getattr(result, "rowcount", 0))
+            return pins_sql.clear_pin(self._session(), app, env)
 
-    def rollout_states(self, app: str | None = None, env: str | None = None) -> dict[tuple[str, str], dict[str, dict[str, Any]]]:
-        """Runtime state of rollouts: ``{(app, env): {name: state}}``, optionally one pair."""
+    def quarantine(
+        self, app: str, env: str, commit: str | None, checksum: str, version: int
+    ) -> None:
+        """Keep the values of ``checksum`` (version ``version``, made by ``commit``) out of
+        service for (app, env) until a newer commit changes the pair (replaces one)."""
         with self._errors():
-            return _rollout_states(self._session(), app, env)
+            pins_sql.quarantine(
+                self._session(),
+                app=app,
+                env=env,
+                commit=commit,
+                checksum=checksum,
+                version=version,
+                clock=self._clock,
+            )
 
-    def rollout_heads(self) -> dict[tuple[str, str], tuple[int, str | None, tuple[dict[str, Any], ...]]]:
-        """(number, commit, rollouts) of every pair whose version in service has rollouts."""
+    def lift_quarantine(self, app: str, env: str) -> bool:
+        """End the quarantine of (app, env); False if there was none."""
         with self._errors():
-            return _rollout_heads(self._session())
+            return pins_sql.lift_quarantine(self._session(), app, env)
 
     def set_rollout_state(self, app: str, env: str, name: str, state: Mapping[str, Any]) -> None:
         """Replace the runtime state of rollout ``name`` of (app, env)."""
+        self._all_rollout_states = None
         with self._errors():
-            s = self._session()
-            row = s.get(m.RolloutState, (app, env, name))
-            if row is None:
-                row = m.RolloutState(app=app, env=env, key=name)
-                s.add(row)
-            row.state = dict(state)
-            row.updated_at = self._clock()
-            s.flush()
+            rollouts_sql.set_rollout_state(
+                self._session(), app, env, name, state, clock=self._clock
+            )
 
     def set_sync_state(self, name: str, value: Any) -> None:
-        """Store a JSON value under ``name``; ``None`` removes it."""
-        with self._errors():
-            s = self._session()
-            row = s.get(m.SyncState, name)
-            if value is None:
-                if row is not None:
-                    s.delete(row)
-                    s.flush()
-                return
-            if row is None:
-                row = m.SyncState(name=name)
-                s.add(row)
-            row.value = value
-            row.updated_at = self._clock()
-            s.flush()
+        """Store a JSON value under ``name``; ``None`` removes it. Written, with the other
+        cursors, in one statement when the unit of work ends."""
+        self._session()
+        self._sync[name] = value
+        self._sync_dirty.add(name)
 
 
 # --------------------------------------------------------------------------- the store
@@ -563,7 +391,7 @@ class SqlStore:
         self._parsed = parse_url(url)
         self.url = self._parsed.render_as_string(hide_password=False)
         self.where = describe_url(self._parsed)
-        self._clock: Clock = clock or _utc_now
+        self._clock: Clock = clock or utc_now
         self.lock_timeout = lock_timeout
         self._engine: Engine | None = None
         self._schema_checked = False
@@ -582,8 +410,13 @@ class SqlStore:
         store = cls("sqlite://")
         with store._errors(), store.engine.begin() as conn:
             m.Base.metadata.create_all(conn)
-            conn.execute(text("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL PRIMARY KEY)"))
-            conn.execute(text("INSERT INTO alembic_version (version_num) VALUES (:r)"), {"r": m.SCHEMA_REVISION})
+            conn.execute(
+                text("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL PRIMARY KEY)")
+            )
+            conn.execute(
+                text("INSERT INTO alembic_version (version_num) VALUES (:r)"),
+                {"r": m.SCHEMA_REVISION},
+            )
         store._schema_checked = True
         return store
 
@@ -625,7 +458,9 @@ class SqlStore:
         lowered = detail.lower()
         if "no such table" in lowered or ("relation" in lowered and "does not exist" in lowered):
             raise StoreError(f"{NOT_MIGRATED} ({self.where})") from exc
-        if not self.is_postgres and ("unable to open database file" in lowered or "readonly database" in lowered):
+        if not self.is_postgres and (
+            "unable to open database file" in lowered or "readonly database" in lowered
+        ):
             # a local path that cannot be opened or written: the user's to fix, not an outage
             raise UsageError(
                 f"cannot use the store at {self.where}: {detail}",
@@ -666,8 +501,15 @@ class SqlStore:
         """Take the writer lock for the rest of the transaction (PostgreSQL; SQLite already
         holds it since ``BEGIN IMMEDIATE``), waiting at most ``lock_timeout`` seconds."""
         if self.is_postgres:
-            s.execute(text(f"SET LOCAL lock_timeout = '{max(1, int(self.lock_timeout * 1000))}ms'"))
-            s.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": WRITER_LOCK_KEY})
+            # One round trip: the FROM clause sets the transaction's lock_timeout before the
+            # lock is waited for.
+            s.execute(
+                text(
+                    "SELECT pg_advisory_xact_lock(:k) "
+                    "FROM (SELECT set_config('lock_timeout', :t, true)) AS timeout"
+                ),
+                {"k": WRITER_LOCK_KEY, "t": f"{max(1, int(self.lock_timeout * 1000))}ms"},
+            )
 
     def upgrade(self) -> None:
         """Migrate the schema to the newest revision (idempotent; concurrent calls queue)."""
@@ -762,28 +604,24 @@ class SqlStore:
         """
         with self._transaction(write=True, lock=True) as session:
             if fence is not None:
-                self._check_fence(session, *fence)
+                with self._errors():
+                    leases_sql.check_fence(session, *fence, postgres=self.is_postgres)
             uow = UnitOfWork(session, clock=self._clock, errors=self._errors)
             try:
                 yield uow
+                uow._flush()
             finally:
                 uow._close()
-
-    def _check_fence(self, session: Session, name: str, epoch: int) -> None:
-        with self._errors():
-            q = select(m.LeaderLease.epoch).where(m.LeaderLease.name == name)
-            if self.is_postgres:
-                q = q.with_for_update(read=True)  # FOR SHARE: an epoch bump waits for us
-            current = session.scalar(q)
-        if current != epoch:
-            raise FencingError(
-                f"leader epoch {epoch} of {name!r} is stale (the store has {current}): "
-                "another replica has taken over; nothing was written"
-            )
 
     @contextlib.contextmanager
     def _read(self) -> Iterator[Session]:
         with self._transaction(write=False, lock=False) as session, self._errors():
+            yield session
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[Session]:
+        """A short write transaction without the writer lock (outbox marks, lease renewal)."""
+        with self._transaction(write=True, lock=False) as session, self._errors():
             yield session
 
     # -- reads --------------------------------------------------------------------------
@@ -791,104 +629,34 @@ class SqlStore:
     def latest_versions(self) -> dict[tuple[str, str], VersionRecord]:
         """The newest version of every (app, env)."""
         with self._read() as s:
-            return _latest_versions(s)
+            return versions_sql.latest_versions(s)
 
     def latest_heads(self) -> dict[tuple[str, str], VersionHead]:
         """The newest version of every (app, env) without its snapshot."""
         with self._read() as s:
-            return _latest_heads(s)
+            return versions_sql.latest_heads(s)
 
     def get_version(self, app: str, env: str, number: int | None = None) -> VersionRecord | None:
         """Version ``number`` of (app, env), or the newest when ``number`` is None."""
         with self._read() as s:
-            return _get_version(s, app, env, number)
+            return versions_sql.get_version(s, app, env, number)
 
-    def rollout_states(self, app: str | None = None, env: str | None = None) -> dict[tuple[str, str], dict[str, dict[str, Any]]]:
+    def rollout_states(
+        self, app: str | None = None, env: str | None = None
+    ) -> dict[tuple[str, str], dict[str, dict[str, Any]]]:
         """Runtime state of rollouts: ``{(app, env): {name: state}}``, optionally one pair."""
         with self._read() as s:
-            return _rollout_states(s, app, env)
+            return rollouts_sql.rollout_states(s, app, env)
 
     def list_versions(self, app: str, env: str, limit: int | None = None) -> list[VersionEntry]:
         """Versions of (app, env), newest first, with commit author and changed keys."""
         with self._read() as s:
-            q = (
-                select(
-                    m.Version,
-                    m.Commit.author_name,
-                    m.Commit.author_email,
-                    m.Commit.committed_at,
-                    m.Commit.message,
-                )
-                .outerjoin(m.Commit, m.Commit.sha == m.Version.commit_sha)
-                .where(m.Version.app == app, m.Version.env == env)
-                .order_by(m.Version.number.desc())
-            )
-            if limit is not None:
-                q = q.limit(limit)
-            rows = s.execute(q).all()
-            changes: dict[int, list[KeyChange]] = {}
-            ids = [row[0].id for row in rows]
-            if ids:
-                for c in s.scalars(
-                    select(m.KeyChangeRow)
-                    .where(m.KeyChangeRow.version_id.in_(ids))
-                    .order_by(m.KeyChangeRow.version_id, m.KeyChangeRow.key)
-                ):
-                    changes.setdefault(c.version_id, []).append(
-                        KeyChange(key=c.key, change=c.change, old=c.old_value, new=c.new_value)
-                    )
-            return [
-                VersionEntry(
-                    app=v.app,
-                    env=v.env,
-                    number=v.number,
-                    checksum=v.checksum,
-                    commit_sha=v.commit_sha,
-                    reason=v.reason,
-                    actor=v.actor,
-                    created_at=v.created_at,
-                    rolled_back_to=v.rolled_back_to,
-                    author_name=author_name,
-                    author_email=author_email,
-                    committed_at=committed_at,
-                    subject=_subject(message),
-                    changes=tuple(changes.get(v.id, ())),
-                )
-                for v, author_name, author_email, committed_at, message in rows
-            ]
+            return versions_sql.list_versions(s, app, env, limit)
 
     def key_history(self, app: str, env: str, key: str) -> list[HistoryEntry]:
         """Every version of (app, env) that changed ``key`` or a key below it, newest first."""
         with self._read() as s:
-            q = (
-                select(m.Version, m.KeyChangeRow, m.Commit.author_name, m.Commit.author_email)
-                .join(m.KeyChangeRow, m.KeyChangeRow.version_id == m.Version.id)
-                .outerjoin(m.Commit, m.Commit.sha == m.Version.commit_sha)
-                .where(m.Version.app == app, m.Version.env == env)
-                .where(
-                    (m.KeyChangeRow.key == key)
-                    | m.KeyChangeRow.key.startswith(key + ".", autoescape=True)
-                )
-                .order_by(m.Version.number.desc(), m.KeyChangeRow.key)
-            )
-            return [
-                HistoryEntry(
-                    app=v.app,
-                    env=v.env,
-                    key=c.key,
-                    version=v.number,
-                    change=c.change,
-                    old=c.old_value,
-                    new=c.new_value,
-                    commit_sha=v.commit_sha,
-                    author_name=author_name,
-                    author_email=author_email,
-                    actor=v.actor,
-                    reason=v.reason,
-                    created_at=v.created_at,
-                )
-                for v, c, author_name, author_email in s.execute(q).all()
-            ]
+            return versions_sql.key_history(s, app, env, key)
 
     def audit(
         self,
@@ -902,53 +670,37 @@ class SqlStore:
     ) -> list[AuditRecord]:
         """Audit rows matching every given filter, newest first."""
         with self._read() as s:
-            q = select(m.AuditRow).order_by(m.AuditRow.id.desc())
-            if app is not None:
-                q = q.where(m.AuditRow.app == app)
-            if env is not None:
-                q = q.where(m.AuditRow.env == env)
-            if actor is not None:
-                q = q.where(m.AuditRow.actor == actor)
-            if action is not None:
-                q = q.where(m.AuditRow.action == action)
-            if since is not None:
-                q = q.where(m.AuditRow.at >= since)
-            if limit is not None:
-                q = q.limit(limit)
-            return [_audit_record(r) for r in s.scalars(q)]
+            return audit_sql.audit(
+                s, app=app, env=env, actor=actor, since=since, limit=limit, action=action
+            )
 
     def commits(self, status: str | None = None, limit: int | None = None) -> list[CommitRecord]:
         """Recorded commits (optionally of one status), most recently recorded first."""
         with self._read() as s:
-            q = select(m.Commit).order_by(m.Commit.recorded_at.desc(), m.Commit.sha)
-            if status is not None:
-                q = q.where(m.Commit.status == status)
-            if limit is not None:
-                q = q.limit(limit)
-            return [_commit_record(r) for r in s.scalars(q)]
+            return commits_sql.commits(s, status, limit)
 
     def get_commit(self, sha: str) -> CommitRecord | None:
         with self._read() as s:
-            row = s.get(m.Commit, sha)
-            return _commit_record(row) if row is not None else None
+            return commits_sql.get_commit(s, sha)
 
     def pins(self) -> list[PinRecord]:
         with self._read() as s:
-            return _pins(s)
+            return pins_sql.pins(s)
+
+    def quarantines(self) -> dict[tuple[str, str], dict[str, Any]]:
+        """Every quarantine, by (app, env): ``{"commit", "checksum", "version"}``."""
+        with self._read() as s:
+            return pins_sql.quarantines(s)
 
     def sync_state(self, name: str) -> Any:
         """The JSON value stored under ``name``, or None."""
         with self._read() as s:
-            return _sync_state(s, name)
+            return commits_sql.sync_state(s, name)
 
     def sync_states(self, prefix: str) -> dict[str, Any]:
-        """Every non-null sync-state value whose name starts with ``prefix`` (e.g. the
-        quarantines, ``quarantine:<app>:<env>``), in one query."""
+        """Every non-null sync-state value whose name starts with ``prefix``, in one query."""
         with self._read() as s:
-            rows = s.execute(
-                select(m.SyncState.name, m.SyncState.value).where(m.SyncState.name.startswith(prefix, autoescape=True))
-            )
-            return {name: value for name, value in rows if value is not None}
+            return commits_sql.sync_states(s, prefix)
 
     # -- outbox -------------------------------------------------------------------------
 
@@ -958,53 +710,29 @@ class SqlStore:
         Meant for one relay (the leader): rows are not locked while being published.
         """
         with self._read() as s:
-            q = (
-                select(m.OutboxRow)
-                .where(m.OutboxRow.published_at.is_(None))
-                .order_by(m.OutboxRow.id)
-                .limit(limit)
-            )
-            return [_outbox_record(r) for r in s.scalars(q)]
+            return outbox_sql.pending_outbox(s, limit)
 
     def mark_outbox_published(self, ids: Sequence[int], at: datetime) -> None:
         """Record that the broker confirmed messages ``ids`` at ``at``."""
         if not ids:
             return
-        with self._transaction(write=True, lock=False) as s, self._errors():
-            s.execute(
-                update(m.OutboxRow)
-                .where(m.OutboxRow.id.in_(list(ids)))
-                .values(published_at=at, last_error=None)
-            )
+        with self._write() as s:
+            outbox_sql.mark_published(s, ids, at)
 
     def mark_outbox_failed(self, id: int, error: str) -> None:
         """Count one failed publish of message ``id`` and keep the (truncated) error."""
-        with self._transaction(write=True, lock=False) as s, self._errors():
-            s.execute(
-                update(m.OutboxRow)
-                .where(m.OutboxRow.id == id)
-                .values(attempts=m.OutboxRow.attempts + 1, last_error=error[:_MAX_ERROR_TEXT])
-            )
+        with self._write() as s:
+            outbox_sql.mark_failed(s, id, error)
 
     def outbox_backlog(self) -> int:
         """How many messages wait to be published."""
         with self._read() as s:
-            count = s.scalar(
-                select(func.count())
-                .select_from(m.OutboxRow)
-                .where(m.OutboxRow.published_at.is_(None))
-            )
-            return int(count or 0)
+            return outbox_sql.backlog(s)
 
     def outbox_oldest_pending(self) -> datetime | None:
         """When the oldest unpublished message was written (for the relay-lag alert)."""
         with self._read() as s:
-            oldest: datetime | None = s.scalar(
-                select(func.min(m.OutboxRow.created_at)).where(m.OutboxRow.published_at.is_(None))
-            )
-            if oldest is not None and oldest.tzinfo is None:  # func.min loses the column type
-                oldest = oldest.replace(tzinfo=UTC)
-            return oldest
+            return outbox_sql.oldest_pending(s)
 
     # -- leadership ---------------------------------------------------------------------
 
@@ -1012,37 +740,16 @@ class SqlStore:
         """Become the holder of lease ``name``: increment its epoch (the fencing token) in
         its own transaction, creating the row at epoch 1, and return the new epoch."""
         with self._transaction(write=True, lock=True) as s, self._errors():
-            now = self._clock()
-            row = s.get(m.LeaderLease, name, with_for_update=self.is_postgres)
-            if row is None:
-                row = m.LeaderLease(
-                    name=name, holder=holder, epoch=1, acquired_at=now, renewed_at=now
-                )
-                s.add(row)
-            else:
-                row.epoch += 1
-                row.holder = holder
-                row.acquired_at = now
-                row.renewed_at = now
-            s.flush()
-            return int(row.epoch)
+            return leases_sql.acquire_epoch(
+                s, name, holder, postgres=self.is_postgres, clock=self._clock
+            )
 
     def renew_lease(self, name: str, holder: str, epoch: int) -> bool:
         """Touch ``renewed_at`` if ``holder`` still holds ``name`` at ``epoch``."""
-        with self._transaction(write=True, lock=False) as s, self._errors():
-            result = s.execute(
-                update(m.LeaderLease)
-                .where(
-                    m.LeaderLease.name == name,
-                    m.LeaderLease.holder == holder,
-                    m.LeaderLease.epoch == epoch,
-                )
-                .values(renewed_at=self._clock())
-            )
-            return bool(getattr(result, "rowcount", 0))
+        with self._write() as s:
+            return leases_sql.renew_lease(s, name, holder, epoch, clock=self._clock)
 
     def current_epoch(self, name: str) -> int | None:
         """The epoch of lease ``name``, or None if nobody ever acquired it."""
         with self._read() as s:
-            epoch = s.scalar(select(m.LeaderLease.epoch).where(m.LeaderLease.name == name))
-            return int(epoch) if epoch is not None else None
+            return leases_sql.current_epoch(s, name)

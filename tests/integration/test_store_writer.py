@@ -1,0 +1,261 @@
+"""The writer costs what the change costs, and quarantines live in their own table.
+
+Each test runs on a fresh SQLite file and a fresh PostgreSQL database (``store_url``).
+
+- ``apply_snapshot`` issues the same number of SQL statements for 12 pairs as for 102
+  (counted with SQLAlchemy's ``before_cursor_execute``), for a first apply and for an
+  apply that changes every pair;
+- ``add_versions`` numbers, stores and reads back like ``add_version``; a batch of key
+  changes large enough for PostgreSQL's ``COPY`` reads back the same as a small one;
+- migration 0003 moves ``quarantine:<app>:<env>`` cursor rows into ``quarantines`` and the
+  downgrade moves them back.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from configctl.services.inspect import Evaluator
+from sqlalchemy import event, text
+
+from configctl.adapters import schemas
+from configctl.adapters.filesystem import read_tree
+from configctl.adapters.store import SqlStore
+from configctl.adapters.store import versions as versions_sql
+from configctl.adapters.store.models import JsonType, UtcDateTime
+from configctl.core.records import CommitInfo, KeyChange, NewVersion
+from configctl.services.apply import ApplyResult, apply_snapshot
+
+ENVS = ("dev", "staging", "prod")
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+_SYNC_STATE = sa.table(
+    "sync_state",
+    sa.column("name", sa.String),
+    sa.column("value", JsonType),
+    sa.column("updated_at", UtcDateTime),
+)
+
+
+def _tree(root: Path, apps: int, generation: int) -> Path:
+    """``apps`` apps in three environments (3 x ``apps`` pairs), five keys each; every key
+    depends on ``generation``, so a new generation changes every pair."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "configctl.yaml").write_text(f"version: 1\nenvironments: [{', '.join(ENVS)}]\n")
+    (root / "global.yaml").write_text(f"log:\n  level: info{generation}\n")
+    for i in range(apps):
+        app = root / "apps" / f"app-{i:03d}"
+        (app / "envs").mkdir(parents=True, exist_ok=True)
+        (app / "app.yaml").write_text(f"description: app {i}\nowners: [team]\n")
+        (app / "values.yaml").write_text(
+            f"svc:\n  port: {8000 + i}\n  name: app-{i}-{generation}\n  replicas: {generation}\n"
+        )
+        (app / "envs" / "prod.yaml").write_text(f"svc:\n  zone: prod-{generation}\n")
+    return root
+
+
+def _commit(sha: str, parent: str | None) -> CommitInfo:
+    return CommitInfo(
+        sha=sha,
+        parents=(parent,) if parent else (),
+        author_name="A",
+        author_email="a@example.com",
+        authored_at=T0,
+        committer_name="A",
+        committer_email="a@example.com",
+        committed_at=T0,
+        message=f"commit {sha[:7]}",
+    )
+
+
+def _new(
+    app: str, env: str, n: int, changes: list[KeyChange], *, reason: str = "commit"
+) -> NewVersion:
+    return NewVersion(
+        app=app,
+        env=env,
+        values={"n": n},
+        checksum=f"c{n}",
+        commit_sha="c" * 40,
+        reason=reason,
+        actor="t",
+        changes=changes,
+    )
+
+
+def _fields(v: NewVersion) -> dict[str, Any]:
+    """``add_version``'s keyword arguments for ``v``."""
+    return {f.name: getattr(v, f.name) for f in dataclasses.fields(v)}
+
+
+@pytest.fixture
+def store(store_url: str) -> Iterator[SqlStore]:
+    s = SqlStore(store_url)
+    s.upgrade()
+    try:
+        yield s
+    finally:
+        s.close()
+
+
+def _counted_apply(store: SqlStore, root: Path, commit: CommitInfo) -> tuple[int, ApplyResult]:
+    statements: list[str] = []
+
+    def count(*args: Any) -> None:
+        statements.append(str(args[2]))
+
+    files = read_tree(root)
+    evaluator = Evaluator(file_schemas=schemas.file_schemas())
+    event.listen(store.engine, "before_cursor_execute", count)
+    try:
+        result = apply_snapshot(
+            store=store,
+            files=files,
+            commit=commit,
+            evaluator=evaluator,
+            actor="test",
+            host="h",
+            now=lambda: T0,
+            cursor="reconciler_cursor",
+        )
+    finally:
+        event.remove(store.engine, "before_cursor_execute", count)
+    return len(statements), result
+
+
+def _two_applies(url: str, tmp: Path, apps: int) -> tuple[int, int]:
+    """Statements of a first apply of ``apps`` apps and of a commit changing every pair."""
+    store = SqlStore(url)
+    store.upgrade()
+    try:
+        first, result = _counted_apply(store, _tree(tmp, apps, 1), _commit("a" * 40, None))
+        assert result.status == "applied"
+        assert result.new_versions == 3 * apps
+        second, result = _counted_apply(store, _tree(tmp, apps, 2), _commit("b" * 40, "a" * 40))
+        assert result.new_versions == 3 * apps
+        assert {p.version for p in result.pairs} == {2}
+        assert store.sync_state("reconciler_cursor") == "b" * 40
+        assert store.sync_state("last_applied_commit") == "b" * 40
+        assert len(store.audit(action="version.created")) == 6 * apps
+        assert store.outbox_backlog() == 6 * apps
+        entries = store.list_versions("app-000", "prod")
+        assert [e.number for e in entries] == [2, 1]
+        assert {c.key for c in entries[0].changes} == {
+            "log.level",
+            "svc.name",
+            "svc.replicas",
+            "svc.zone",
+        }
+        return first, second
+    finally:
+        store.close()
+
+
+def test_apply_statements_do_not_grow_with_the_pairs(store_url: str, tmp_path: Path) -> None:
+    small = _two_applies(store_url, tmp_path / "small", 4)  # 12 pairs
+    with SqlStore(store_url) as s, s.engine.begin() as conn:
+        for table in ("key_changes", "versions", "audit_log", "outbox", "commits", "sync_state"):
+            conn.execute(text(f"DELETE FROM {table}"))  # noqa: S608 - fixed table names
+    large = _two_applies(store_url, tmp_path / "large", 34)  # 102 pairs
+    assert small == large, f"12 pairs: {small} statements, 102 pairs: {large}"
+
+
+def test_add_versions_numbers_each_pair_and_reads_back(store: SqlStore) -> None:
+    def new(app: str, env: str, n: int, reason: str = "commit") -> NewVersion:
+        return _new(app, env, n, [KeyChange(key="n", change="added", new=n)], reason=reason)
+
+    with store.unit_of_work() as uow:
+        assert uow.add_version(**_fields(new("a", "prod", 0))) == 1
+        numbers = uow.add_versions([new("a", "prod", 1), new("b", "prod", 2), new("a", "prod", 3)])
+        assert numbers == [2, 1, 3]
+        assert uow.add_versions([]) == []
+        got = uow.get_versions([("a", "prod", 2), ("b", "prod", 1), ("c", "prod", 1)])
+    assert set(got) == {("a", "prod"), ("b", "prod")}
+    assert got["a", "prod"].values == {"n": 1}
+    assert got["b", "prod"].values == {"n": 2}
+    assert [e.number for e in store.list_versions("a", "prod")] == [3, 2, 1]
+    with pytest.raises(ValueError, match="version reason"), store.unit_of_work() as uow:
+        uow.add_versions([new("x", "y", 1, reason="nope")])
+
+
+def test_a_large_batch_of_key_changes_reads_back_like_a_small_one(store: SqlStore) -> None:
+    """Past ``COPY_FROM_ROWS`` key changes PostgreSQL takes them with COPY: same rows back."""
+    odd: list[Any] = [None, {"nested": ["ü", 1.5, True]}, "tab\tand\nnewline\\", 0, "", [None]]
+    changes = [
+        KeyChange(
+            key=f"k{i:05d}", change="changed", old=odd[i % len(odd)], new=odd[(i + 1) % len(odd)]
+        )
+        for i in range(versions_sql.COPY_FROM_ROWS + 10)
+    ]
+    with store.unit_of_work() as uow:
+        numbers = uow.add_versions(
+            [_new("big", "prod", 1, changes), _new("small", "prod", 1, changes[:7])]
+        )
+    assert numbers == [1, 1]
+    assert list(store.list_versions("big", "prod")[0].changes) == changes
+    assert list(store.list_versions("small", "prod")[0].changes) == changes[:7]
+    history = store.key_history("big", "prod", "k00001")
+    assert [(h.old, h.new) for h in history] == [(odd[1], odd[2])]
+
+
+def test_quarantines_have_their_own_table(store: SqlStore) -> None:
+    with store.unit_of_work() as uow:
+        assert uow.quarantines() == {}
+        uow.quarantine("checkout", "prod", "b" * 40, "sum-3", 3)
+        uow.quarantine("search", "dev", None, "sum-1", 1)
+        uow.quarantine("checkout", "prod", "c" * 40, "sum-4", 4)  # replaces
+        assert uow.get_quarantine("checkout", "prod") == {
+            "commit": "c" * 40,
+            "checksum": "sum-4",
+            "version": 4,
+        }
+    assert store.quarantines() == {
+        ("checkout", "prod"): {"commit": "c" * 40, "checksum": "sum-4", "version": 4},
+        ("search", "dev"): {"commit": None, "checksum": "sum-1", "version": 1},
+    }
+    assert store.sync_states("quarantine:") == {}
+    with store.unit_of_work() as uow:
+        assert uow.lift_quarantine("checkout", "prod") is True
+        assert uow.lift_quarantine("checkout", "prod") is False
+        assert uow.get_quarantine("checkout", "prod") is None
+    assert list(store.quarantines()) == [("search", "dev")]
+
+
+def test_migration_0003_moves_quarantines_out_of_the_cursor_table_and_back(store_url: str) -> None:
+    from alembic import command
+
+    legacy = {
+        "quarantine:checkout:prod": {"commit": "b" * 40, "checksum": "sum-3", "version": 3},
+        "quarantine:search:dev": {"commit": None, "checksum": "sum-1", "version": 1},
+        "last_applied_commit": "a" * 40,
+    }
+    with SqlStore(store_url) as store:
+        cfg = store._alembic_config()
+        with store.engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "0002")
+        with store.engine.begin() as conn:
+            conn.execute(
+                sa.insert(_SYNC_STATE),
+                [{"name": n, "value": v, "updated_at": T0} for n, v in legacy.items()],
+            )
+        store.upgrade()
+        assert store.current_revision() == "0003"
+        assert store.quarantines() == {
+            ("checkout", "prod"): legacy["quarantine:checkout:prod"],
+            ("search", "dev"): legacy["quarantine:search:dev"],
+        }
+        assert store.sync_states("quarantine:") == {}
+        assert store.sync_state("last_applied_commit") == "a" * 40
+        with store.engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.downgrade(cfg, "0002")
+        with store.engine.connect() as conn:
+            assert not sa.inspect(conn).has_table("quarantines")
+            back = {n: v for n, v, _ in conn.execute(sa.select(_SYNC_STATE)).all()}
+        assert back == legacy
