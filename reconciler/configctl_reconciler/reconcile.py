@@ -35,13 +35,14 @@ from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 from configctl.core.cache import CachedSnapshot
+from configctl.core.ports import ChangeLog
 from configctl.core.records import CommitInfo
 from configctl.errors import BackendError, CacheError, GitError, UsageError
 from configctl.services import apply as apply_service
 from configctl.services import relay as relay_service
 from configctl.services import rollouts as rollouts_service
-from configctl.services.attribution import ChangeLog
 from configctl.services.inspect import Evaluator
+from configctl.services.record import reject_commit
 
 log = logging.getLogger(__name__)
 
@@ -208,22 +209,20 @@ def apply_commit(deps: Deps, commit: CommitInfo, *, fence: tuple[str, int] | Non
         if not verdict.ok:
             # One transaction: the record, its audit row and the cursor move together.
             with deps.store.unit_of_work(fence=fence) as uow:
-                if uow.commit_status(commit.sha) != "applied":
-                    uow.record_commit(commit, "rejected", f"signature: {verdict.reason}")
-                    uow.add_audit(
-                        action="commit.rejected",
-                        actor=ACTOR,
-                        host=deps.host,
-                        commit_sha=commit.sha,
-                        details={
-                            "signature": verdict.reason,
-                            "signature_status": verdict.status,
-                            "signer": verdict.signer,
-                            "author": commit.author_email,
-                            "message": commit.subject,
-                        },
-                    )
-                    uow.set_sync_state("last_attempted_commit", commit.sha)
+                reject_commit(
+                    uow,
+                    commit,
+                    reason=f"signature: {verdict.reason}",
+                    details={
+                        "signature": verdict.reason,
+                        "signature_status": verdict.status,
+                        "signer": verdict.signer,
+                        "author": commit.author_email,
+                        "message": commit.subject,
+                    },
+                    actor=ACTOR,
+                    host=deps.host,
+                )
                 uow.set_sync_state(CURSOR, commit.sha)
             deps.cursor = (fence[1] if fence is not None else None, commit.sha)
             _reject(result, deps, commit, "signature", verdict.reason)

@@ -10,14 +10,264 @@ can tell "retry later" from a bug without knowing the library underneath.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
+from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Protocol
 
+from configctl.core.cache import SnapshotCache
 from configctl.core.clients import ClientReport
-from configctl.core.records import OutboxRecord, ReviewComment
+from configctl.core.model import FileEntry
+from configctl.core.records import (
+    CommitInfo,
+    CommitRecord,
+    JsonObject,
+    JsonValue,
+    KeyChange,
+    Notification,
+    OutboxRecord,
+    PairKey,
+    PinRecord,
+    QuarantineRecord,
+    ReviewComment,
+    VersionHead,
+    VersionRecord,
+)
 
-__all__ = ["ClientReportsPort", "CommentThread", "Leader", "OutboxPort", "PublisherPort"]
+__all__ = [
+    "ChangeLog",
+    "ClientReportsPort",
+    "Clock",
+    "CommentThread",
+    "Fence",
+    "GitSourcePort",
+    "IdFactory",
+    "Leader",
+    "OutboxPort",
+    "PublisherPort",
+    "QuarantinePort",
+    "RolloutHead",
+    "SnapshotCache",
+    "SnapshotSource",
+    "StoreReads",
+    "UnitOfWork",
+    "VersionStore",
+]
+
+Fence = tuple[str, int]
+"""(lease name, epoch): the fencing token a reconciler's writes carry."""
+
+RolloutHead = tuple[int, str | None, tuple[JsonObject, ...]]
+"""(version number, commit, rollouts) of a pair whose version in service has rollouts."""
+
+
+class Clock(Protocol):
+    """The time now, timezone-aware, in UTC (``datetime.now(UTC)``; a fixed one in tests)."""
+
+    def __call__(self) -> datetime: ...
+
+
+class IdFactory(Protocol):
+    """A new unique event id (a UUID 4 string; a counter in tests)."""
+
+    def __call__(self) -> str: ...
+
+
+class UnitOfWork(Protocol):
+    """One write transaction of the version store, holding the writer lock.
+
+    Reads see this transaction; writes become visible together when it commits, or not at
+    all. Raises ``StoreError`` (``FencingError`` when the fencing epoch moved on).
+    """
+
+    # -- versions -------------------------------------------------------------------------
+    def latest_versions(self) -> Mapping[PairKey, VersionRecord]:
+        """The newest version of every (app, env), with its snapshot."""
+        ...
+
+    def latest_heads(
+        self, apps: Collection[str] | None = None, *, with_rollbacks: bool = False
+    ) -> Mapping[PairKey, VersionHead]:
+        """The newest version of every (app, env) (of ``apps`` only, plus with
+        ``with_rollbacks`` any pair a rollback holds), without its snapshot."""
+        ...
+
+    def get_version(self, app: str, env: str, number: int | None = None) -> VersionRecord | None:
+        """Version ``number`` of (app, env), or the newest when ``number`` is None."""
+        ...
+
+    def add_version(
+        self,
+        *,
+        app: str,
+        env: str,
+        values: JsonObject,
+        checksum: str,
+        commit_sha: str | None,
+        reason: str,
+        actor: str,
+        changes: Sequence[KeyChange],
+        rolled_back_to: int | None = None,
+        rollouts: Sequence[JsonObject] = (),
+    ) -> int:
+        """Write the next version of (app, env) with its key changes; return its number."""
+        ...
+
+    # -- commits --------------------------------------------------------------------------
+    def commit_status(self, sha: str) -> str | None:
+        """A ``CommitStatus`` value, or None when the commit was never recorded."""
+        ...
+
+    def record_commit(self, info: CommitInfo, status: str, reason: str | None) -> None:
+        """Insert or update the commit row (``status`` a ``CommitStatus`` value)."""
+        ...
+
+    # -- pins -----------------------------------------------------------------------------
+    def get_pins(self) -> Sequence[PinRecord]: ...
+
+    def set_pin(
+        self,
+        *,
+        app: str,
+        env: str,
+        version: int,
+        reason: str,
+        actor: str,
+        quarantined_commit: str | None = None,
+    ) -> None: ...
+
+    def clear_pin(self, app: str, env: str) -> bool:
+        """Remove the pin of (app, env); False if there was none."""
+        ...
+
+    # -- rollouts -------------------------------------------------------------------------
+    def rollout_states(
+        self, app: str | None = None, env: str | None = None
+    ) -> Mapping[PairKey, Mapping[str, JsonObject]]:
+        """Runtime state of rollouts: ``{(app, env): {name: state}}``."""
+        ...
+
+    def rollout_heads(self) -> Mapping[PairKey, RolloutHead]: ...
+
+    def set_rollout_state(self, app: str, env: str, name: str, state: JsonObject) -> None: ...
+
+    # -- sync state (cursor, last applied / attempted commit) ----------------------------
+    def get_sync_state(self, name: str) -> JsonValue:
+        """The JSON value stored under ``name``, or None."""
+        ...
+
+    def set_sync_state(self, name: str, value: JsonValue) -> None:
+        """Store a JSON value under ``name``; None removes it."""
+        ...
+
+    # -- audit and outbox -----------------------------------------------------------------
+    def add_audit(
+        self,
+        *,
+        action: str,
+        actor: str,
+        host: str,
+        app: str | None = None,
+        env: str | None = None,
+        commit_sha: str | None = None,
+        version: int | None = None,
+        details: JsonObject,
+    ) -> None:
+        """Append one audit row (no secret values in ``details``)."""
+        ...
+
+    def add_outbox(self, *, event_id: str, routing_key: str, payload: Notification) -> None:
+        """Queue a notification; the relay publishes it after this transaction commits."""
+        ...
+
+
+class QuarantinePort(Protocol):
+    """Quarantines in a table of their own (issue 8; the store keeps them in sync state
+    until then, see ``services.record``). Joins :class:`UnitOfWork` once the store has it."""
+
+    def quarantine(
+        self, *, app: str, env: str, commit: str | None, checksum: str, version: int
+    ) -> None: ...
+
+    def get_quarantine(self, app: str, env: str) -> QuarantineRecord | None: ...
+
+    def lift_quarantine(self, app: str, env: str) -> bool: ...
+
+    def quarantines(self) -> Sequence[QuarantineRecord]: ...
+
+
+class VersionStore(Protocol):
+    """The version store as the write use cases see it: units of work."""
+
+    def unit_of_work(self, fence: Fence | None = None) -> AbstractContextManager[UnitOfWork]:
+        """A write transaction holding the writer lock; with ``fence``, the store checks
+        inside it that the epoch is still current (``FencingError`` otherwise)."""
+        ...
+
+
+class StoreReads(Protocol):
+    """Reads of the version store outside any unit of work (each its own snapshot)."""
+
+    def latest_heads(self) -> Mapping[PairKey, VersionHead]: ...
+
+    def get_version(
+        self, app: str, env: str, number: int | None = None
+    ) -> VersionRecord | None: ...
+
+    def get_commit(self, sha: str) -> CommitRecord | None: ...
+
+    def pins(self) -> Sequence[PinRecord]: ...
+
+    def sync_state(self, name: str) -> JsonValue: ...
+
+
+class SnapshotSource(Protocol):
+    """The part of the store that exporting snapshots to a cache needs."""
+
+    def latest_heads(self) -> Mapping[PairKey, VersionHead]: ...
+
+    def get_version(self, app: str, env: str, number: int | None = None) -> VersionRecord | None: ...
+
+
+class ChangeLog(Protocol):
+    """What attribution (``services.attribution``) needs from git; paths relative to the
+    config folder."""
+
+    def changes(self, head: str) -> Sequence[tuple[str, str | None, frozenset[str]]]:
+        """``(commit, first parent, changed config paths)``, newest first."""
+        ...
+
+    def tree(self, sha: str) -> Mapping[str, FileEntry]:
+        """The config files of ``sha``."""
+        ...
+
+    def commit_info(self, sha: str) -> CommitInfo:
+        """One commit's record."""
+        ...
+
+
+class GitSourcePort(Protocol):
+    """A git repository as the use cases read it. Raises ``GitError``."""
+
+    def resolve(self, rev: str) -> str:
+        """The full sha of ``rev``."""
+        ...
+
+    def is_ancestor(self, a: str, b: str) -> bool:
+        """Whether ``a`` is an ancestor of ``b`` (False when git cannot tell)."""
+        ...
+
+    def read_tree(self, rev: str, prefix: str = "") -> dict[str, FileEntry]:
+        """``{path: FileEntry}`` of the tree of ``rev`` under ``prefix``."""
+        ...
+
+    def commit_info(self, rev: str) -> CommitInfo: ...
+
+    def commits_between(
+        self, base: str | None, head: str, *, prefix: str | None = None
+    ) -> list[CommitInfo]:
+        """The first-parent commits after ``base`` up to ``head``, oldest first."""
+        ...
 
 
 class OutboxPort(Protocol):
