@@ -109,6 +109,7 @@ class _State:
     rollout_state: dict[PairKey, dict[str, JsonObject]] = field(default_factory=dict)
     audit: list[AuditRecord] = field(default_factory=list)
     outbox: list[OutboxRecord] = field(default_factory=list)
+    event_ids: set[str] = field(default_factory=set)
 
 
 class FakeUnitOfWork:
@@ -283,8 +284,9 @@ class FakeUnitOfWork:
         )
 
     def add_outbox(self, *, event_id: str, routing_key: str, payload: Notification) -> None:
-        if any(row.event_id == event_id for row in self._state.outbox):
+        if event_id in self._state.event_ids:
             raise StoreError(f"duplicate event id {event_id}")
+        self._state.event_ids.add(event_id)
         self._state.outbox.append(
             OutboxRecord(
                 id=len(self._state.outbox) + 1,

@@ -25,7 +25,6 @@ Also here, because they are pure decisions too: which apps a commit touches
 from __future__ import annotations
 
 import enum
-from collections import Counter
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -147,6 +146,23 @@ def changed_keys(
     return tuple(sorted(touched))
 
 
+_KIND: dict[str, ChangeKind] = {kind.value: kind for kind in ChangeKind}
+
+
+def _changes(
+    diffs: Sequence[diff_mod.KeyDiff],
+) -> tuple[tuple[KeyChange, ...], dict[ChangeKind, int]]:
+    """The key changes of one pair and how many there are of each kind, in one pass (a
+    first apply of 1,000 apps goes through some 300,000 keys)."""
+    counts = dict.fromkeys(ChangeKind, 0)
+    out: list[KeyChange] = []
+    for d in diffs:
+        kind = _KIND[d.change]
+        counts[kind] += 1
+        out.append(KeyChange(key=d.key, change=kind, old=d.old, new=d.new))
+    return tuple(out), counts
+
+
 def plan_apply(
     *,
     pairs: Sequence[PairKey],
@@ -174,7 +190,7 @@ def plan_apply(
         diffs = diff_mod.diff_values(
             before.values if before else None, now_values, secrets=secrets.get(app, ())
         )
-        counts = Counter(str(d.change) for d in diffs)
+        changes, counts = _changes(diffs)
         skipped: SkipReason | None = None
         lift = False
         if pair in pins:
@@ -193,10 +209,7 @@ def plan_apply(
                 values=now_values,
                 checksum=digest,
                 rollouts=pair_rollouts,
-                changes=tuple(
-                    KeyChange(key=d.key, change=ChangeKind(d.change), old=d.old, new=d.new)
-                    for d in diffs
-                ),
+                changes=changes,
                 changed_keys=changed_keys(
                     (d.key for d in diffs), before.rollouts if before else None, pair_rollouts
                 ),
