@@ -226,7 +226,9 @@ class SnapshotSource(Protocol):
 
     def latest_heads(self) -> Mapping[PairKey, VersionHead]: ...
 
-    def get_version(self, app: str, env: str, number: int | None = None) -> VersionRecord | None: ...
+    def get_version(
+        self, app: str, env: str, number: int | None = None
+    ) -> VersionRecord | None: ...
 
 
 class ChangeLog(Protocol):
