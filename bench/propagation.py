@@ -435,7 +435,7 @@ STEPS = (
     "apply: everything else (the transaction)",
     "warm Redis",
     "relay (read outbox, publish+confirm, mark)",
-    "move cursor",
+    "move cursor (inside the apply transaction: 0)",
     "count outbox backlog",
 )
 
@@ -451,7 +451,6 @@ def _instrument(deps: Any, timer: StepTimer) -> None:
     timer.wrap(apply_module, "apply_snapshot", "apply (all)")
     timer.wrap(reconcile, "warm", STEPS[5])
     timer.wrap(reconcile, "relay", "relay (all)")
-    timer.wrap(reconcile, "_advance", STEPS[7])
     timer.wrap(deps.store, "outbox_backlog", STEPS[8])
 
 

@@ -35,7 +35,7 @@ import enum
 import functools
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, NamedTuple
@@ -43,17 +43,18 @@ from typing import TYPE_CHECKING, NamedTuple
 from configctl.core.cache import CachedSnapshot, SnapshotCache
 from configctl.core.model import FileEntry
 from configctl.core.ports import (
+    ChangeLog,
     GitSourcePort,
     PublisherPort,
     ReconcilerStorePort,
-    ReconcilerUnitOfWork,
+    UnitOfWork,
 )
-from configctl.core.records import CommitInfo, VersionRecord
+from configctl.core.records import CommitInfo, JsonObject, VersionRecord
 from configctl.errors import BackendError, CacheError, GitError, UsageError
 from configctl.services import apply as apply_service
 from configctl.services import relay as relay_service
 from configctl.services import rollouts as rollouts_service
-from configctl.services.attribution import ChangeLog
+from configctl.services.record import reject_commit
 from configctl.services.resolution import Evaluator
 
 if TYPE_CHECKING:
@@ -163,7 +164,7 @@ def _files(deps: Deps, sha: str) -> dict[str, FileEntry]:
     return _strip(read_tree(sha), deps.prefix)
 
 
-def _audit(uow: ReconcilerUnitOfWork, deps: Deps, action: str, sha: str, details: Mapping[str, object]) -> None:
+def _audit(uow: UnitOfWork, deps: Deps, action: str, sha: str, details: JsonObject) -> None:
     uow.add_audit(action=action, actor=ACTOR, host=deps.host, commit_sha=sha, details=details)
 
 
@@ -281,16 +282,20 @@ def verify_signature(p: Pass, c: CommitRun) -> Outcome:
         return Outcome.DONE
     # One transaction: the record, its audit row and the cursor move together.
     with deps.store.unit_of_work(fence=p.fence) as uow:
-        if uow.commit_status(commit.sha) != "applied":
-            uow.record_commit(commit, "rejected", f"signature: {verdict.reason}")
-            _audit(uow, deps, "commit.rejected", commit.sha, {
+        reject_commit(
+            uow,
+            commit,
+            reason=f"signature: {verdict.reason}",
+            details={
                 "signature": verdict.reason,
                 "signature_status": verdict.status,
                 "signer": verdict.signer,
                 "author": commit.author_email,
                 "message": commit.subject,
-            })  # fmt: skip
-            uow.set_sync_state("last_attempted_commit", commit.sha)
+            },
+            actor=ACTOR,
+            host=deps.host,
+        )
         uow.set_sync_state(CURSOR, commit.sha)
     deps.cursor = (p.fence[1] if p.fence is not None else None, commit.sha)
     _reject(p.result, deps, commit, "signature", verdict.reason)
@@ -317,13 +322,14 @@ def apply_files(p: Pass, c: CommitRun) -> Outcome:
         fence=p.fence,
         baseline=deps.last_applied,
         changelog=deps.changelog,
+        cursor=CURSOR,  # moved in the apply's own transaction, applied or rejected
     )
+    deps.cursor = (p.fence[1] if p.fence is not None else None, commit.sha)
     if outcome.status == "rejected":
         first = outcome.report.errors[0] if outcome.report.errors else None
         why = f"{len(outcome.report.errors)} validation errors" + (
             f", first {first.file}:{first.line}: [{first.rule}]" if first is not None else ""
         )
-        _advance(deps, commit.sha, p.fence)
         _reject(result, deps, commit, "validation", why)
         return Outcome.STALL
     _count_applied(deps, result, commit.sha, c.files, outcome.new_versions)
@@ -343,13 +349,6 @@ def relay_changes(p: Pass, c: CommitRun) -> Outcome:
     return Outcome.DONE
 
 
-def advance_cursor(p: Pass, c: CommitRun) -> Outcome:
-    """The cursor last: a crash before it re-applies this commit, which writes nothing
-    (the versions already match), instead of skipping it."""
-    _advance(p.deps, c.commit.sha, p.fence)
-    return Outcome.DONE
-
-
 CommitStep = Callable[[Pass, CommitRun], Outcome]
 
 COMMIT_STEPS: tuple[CommitStep, ...] = (
@@ -358,7 +357,6 @@ COMMIT_STEPS: tuple[CommitStep, ...] = (
     apply_files,
     warm_cache,
     relay_changes,
-    advance_cursor,
 )
 """What happens to each pending commit, in this order."""
 
@@ -381,13 +379,6 @@ def run_commit(p: Pass, commit: CommitInfo) -> Outcome:
     """:data:`COMMIT_STEPS` for one commit."""
     c = CommitRun(commit)
     return run_steps(p, [functools.partial(step, p, c) for step in COMMIT_STEPS])
-
-
-def _advance(deps: Deps, sha: str, fence: tuple[str, int] | None) -> None:
-    """Move the cursor past a processed commit: a rejected one is not retried."""
-    with deps.store.unit_of_work(fence=fence) as uow:
-        uow.set_sync_state(CURSOR, sha)
-    deps.cursor = (fence[1] if fence is not None else None, sha)
 
 
 def warm(deps: Deps, pairs: list[tuple[str, str]], result: PassResult) -> None:

@@ -21,7 +21,6 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from configctl.services.inspect import Evaluator
 from sqlalchemy import event, text
 
 from configctl.adapters import schemas
@@ -31,6 +30,7 @@ from configctl.adapters.store import versions as versions_sql
 from configctl.adapters.store.models import JsonType, UtcDateTime
 from configctl.core.records import CommitInfo, KeyChange, NewVersion
 from configctl.services.apply import ApplyResult, apply_snapshot
+from configctl.services.resolution import Evaluator
 
 ENVS = ("dev", "staging", "prod")
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)

@@ -10,11 +10,12 @@ can tell "retry later" from a bug without knowing the library underneath.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Protocol
 
+from configctl.core.cache import SnapshotCache
 from configctl.core.clients import ClientReport
 from configctl.core.model import FileEntry
 from configctl.core.records import (
@@ -22,7 +23,13 @@ from configctl.core.records import (
     CommitInfo,
     CommitRecord,
     HistoryEntry,
+    JsonObject,
+    JsonValue,
+    KeyChange,
+    NewVersion,
+    Notification,
     OutboxRecord,
+    PairKey,
     PinRecord,
     ReviewComment,
     VersionEntry,
@@ -32,18 +39,257 @@ from configctl.core.records import (
 
 __all__ = [
     "AuditReader",
+    "ChangeLog",
     "ClientReportsPort",
+    "Clock",
     "CommentThread",
+    "Fence",
     "GitReader",
     "GitSourcePort",
+    "IdFactory",
     "Leader",
     "OutboxPort",
     "PublisherPort",
     "ReconcilerStorePort",
-    "ReconcilerUnitOfWork",
+    "RolloutHead",
+    "SnapshotCache",
+    "SnapshotSource",
     "StatusReader",
+    "StoreReads",
+    "UnitOfWork",
     "VersionReader",
+    "VersionStore",
 ]
+
+Fence = tuple[str, int]
+"""(lease name, epoch): the fencing token a reconciler's writes carry."""
+
+RolloutHead = tuple[int, str | None, tuple[JsonObject, ...]]
+"""(version number, commit, rollouts) of a pair whose version in service has rollouts."""
+
+
+class Clock(Protocol):
+    """The time now, timezone-aware, in UTC (``datetime.now(UTC)``; a fixed one in tests)."""
+
+    def __call__(self) -> datetime: ...
+
+
+class IdFactory(Protocol):
+    """A new unique event id (a UUID 4 string; a counter in tests)."""
+
+    def __call__(self) -> str: ...
+
+
+class UnitOfWork(Protocol):
+    """One write transaction of the version store, holding the writer lock.
+
+    Reads see this transaction; writes become visible together when it commits, or not at
+    all. Raises ``StoreError`` (``FencingError`` when the fencing epoch moved on).
+    """
+
+    # -- versions -------------------------------------------------------------------------
+    def latest_versions(self) -> Mapping[PairKey, VersionRecord]:
+        """The newest version of every (app, env), with its snapshot."""
+        ...
+
+    def latest_heads(
+        self, apps: Collection[str] | None = None, *, with_rollbacks: bool = False
+    ) -> Mapping[PairKey, VersionHead]:
+        """The newest version of every (app, env) (of ``apps`` only, plus with
+        ``with_rollbacks`` any pair a rollback holds), without its snapshot."""
+        ...
+
+    def get_version(self, app: str, env: str, number: int | None = None) -> VersionRecord | None:
+        """Version ``number`` of (app, env), or the newest when ``number`` is None."""
+        ...
+
+    def add_version(
+        self,
+        *,
+        app: str,
+        env: str,
+        values: JsonObject,
+        checksum: str,
+        commit_sha: str | None,
+        reason: str,
+        actor: str,
+        changes: Sequence[KeyChange],
+        rolled_back_to: int | None = None,
+        rollouts: Sequence[JsonObject] = (),
+    ) -> int:
+        """Write the next version of (app, env) with its key changes; return its number."""
+        ...
+
+    # -- commits --------------------------------------------------------------------------
+    def commit_status(self, sha: str) -> str | None:
+        """A ``CommitStatus`` value, or None when the commit was never recorded."""
+        ...
+
+    def record_commit(self, info: CommitInfo, status: str, reason: str | None) -> None:
+        """Insert or update the commit row (``status`` a ``CommitStatus`` value)."""
+        ...
+
+    # -- pins -----------------------------------------------------------------------------
+    def get_pins(self) -> Sequence[PinRecord]: ...
+
+    def set_pin(
+        self,
+        *,
+        app: str,
+        env: str,
+        version: int,
+        reason: str,
+        actor: str,
+        quarantined_commit: str | None = None,
+    ) -> None: ...
+
+    def clear_pin(self, app: str, env: str) -> bool:
+        """Remove the pin of (app, env); False if there was none."""
+        ...
+
+    # -- rollouts -------------------------------------------------------------------------
+    def rollout_states(
+        self, app: str | None = None, env: str | None = None
+    ) -> Mapping[PairKey, Mapping[str, JsonObject]]:
+        """Runtime state of rollouts: ``{(app, env): {name: state}}``."""
+        ...
+
+    def rollout_heads(self) -> Mapping[PairKey, RolloutHead]: ...
+
+    def set_rollout_state(self, app: str, env: str, name: str, state: JsonObject) -> None: ...
+
+    # -- sync state (cursor, last applied / attempted commit) ----------------------------
+    def get_sync_state(self, name: str) -> JsonValue:
+        """The JSON value stored under ``name``, or None."""
+        ...
+
+    def set_sync_state(self, name: str, value: JsonValue) -> None:
+        """Store a JSON value under ``name``; None removes it."""
+        ...
+
+    # -- audit and outbox -----------------------------------------------------------------
+    def add_audit(
+        self,
+        *,
+        action: str,
+        actor: str,
+        host: str,
+        app: str | None = None,
+        env: str | None = None,
+        commit_sha: str | None = None,
+        version: int | None = None,
+        details: JsonObject,
+    ) -> None:
+        """Append one audit row (no secret values in ``details``)."""
+        ...
+
+    def add_outbox(self, *, event_id: str, routing_key: str, payload: Notification) -> None:
+        """Queue a notification; the relay publishes it after this transaction commits."""
+        ...
+
+    # -- batches (the statements of a unit of work do not grow with the pairs) ------------
+    def get_versions(self, wanted: Iterable[tuple[str, str, int]]) -> Mapping[PairKey, VersionRecord]:
+        """Version ``number`` of each ``(app, env, number)``, keyed by (app, env), in one read."""
+        ...
+
+    def add_versions(self, versions: Sequence[NewVersion]) -> list[int]:
+        """Write ``versions`` (each the next of its pair) with their key changes in one
+        batch; return their numbers, in order."""
+        ...
+
+    # -- quarantines ----------------------------------------------------------------------
+    def quarantine(self, app: str, env: str, commit: str | None, checksum: str, version: int) -> None:
+        """Keep the values of ``checksum`` out of service for (app, env) until a newer
+        commit changes the pair (replaces an earlier quarantine)."""
+        ...
+
+    def get_quarantine(self, app: str, env: str) -> Mapping[str, JsonValue] | None:
+        """The quarantine of (app, env): ``{"commit", "checksum", "version"}``, or None."""
+        ...
+
+    def lift_quarantine(self, app: str, env: str) -> bool:
+        """End the quarantine of (app, env); False if there was none."""
+        ...
+
+    def quarantines(self) -> Mapping[PairKey, Mapping[str, JsonValue]]:
+        """Every quarantine, by (app, env), in one read."""
+        ...
+
+
+class VersionStore(Protocol):
+    """The version store as the write use cases see it: units of work."""
+
+    def unit_of_work(self, fence: Fence | None = None) -> AbstractContextManager[UnitOfWork]:
+        """A write transaction holding the writer lock; with ``fence``, the store checks
+        inside it that the epoch is still current (``FencingError`` otherwise)."""
+        ...
+
+
+class StoreReads(Protocol):
+    """Reads of the version store outside any unit of work (each its own snapshot)."""
+
+    def latest_heads(self) -> Mapping[PairKey, VersionHead]: ...
+
+    def get_version(
+        self, app: str, env: str, number: int | None = None
+    ) -> VersionRecord | None: ...
+
+    def get_commit(self, sha: str) -> CommitRecord | None: ...
+
+    def pins(self) -> Sequence[PinRecord]: ...
+
+    def sync_state(self, name: str) -> JsonValue: ...
+
+
+class SnapshotSource(Protocol):
+    """The part of the store that exporting snapshots to a cache needs."""
+
+    def latest_heads(self) -> Mapping[PairKey, VersionHead]: ...
+
+    def get_version(
+        self, app: str, env: str, number: int | None = None
+    ) -> VersionRecord | None: ...
+
+
+class ChangeLog(Protocol):
+    """What attribution (``services.attribution``) needs from git; paths relative to the
+    config folder."""
+
+    def changes(self, head: str) -> Sequence[tuple[str, str | None, frozenset[str]]]:
+        """``(commit, first parent, changed config paths)``, newest first."""
+        ...
+
+    def tree(self, sha: str) -> Mapping[str, FileEntry]:
+        """The config files of ``sha``."""
+        ...
+
+    def commit_info(self, sha: str) -> CommitInfo:
+        """One commit's record."""
+        ...
+
+
+class GitSourcePort(Protocol):
+    """A git repository as the use cases read it. Raises ``GitError``."""
+
+    def resolve(self, rev: str) -> str:
+        """The full sha of ``rev``."""
+        ...
+
+    def is_ancestor(self, a: str, b: str) -> bool:
+        """Whether ``a`` is an ancestor of ``b`` (False when git cannot tell)."""
+        ...
+
+    def read_tree(self, rev: str, prefix: str = "") -> dict[str, FileEntry]:
+        """``{path: FileEntry}`` of the tree of ``rev`` under ``prefix``."""
+        ...
+
+    def commit_info(self, rev: str) -> CommitInfo: ...
+
+    def commits_between(
+        self, base: str | None, head: str, *, prefix: str | None = None
+    ) -> list[CommitInfo]:
+        """The first-parent commits after ``base`` up to ``head``, oldest first."""
+        ...
 
 
 class OutboxPort(Protocol):
@@ -141,59 +387,16 @@ class CommentThread(Protocol):
         ...
 
 
-# --- reconciler ports ---------------------------------------------------------------------
-# What one reconcile pass needs (configctl_reconciler.reconcile.Deps). The store's unit of
-# work is narrowed to the calls the pass makes itself; apply, rollouts and the relay take
-# the same store object through their own ports. The cache is core.cache.SnapshotCache.
-
-
-class GitSourcePort(Protocol):
-    """Commits and trees of one repository (``configctl.adapters.git.GitSource``)."""
-
-    def commit_info(self, rev: str) -> CommitInfo:
-        """One commit; RevisionNotFound if ``rev`` names none."""
-        ...
-
-    def commits_between(self, base: str | None, head: str, *, prefix: str | None = None) -> list[CommitInfo]:
-        """Commits after ``base`` up to ``head``, first parents, oldest first."""
-        ...
-
-    def is_ancestor(self, a: str, b: str) -> bool:
-        """Whether ``a`` is ``b`` or one of its ancestors."""
-        ...
-
-    def read_tree(self, rev: str, prefix: str = "") -> dict[str, FileEntry]:
-        """``{repository-relative path: FileEntry}`` of the config files of ``rev``."""
-        ...
-
-
-class ReconcilerUnitOfWork(Protocol):
-    """The writes one reconcile step makes itself, in one transaction."""
-
-    def commit_status(self, sha: str) -> str | None: ...
-
-    def record_commit(self, info: CommitInfo, status: str, reason: str | None) -> None: ...
-
-    def add_audit(
-        self,
-        *,
-        action: str,
-        actor: str,
-        host: str,
-        app: str | None = None,
-        env: str | None = None,
-        commit_sha: str | None = None,
-        version: int | None = None,
-        details: Mapping[str, object] | None = None,
-    ) -> None: ...
-
-    def set_sync_state(self, name: str, value: str | None) -> None: ...
+# --- the reconciler ----------------------------------------------------------------------
+# What one reconcile pass needs (configctl_reconciler.reconcile.Deps): the store's units of
+# work are the use cases' UnitOfWork, plus the reads the pass makes outside them. The cache
+# is core.cache.SnapshotCache; the git source is GitSourcePort.
 
 
 class ReconcilerStorePort(OutboxPort, Protocol):
     """The store as the reconcile pass sees it (``SqlStore``); raises ``StoreError``."""
 
-    def unit_of_work(self, fence: tuple[str, int] | None = None) -> AbstractContextManager[ReconcilerUnitOfWork]:
+    def unit_of_work(self, fence: tuple[str, int] | None = None) -> AbstractContextManager[UnitOfWork]:
         """One transaction, refused (``FencingError``) when ``fence`` is stale."""
         ...
 

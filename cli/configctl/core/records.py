@@ -26,7 +26,16 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, NotRequired, TypeAlias, TypedDict
+
+JsonScalar: TypeAlias = str | int | float | bool | None
+JsonValue: TypeAlias = JsonScalar | Sequence["JsonValue"] | Mapping[str, "JsonValue"]
+"""Plain JSON data, as the store keeps it in its JSON columns (read-only container types,
+so a ``list[str]`` or a ``dict[str, int]`` is JSON too)."""
+JsonObject: TypeAlias = Mapping[str, JsonValue]
+"""A JSON object: snapshot values, audit details, rollout state, a rollout's JSON form."""
+PairKey: TypeAlias = tuple[str, str]
+"""(app, env)."""
 
 
 class CommitStatus(enum.StrEnum):
@@ -276,6 +285,38 @@ class PinRecord:
     actor: str
     created_at: datetime
     quarantined_commit: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QuarantineRecord:
+    """The values of a rolled-back commit, not served again for (app, env) until a newer
+    commit changes the pair (``checksum`` is the checksum of the version rolled back)."""
+
+    app: str
+    env: str
+    commit: str | None
+    checksum: str
+    version: int
+
+
+class Notification(TypedDict):
+    """A change notification as it sits in the outbox and travels on the broker
+    (``schemas/v1/notification.schema.json``; the rollout fields only for their reasons)."""
+
+    id: str
+    app: str
+    env: str
+    version: int
+    previous_version: int | None
+    commit: str | None
+    changed_keys: list[str]
+    time: str
+    reason: str
+    rollout: NotRequired[str]
+    action: NotRequired[str]
+    stage: NotRequired[int]
+    window: NotRequired[str]
+    percentage: NotRequired[int | None]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -16,86 +16,60 @@ Shared by `configctl apply` and the reconciler. The order of the steps matters:
    not applied on its own, is recorded as ``superseded``;
 6. the commit is recorded as applied. Applying the same commit twice writes nothing.
 
+This module is the writer: it reads what step 4 needs inside the unit of work, lets the
+pure planner (``core.plan``) decide every pair, and carries the plan out through
+``services.record`` (the one ``record_version`` and ``reject_commit`` of every use case).
+A dry run stops at the plan.
+
 Secret values never leave through key changes, audit rows or messages: the store keeps the
 real snapshot (it must serve it), everything else is redacted.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import uuid
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
-from configctl.core import diff as diff_mod
+from configctl.core import plan as plan_mod
 from configctl.core.model import FileEntry, Report
+from configctl.core.ports import ChangeLog, Fence, UnitOfWork, VersionStore
 from configctl.core.records import (
     CommitInfo,
-    KeyChange,
-    NewVersion,
+    CommitStatus,
+    Notification,
+    PairKey,
+    QuarantineRecord,
     VersionHead,
+    VersionReason,
     VersionRecord,
     checksum,
 )
 from configctl.services import rollouts as rollouts_service
-from configctl.services.attribution import ChangeLog, attribute
+from configctl.services.attribution import attribute
+from configctl.services.record import (
+    LAST_APPLIED,
+    LAST_ATTEMPTED,
+    NewVersion,
+    Recorded,
+    all_quarantines,
+    lift_quarantine,
+    record_versions,
+    reject_commit,
+)
 from configctl.services.resolution import Checked, Evaluator, secret_keys
 
-
-class UnitOfWork(Protocol):
-    def latest_versions(self) -> dict[tuple[str, str], VersionRecord]: ...
-    def latest_heads(
-        self, apps: Collection[str] | None = None, *, with_rollbacks: bool = False
-    ) -> dict[tuple[str, str], VersionHead]: ...
-    def get_version(self, app: str, env: str, number: int | None = None) -> VersionRecord | None: ...
-    def get_versions(self, wanted: Iterable[tuple[str, str, int]]) -> dict[tuple[str, str], VersionRecord]: ...
-    def commit_status(self, sha: str) -> str | None: ...
-    def record_commit(self, info: CommitInfo, status: str, reason: str | None) -> None: ...
-    def add_version(
-        self,
-        *,
-        app: str,
-        env: str,
-        values: Mapping[str, Any],
-        checksum: str,
-        commit_sha: str | None,
-        reason: str,
-        actor: str,
-        changes: Sequence[KeyChange],
-        rolled_back_to: int | None = None,
-        rollouts: Sequence[Mapping[str, Any]] = (),
-    ) -> int: ...
-    def add_versions(self, versions: Sequence[NewVersion]) -> list[int]: ...
-    def rollout_states(
-        self, app: str | None = None, env: str | None = None
-    ) -> dict[tuple[str, str], dict[str, dict[str, Any]]]: ...
-    def add_audit(
-        self,
-        *,
-        action: str,
-        actor: str,
-        host: str,
-        app: str | None = None,
-        env: str | None = None,
-        commit_sha: str | None = None,
-        version: int | None = None,
-        details: Mapping[str, Any],
-    ) -> None: ...
-    def add_outbox(self, *, event_id: str, routing_key: str, payload: Mapping[str, Any]) -> None: ...
-    def get_pins(self) -> Any: ...
-    def set_sync_state(self, name: str, value: Any) -> None: ...
-    def get_sync_state(self, name: str) -> Any: ...
-    def quarantine(self, app: str, env: str, commit: str | None, checksum: str, version: int) -> None: ...
-    def get_quarantine(self, app: str, env: str) -> dict[str, Any] | None: ...
-    def lift_quarantine(self, app: str, env: str) -> bool: ...
-    def quarantines(self) -> dict[tuple[str, str], dict[str, Any]]: ...
-
-
-class VersionStore(Protocol):
-    def unit_of_work(self, fence: tuple[str, int] | None = None) -> AbstractContextManager[Any]: ...
+__all__ = [
+    "FORCE_PUSH",
+    "ApplyResult",
+    "Baseline",
+    "PairOutcome",
+    "apply_snapshot",
+    "history_rewritten",
+    "moves_backwards",
+    "record_force_push",
+]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -108,7 +82,7 @@ class PairOutcome:
     changed: int
     removed: int
     changed_keys: tuple[str, ...]
-    skipped: str | None = None
+    skipped: plan_mod.SkipReason | None = None
     """Why a changed pair got no version: "pinned" or "quarantined"."""
 
 
@@ -119,52 +93,11 @@ class ApplyResult:
     report: Report
     pairs: tuple[PairOutcome, ...] = ()
     new_versions: int = 0
-    notifications: tuple[dict[str, Any], ...] = field(default_factory=tuple)
+    notifications: tuple[Notification, ...] = field(default_factory=tuple)
 
     @property
     def written(self) -> tuple[PairOutcome, ...]:
         return tuple(p for p in self.pairs if p.version is not None)
-
-
-def _message(
-    *, app: str, env: str, version: int, previous: int | None, commit: str | None, keys: Sequence[str], reason: str, now: datetime
-) -> dict[str, Any]:
-    return {
-        "id": str(uuid.uuid4()),
-        "app": app,
-        "env": env,
-        "version": version,
-        "previous_version": previous,
-        "commit": commit,
-        "changed_keys": list(keys),
-        "time": now.isoformat(),
-        "reason": reason,
-    }
-
-
-def _rejection_reason(report: Report) -> str:
-    lines = [f"{f.file}:{f.line}:{f.column}: [{f.rule}] {f.message}" for f in report.errors[:20]]
-    more = len(report.errors) - 20
-    if more > 0:
-        lines.append(f"… and {more} more")
-    return "\n".join(lines)
-
-
-def plan_pairs(
-    values: Mapping[tuple[str, str], dict[str, Any]],
-    checksums: Mapping[tuple[str, str], str],
-    latest: Mapping[tuple[str, str], VersionHead | VersionRecord],
-) -> Iterator[tuple[str, str]]:
-    """The pairs whose resolved values differ from the version in service (or vanished)."""
-    empty = checksum({})
-    for pair in sorted(values.keys() | latest.keys()):
-        prev = latest.get(pair)
-        if pair not in values:
-            if prev is not None and prev.checksum != empty:
-                yield pair
-            continue
-        if prev is None or prev.checksum != checksums[pair]:
-            yield pair
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -180,75 +113,36 @@ class Baseline:
     files: Mapping[str, FileEntry]
 
 
-def _values_file_app(path: str) -> str | None:
-    """The app of ``apps/<app>/values.yaml`` or ``apps/<app>/envs/<env>.yaml``, else None."""
-    parts = path.split("/")
-    if parts[0] != "apps":
-        return None
-    if len(parts) == 3 and parts[2] == "values.yaml":
-        return parts[1]
-    if len(parts) == 4 and parts[2] == "envs" and parts[3].endswith(".yaml"):
-        return parts[1]
-    return None
-
-
-def changed_apps(base: Mapping[str, FileEntry], head: Mapping[str, FileEntry]) -> set[str] | None:
-    """The apps whose values files are all that differs between two snapshots.
-
-    None when anything else differs (``configctl.yaml``, ``global.yaml``, an environment
-    layer, an ``app.yaml``, a schema, an app folder appearing or going, any other file):
-    such a change may reach every app, so the whole tree is evaluated.
-    """
-    out: set[str] = set()
-    for path in base.keys() | head.keys():
-        before, after = base.get(path), head.get(path)
-        if before == after:
-            continue
-        app = _values_file_app(path)
-        if app is None or f"apps/{app}/app.yaml" not in base or f"apps/{app}/app.yaml" not in head:
-            return None
-        out.add(app)
-    return out
-
-
-def _scoped(files: Mapping[str, FileEntry], apps: set[str]) -> dict[str, FileEntry]:
-    """The snapshot without the folders of apps outside ``apps`` (shared files all kept)."""
-    return {p: e for p, e in files.items() if not p.startswith("apps/") or p.split("/", 2)[1] in apps}
-
-
 def _evaluate(evaluator: Evaluator, files: Mapping[str, FileEntry], scope: set[str] | None) -> tuple[Checked, set[str] | None]:
     """Evaluate ``scope``'s apps (all when None); an invalid scoped tree is judged whole.
 
     Whether a commit is rejected is always decided, and reported, on the whole tree.
     """
     if scope is not None:
-        checked = evaluator.check(_scoped(files, scope))
+        checked = evaluator.check(plan_mod.scoped(files, scope))
         if checked.report.valid:
             return checked, scope
     return evaluator.check(files), None
 
 
-def _reject(uow: Any, *, commit: CommitInfo, report: Report, actor: str, host: str) -> None:
-    if uow.commit_status(commit.sha) != "applied":
-        uow.record_commit(commit, "rejected", _rejection_reason(report))
-        uow.add_audit(
-            action="commit.rejected",
-            actor=actor,
-            host=host,
-            commit_sha=commit.sha,
-            details={
-                "errors": len(report.errors),
-                "first_error": _rejection_reason(Report(errors=report.errors[:1])),
-                "author": commit.author_email,
-                "message": commit.message.splitlines()[0] if commit.message else "",
-            },
-        )
-        uow.set_sync_state("last_attempted_commit", commit.sha)
+def _reject(
+    uow: UnitOfWork, *, commit: CommitInfo, report: Report, actor: str, host: str, cursor: str | None
+) -> None:
+    reject_commit(
+        uow,
+        commit,
+        reason=plan_mod.rejection_reason(report),
+        details=plan_mod.rejection_details(report, commit),
+        actor=actor,
+        host=host,
+    )
+    if cursor is not None:
+        uow.set_sync_state(cursor, commit.sha)
 
 
-def _checksums(checked: Checked) -> dict[tuple[str, str], str]:
+def _checksums(checked: Checked) -> dict[PairKey, str]:
     # Checksums are cached with each pair's evaluation, so unchanged pairs cost nothing.
-    out: dict[tuple[str, str], str] = {}
+    out: dict[PairKey, str] = {}
     for pair, result in checked.pairs.items():
         if result.checksum is None:
             result.checksum = checksum(result.values)
@@ -265,31 +159,28 @@ def apply_snapshot(
     actor: str,
     host: str,
     now: Callable[[], datetime],
-    fence: tuple[str, int] | None = None,
+    fence: Fence | None = None,
     dry_run: bool = False,
-    only: tuple[str, str] | None = None,
+    only: PairKey | None = None,
     baseline: Baseline | None = None,
     changelog: ChangeLog | None = None,
     cursor: str | None = None,
 ) -> ApplyResult:
     """Apply one commit's tree (see the module docstring for the steps).
 
-    With ``cursor`` the sync-state cursor of that name is set to this commit in the same
-    unit of work (applied or rejected; not on a dry run), so the commit and the cursor
-    past it commit together.
-
     With ``baseline`` (the tree of the store's last applied commit) only the apps whose
     values files changed since are evaluated; see :class:`Baseline`. With ``changelog``
     each version records the commit that changed its pair (``services.attribution``).
+    With ``cursor`` the sync-state cursor of that name is set to this commit in the same
+    unit of work (applied or rejected; not on a dry run), so the commit and the cursor
+    move together.
     """
-    scope = changed_apps(baseline.files, files) if baseline is not None else None
+    scope = plan_mod.changed_apps(baseline.files, files) if baseline is not None else None
     checked, scope = _evaluate(evaluator, files, scope)
     if not checked.report.valid:
         if not dry_run:
             with store.unit_of_work(fence=fence) as uow:
-                _reject(uow, commit=commit, report=checked.report, actor=actor, host=host)
-                if cursor is not None:
-                    uow.set_sync_state(cursor, commit.sha)
+                _reject(uow, commit=commit, report=checked.report, actor=actor, host=host, cursor=cursor)
         return ApplyResult(commit=commit.sha, status="rejected", report=checked.report)
 
     checksums = _checksums(checked)
@@ -299,11 +190,11 @@ def apply_snapshot(
         # Heads only (number, checksum): snapshots are read just for the pairs that change,
         # and with a baseline only the heads of the apps in scope.
         baseline_holds = (
-            scope is not None
-            and baseline is not None
-            and uow.get_sync_state("last_applied_commit") == baseline.commit
+            scope is not None and baseline is not None and uow.get_sync_state(LAST_APPLIED) == baseline.commit
         )
-        latest = uow.latest_heads(scope, with_rollbacks=True) if baseline_holds and scope is not None else uow.latest_heads()
+        latest: Mapping[PairKey, VersionHead] = (
+            uow.latest_heads(scope, with_rollbacks=True) if baseline_holds and scope is not None else uow.latest_heads()
+        )
         if scope is not None and baseline is not None:
             # Inside the writer lock: is the baseline still what the store serves?
             widened: set[str] | None = scope
@@ -312,135 +203,87 @@ def apply_snapshot(
             else:
                 # A pair held by a rollback (pinned, or quarantined after release) does not
                 # serve the baseline's values; it must be looked at whatever changed.
-                widened = scope | {app for (app, _env), v in latest.items() if v.reason != "commit"}
+                widened = scope | {app for (app, _env), v in latest.items() if v.reason != VersionReason.COMMIT}
             if widened != scope:
                 latest = uow.latest_heads(widened) if widened is not None else uow.latest_heads()
                 checked, scope = _evaluate(evaluator, files, widened)
                 if not checked.report.valid:  # only if the baseline was not valid after all
                     if not dry_run:
-                        _reject(uow, commit=commit, report=checked.report, actor=actor, host=host)
-                        if cursor is not None:
-                            uow.set_sync_state(cursor, commit.sha)
+                        _reject(uow, commit=commit, report=checked.report, actor=actor, host=host, cursor=cursor)
                     return ApplyResult(commit=commit.sha, status="rejected", report=checked.report)
                 checksums = _checksums(checked)
         in_scope = latest if scope is None else {pair: v for pair, v in latest.items() if pair[0] in scope}
         # Rollouts (runtime state folded in) are part of a version and of its checksum.
-        pair_rollouts = rollouts_service.pair_rollouts(checked.tree, list(checked.values), uow.rollout_states())
+        states = uow.rollout_states()
+        pair_rollouts = rollouts_service.pair_rollouts(checked.tree, list(checked.values), states)
         checksums = rollouts_service.with_rollouts(checksums, checked.values, pair_rollouts)
         pins = {(p.app, p.env) for p in uow.get_pins()}
-        outcomes: list[PairOutcome] = []
-        messages: list[dict[str, Any]] = []
-        plan = [pair for pair in plan_pairs(checked.values, checksums, in_scope) if only is None or pair == only]
-        # Secrets of the apps that changed only: work follows the change.
-        secrets = secret_keys(checked.tree, apps={app for app, _ in plan})
-        origin: dict[tuple[str, str], CommitInfo] = {}
-        if not dry_run and any(pair not in pins for pair in plan):
-            last_applied = uow.get_sync_state("last_applied_commit")
-            parent_applied = last_applied is not None and commit.parents[:1] == (last_applied,)
-            in_sync = [
-                pair
-                for pair in plan
-                if parent_applied and (head := latest.get(pair)) is not None and head.reason == "commit"
-            ]
-            digests = {
-                pair: checksums.get(pair) or checksum(checked.values.get(pair, {})) for pair in plan if pair not in pins
-            }
-            origin = attribute(
-                changelog, head=commit, pairs=digests, in_sync_with_parent=in_sync, rollout_states=uow.rollout_states()
-            )
-        # Reads and writes in batches: the statements of this unit of work do not grow
-        # with the number of pairs (previous snapshots in one query, versions in one batch).
-        previous = uow.get_versions([(app, env, head.number) for app, env in plan if (head := latest.get((app, env)))])
-        quarantines = uow.quarantines() if plan else {}
-        written: list[tuple[int, NewVersion, CommitInfo, tuple[str, ...], dict[str, int]]] = []
-        for app, env in plan:
-            prev = latest.get((app, env))
-            prev_record = previous.get((app, env)) if prev is not None else None
-            values = checked.values.get((app, env), {})
-            digest = checksums.get((app, env)) or checksum(values)
-            keys = diff_mod.diff_values(
-                prev_record.values if prev_record else None, values, secrets=secrets.get(app, ())
-            )
-            counts = {c: sum(1 for k in keys if k.change == c) for c in ("added", "changed", "removed")}
-            skipped: str | None = None
-            if (app, env) in pins:
-                skipped = "pinned"
-            else:
-                quarantine = quarantines.get((app, env))
-                if quarantine:
-                    if quarantine.get("checksum") == digest:
-                        skipped = "quarantined"
-                    elif not dry_run:
-                        # A newer commit changed this pair: the quarantine is superseded.
-                        uow.lift_quarantine(app, env)
-            changed_keys = rollouts_service.changed_keys(
-                [k.key for k in keys], prev_record.rollouts if prev_record else None, pair_rollouts.get((app, env), ())
-            )
-            if skipped is None and not dry_run:
-                made_by = origin.get((app, env), commit)
-                new = NewVersion(
-                    app=app,
-                    env=env,
-                    values=values,
-                    checksum=digest,
-                    commit_sha=made_by.sha,
-                    reason="commit",
-                    actor=actor,
-                    changes=[KeyChange(key=k.key, change=str(k.change), old=k.old, new=k.new) for k in keys],
-                    rollouts=pair_rollouts.get((app, env), ()),
-                )
-                written.append((len(outcomes), new, made_by, changed_keys, counts))
-            outcomes.append(
-                PairOutcome(
-                    app=app,
-                    env=env,
-                    version=None,
-                    previous=prev.number if prev else None,
-                    changed_keys=changed_keys,
-                    skipped=skipped,
-                    **counts,
-                )
-            )
-        supersede = {made_by.sha: made_by for _, _, made_by, _, _ in written if made_by.sha != commit.sha}
-        for made_by in supersede.values():
-            if uow.commit_status(made_by.sha) is None:
-                # Not applied on its own: a later commit (this one) carried its change.
-                uow.record_commit(made_by, "superseded", f"applied as part of {commit.sha}")
-        numbers = uow.add_versions([new for _, new, _, _, _ in written])
-        for (index, new, made_by, changed_keys, counts), version in zip(written, numbers, strict=True):
-            outcome = outcomes[index]
-            outcomes[index] = dataclasses.replace(outcome, version=version)
-            message = _message(
-                app=new.app,
-                env=new.env,
-                version=version,
-                previous=outcome.previous,
-                commit=made_by.sha,
-                keys=changed_keys,
-                reason="commit",
-                now=now(),
-            )
-            uow.add_outbox(event_id=message["id"], routing_key=f"{new.app}.{new.env}", payload=message)
-            uow.add_audit(
-                action="version.created",
-                actor=actor,
-                host=host,
-                app=new.app,
-                env=new.env,
-                commit_sha=made_by.sha,
-                version=version,
-                details={
-                    "changed_keys": list(changed_keys),
-                    "previous_version": outcome.previous,
-                    "applied_commit": commit.sha,
-                    **counts,
-                },
-            )
-            messages.append(message)
+        pairs = plan_mod.changed_pairs(checked.values, checksums, in_scope, only=only)
+        # Reads in batches: the statements of this unit of work do not grow with the number
+        # of pairs (the previous snapshots in one query, the quarantines in one).
+        wanted = [(app, env, head.number) for app, env in pairs if (head := latest.get((app, env))) is not None]
+        previous: Mapping[PairKey, VersionRecord] = uow.get_versions(wanted) if wanted else {}
+        quarantines: dict[PairKey, QuarantineRecord] = {}
+        if wanted:  # a new pair was never rolled back
+            quarantines = {pair: q for pair, q in all_quarantines(uow).items() if pair in previous and pair not in pins}
+        plan = plan_mod.plan_apply(
+            pairs=pairs,
+            values=checked.values,
+            checksums=checksums,
+            rollouts=pair_rollouts,
+            latest=latest,
+            previous=previous,
+            pins=pins,
+            quarantines=quarantines,
+            # Secrets of the apps that changed only: work follows the change.
+            secrets=secret_keys(checked.tree, apps={app for app, _ in pairs}),
+        )
         if dry_run:
-            return ApplyResult(commit=commit.sha, status="planned", report=checked.report, pairs=tuple(outcomes))
-        if previous_status != "applied":
-            uow.record_commit(commit, "applied", None)
+            return ApplyResult(
+                commit=commit.sha, status="planned", report=checked.report, pairs=tuple(_outcome(p, None) for p in plan.pairs)
+            )
+        origin = _origins(uow, plan, commit=commit, latest=latest, changelog=changelog, states=states)
+        recorded: list[Recorded] = []
+        for item in plan.pairs:
+            if item.lift_quarantine:
+                # A newer commit changed this pair: the quarantine is superseded.
+                lift_quarantine(uow, item.app, item.env)
+            if item.skipped is not None:
+                continue
+            made_by = origin.get(item.pair, commit)
+            if made_by.sha != commit.sha and uow.commit_status(made_by.sha) is None:
+                # Not applied on its own: a later commit (this one) carried its change.
+                uow.record_commit(made_by, CommitStatus.SUPERSEDED, f"applied as part of {commit.sha}")
+            recorded.append(
+                Recorded(
+                    new=NewVersion(
+                        app=item.app,
+                        env=item.env,
+                        values=item.values,
+                        checksum=item.checksum,
+                        commit_sha=made_by.sha,
+                        reason=VersionReason.COMMIT,
+                        previous=item.previous,
+                        changes=item.changes,
+                        changed_keys=item.changed_keys,
+                        rollouts=item.rollouts,
+                    ),
+                    action="version.created",
+                    details={
+                        "changed_keys": list(item.changed_keys),
+                        "previous_version": item.previous,
+                        "applied_commit": commit.sha,
+                        "added": item.added,
+                        "changed": item.changed,
+                        "removed": item.removed,
+                    },
+                )
+            )
+        messages: list[Notification] = record_versions(uow, recorded, actor=actor, host=host, now=now())
+        versions = {(m["app"], m["env"]): m["version"] for m in messages}
+        outcomes = [_outcome(item, None if item.skipped is not None else versions.get(item.pair)) for item in plan.pairs]
+        if previous_status != CommitStatus.APPLIED:
+            uow.record_commit(commit, CommitStatus.APPLIED, None)
             uow.add_audit(
                 action="commit.applied",
                 actor=actor,
@@ -450,16 +293,16 @@ def apply_snapshot(
                     "author": commit.author_email,
                     "committer": commit.committer_email,
                     "signature": commit.signature_status,
-                    "message": commit.message.splitlines()[0] if commit.message else "",
+                    "message": plan_mod.first_line(commit.message),
                     "versions": len(messages),
                     "changed_keys": sorted({k for m in messages for k in m["changed_keys"]}),
                 },
             )
-        uow.set_sync_state("last_applied_commit", commit.sha)
-        uow.set_sync_state("last_attempted_commit", commit.sha)
+        uow.set_sync_state(LAST_APPLIED, commit.sha)
+        uow.set_sync_state(LAST_ATTEMPTED, commit.sha)
         if cursor is not None:
             uow.set_sync_state(cursor, commit.sha)
-    status = "already-applied" if previous_status == "applied" and not messages else "applied"
+    status = "already-applied" if previous_status == CommitStatus.APPLIED and not messages else "applied"
     return ApplyResult(
         commit=commit.sha,
         status=status,
@@ -468,6 +311,43 @@ def apply_snapshot(
         new_versions=len(messages),
         notifications=tuple(messages),
     )
+
+
+def _outcome(item: plan_mod.PairPlan, version: int | None) -> PairOutcome:
+    return PairOutcome(
+        app=item.app,
+        env=item.env,
+        version=version,
+        previous=item.previous,
+        added=item.added,
+        changed=item.changed,
+        removed=item.removed,
+        changed_keys=item.changed_keys,
+        skipped=item.skipped,
+    )
+
+
+def _origins(
+    uow: UnitOfWork,
+    plan: plan_mod.ApplyPlan,
+    *,
+    commit: CommitInfo,
+    latest: Mapping[PairKey, VersionHead],
+    changelog: ChangeLog | None,
+    states: Mapping[PairKey, Mapping[str, Mapping[str, Any]]],
+) -> dict[PairKey, CommitInfo]:
+    """The commit that last changed each pair the plan does not skip as pinned."""
+    digests = {p.pair: p.checksum for p in plan.pairs if p.skipped is not plan_mod.SkipReason.PINNED}
+    if not digests:
+        return {}
+    last_applied = uow.get_sync_state(LAST_APPLIED)
+    parent_applied = last_applied is not None and commit.parents[:1] == (last_applied,)
+    in_sync = [
+        p.pair
+        for p in plan.pairs
+        if parent_applied and (head := latest.get(p.pair)) is not None and head.reason == VersionReason.COMMIT
+    ]
+    return attribute(changelog, head=commit, pairs=digests, in_sync_with_parent=in_sync, rollout_states=states)
 
 
 FORCE_PUSH = "force-push"
@@ -494,7 +374,7 @@ def record_force_push(
     head: str,
     actor: str,
     host: str,
-    fence: tuple[str, int] | None = None,
+    fence: Fence | None = None,
 ) -> None:
     """Audit a history rewrite; no version is deleted. One code path for `configctl
     apply` and the reconciler, so both write the same row."""

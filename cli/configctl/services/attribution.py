@@ -28,13 +28,14 @@ recorded, as before.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from configctl.core import resolve as resolve_mod
 from configctl.core import tree as tree_mod
 from configctl.core.model import FileEntry
+from configctl.core.ports import ChangeLog
 from configctl.core.records import CommitInfo, checksum, snapshot_checksum
 from configctl.errors import ConfigctlError
 from configctl.services import rollouts as rollouts_service
@@ -47,22 +48,6 @@ MAX_TREES = 24
 
 LOG_LIMIT = 200
 """Config commits looked back from HEAD; a pair unchanged in all of them gets HEAD."""
-
-
-class ChangeLog(Protocol):
-    """What attribution needs from git (paths relative to the config folder)."""
-
-    def changes(self, head: str) -> Sequence[tuple[str, str | None, frozenset[str]]]:
-        """``(commit, first parent, changed config paths)``, newest first."""
-        ...
-
-    def tree(self, sha: str) -> Mapping[str, FileEntry]:
-        """The config files of ``sha``."""
-        ...
-
-    def commit_info(self, sha: str) -> CommitInfo:
-        """One commit's record."""
-        ...
 
 
 def feeds(path: str, app: str, env: str) -> bool:

@@ -20,10 +20,17 @@ from datetime import datetime
 from typing import Any
 
 from configctl.core import diff as diff_mod
-from configctl.core.records import KeyChange
+from configctl.core.ports import UnitOfWork, VersionStore
+from configctl.core.records import JsonValue, QuarantineRecord, VersionReason, VersionRecord
 from configctl.core.resolve import flatten
 from configctl.errors import UsageError
-from configctl.services.apply import VersionStore, _message
+from configctl.services.record import (
+    NewVersion,
+    key_changes,
+    record_version,
+    set_quarantine,
+    stored_quarantine,
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -109,12 +116,12 @@ def rollback(
     return result
 
 
-def _revert_plan(uow: Any, *, app: str, env: str, to: int, latest: int) -> RevertPlan:
+def _revert_plan(uow: UnitOfWork, *, app: str, env: str, to: int, latest: int) -> RevertPlan:
     """The commits of the versions after ``to`` that came from git, newest first."""
     commits: list[str] = []
     for number in range(latest, to, -1):
         record = uow.get_version(app, env, number)
-        if record is not None and record.reason == "commit" and record.commit_sha and record.commit_sha not in commits:
+        if record is not None and record.reason == VersionReason.COMMIT and record.commit_sha and record.commit_sha not in commits:
             commits.append(record.commit_sha)
     if not commits:
         raise UsageError(
@@ -125,13 +132,13 @@ def _revert_plan(uow: Any, *, app: str, env: str, to: int, latest: int) -> Rever
 
 
 def _write(
-    uow: Any,
+    uow: UnitOfWork,
     *,
     app: str,
     env: str,
     to: int,
-    latest: Any,
-    target: Any,
+    latest: VersionRecord,
+    target: VersionRecord,
     actor: str,
     host: str,
     now: Callable[[], datetime],
@@ -146,40 +153,37 @@ def _write(
         hidden = secrets.get(app, ())
     keys = diff_mod.diff_values(latest.values, target.values, secrets=hidden)
     changed = tuple(k.key for k in keys)
-    version = uow.add_version(
-        app=app,
-        env=env,
-        values=target.values,
-        checksum=target.checksum,
-        commit_sha=target.commit_sha,
-        reason="rollback",
-        actor=actor,
-        changes=[KeyChange(key=k.key, change=str(k.change), old=k.old, new=k.new) for k in keys],
-        rolled_back_to=to,
-        rollouts=target.rollouts,
-    )
     bad_commit = latest.commit_sha
-    uow.set_pin(app=app, env=env, version=version, reason=reason or f"rollback to version {to}", actor=actor, quarantined_commit=bad_commit)
-    uow.quarantine(app, env, bad_commit, latest.checksum, latest.number)
-    message = _message(
-        app=app, env=env, version=version, previous=latest.number, commit=target.commit_sha, keys=changed, reason="rollback", now=now()
-    )
-    uow.add_outbox(event_id=message["id"], routing_key=f"{app}.{env}", payload=message)
-    details: dict[str, Any] = {
+    details: dict[str, JsonValue] = {
         "to": to, "from": latest.number, "changed_keys": list(changed), "quarantined_commit": bad_commit, "reason": reason
     }
     if revert is not None:
         details.update(revert_branch=revert.branch, revert_commit=revert.commit, reverted_commits=list(revert.reverted))
-    uow.add_audit(
-        action="rollback",
+    message = record_version(
+        uow,
+        NewVersion(
+            app=app,
+            env=env,
+            values=target.values,
+            checksum=target.checksum,
+            commit_sha=target.commit_sha,
+            reason=VersionReason.ROLLBACK,
+            previous=latest.number,
+            changes=key_changes(keys),
+            changed_keys=changed,
+            rollouts=target.rollouts,
+            rolled_back_to=to,
+        ),
         actor=actor,
         host=host,
-        app=app,
-        env=env,
-        commit_sha=bad_commit,
-        version=version,
+        now=now(),
+        action="rollback",
         details=details,
+        audit_commit=bad_commit,
     )
+    version = message["version"]
+    uow.set_pin(app=app, env=env, version=version, reason=reason or f"rollback to version {to}", actor=actor, quarantined_commit=bad_commit)
+    set_quarantine(uow, QuarantineRecord(app=app, env=env, commit=bad_commit, checksum=latest.checksum, version=latest.number))
     uow.add_audit(
         action="pin",
         actor=actor,
@@ -203,7 +207,7 @@ def release(*, store: VersionStore, app: str, env: str, actor: str, host: str) -
         if pin is None:
             raise UsageError(f"{app}/{env} is not pinned")
         uow.clear_pin(app, env)
-        quarantine = uow.get_quarantine(app, env)
+        quarantine = stored_quarantine(uow, app, env)
         uow.add_audit(
             action="release",
             actor=actor,

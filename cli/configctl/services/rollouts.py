@@ -22,24 +22,24 @@ service: there is nothing new to load, the clients' clocks already moved).
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final
 
 from configctl.core import rollout_spec
-from configctl.core.records import KeyChange, snapshot_checksum
+from configctl.core.ports import Fence, VersionStore
+from configctl.core.records import JsonValue, VersionReason, snapshot_checksum
 from configctl.core.rollouts import BUCKETS, RolloutSet, parse_time
 from configctl.core.tree import ConfigTree
 from configctl.errors import ConflictError, UsageError
+from configctl.services.record import NewVersion, announce, iso_time, notification, record_version
 
 __all__ = [
     "ACTIONS",
     "ControlResult",
     "StageChange",
     "advance_stages",
-    "changed_keys",
     "control",
     "pair_rollouts",
     "with_rollouts",
@@ -56,10 +56,6 @@ _FROM: Final[dict[str, frozenset[str]]] = {
     "abort": frozenset({"active", "paused", "promoted"}),
 }
 _TO: Final = {"pause": "paused", "resume": "active", "promote": "promoted", "abort": "aborted"}
-
-
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 # --------------------------------------------------------------------------- apply
@@ -98,29 +94,6 @@ def with_rollouts(
     return out
 
 
-def changed_keys(
-    keys: Sequence[str],
-    old: Sequence[Mapping[str, Any]] | None,
-    new: Sequence[Mapping[str, Any]],
-) -> tuple[str, ...]:
-    """The value keys changed, plus the keys whose rollouts were added, changed or removed.
-
-    A listener told "database.timeout changed" re-reads it; the value it gets for a given
-    context may differ even when the base value did not.
-    """
-    before = {str(r.get("name")): r for r in old or ()}
-    after = {str(r.get("name")): r for r in new}
-    touched = set(keys)
-    for name in before.keys() | after.keys():
-        a, b = before.get(name), after.get(name)
-        if a == b:
-            continue
-        for entry in (a, b):
-            if entry is not None and isinstance(entry.get("key"), str):
-                touched.add(str(entry["key"]))
-    return tuple(sorted(touched))
-
-
 # --------------------------------------------------------------------------- controls
 
 
@@ -150,35 +123,9 @@ class ControlResult:
         }
 
 
-def _message(
-    *,
-    app: str,
-    env: str,
-    version: int,
-    previous: int | None,
-    commit: str | None,
-    keys: Sequence[str],
-    reason: str,
-    now: datetime,
-    extra: Mapping[str, Any],
-) -> dict[str, Any]:
-    return {
-        "id": str(uuid.uuid4()),
-        "app": app,
-        "env": env,
-        "version": version,
-        "previous_version": previous,
-        "commit": commit,
-        "changed_keys": list(keys),
-        "time": _iso(now),
-        "reason": reason,
-        **extra,
-    }
-
-
 def control(
     *,
-    store: Any,
+    store: VersionStore,
     app: str,
     env: str,
     name: str,
@@ -242,7 +189,7 @@ def control(
             )
         moment = now()
         if action == "pause":
-            state["paused_at"] = _iso(moment)
+            state["paused_at"] = iso_time(moment)
         else:
             if action == "resume" and previous == "paused" and state.get("paused_at"):
                 # The schedule continues where it stopped: later steps move by the pause.
@@ -251,7 +198,7 @@ def control(
             state["paused_at"] = None
         state["status"] = target
         state["actor"] = actor
-        state["at"] = _iso(moment)
+        state["at"] = iso_time(moment)
         uow.set_rollout_state(app, env, name, state)
         bare = dict(entries[index])
         bare.pop("state", None)
@@ -259,39 +206,28 @@ def control(
         digest = snapshot_checksum(head.values, entries)
         key = entries[index].get("key")
         keys = [str(key)] if isinstance(key, str) else []
-        version = uow.add_version(
-            app=app,
-            env=env,
-            values=head.values,
-            checksum=digest,
-            commit_sha=head.commit_sha,
-            reason="rollout",
-            actor=actor,
-            changes=list[KeyChange](),
-            rollouts=entries,
-        )
-        message = _message(
-            app=app,
-            env=env,
-            version=version,
-            previous=head.number,
-            commit=head.commit_sha,
-            keys=keys,
-            reason="rollout",
-            now=moment,
-            extra={"rollout": name, "action": action},
-        )
-        uow.add_outbox(event_id=message["id"], routing_key=f"{app}.{env}", payload=message)
-        uow.add_audit(
-            action=f"rollout.{action}",
+        message = record_version(
+            uow,
+            NewVersion(
+                app=app,
+                env=env,
+                values=head.values,
+                checksum=digest,
+                commit_sha=head.commit_sha,
+                reason=VersionReason.ROLLOUT,
+                previous=head.number,
+                changes=(),
+                changed_keys=keys,
+                rollouts=entries,
+            ),
             actor=actor,
             host=host,
-            app=app,
-            env=env,
-            commit_sha=head.commit_sha,
-            version=version,
+            now=moment,
+            action=f"rollout.{action}",
             details={"rollout": name, "from": previous, "to": target, "previous_version": head.number},
+            control=(name, action),
         )
+        version = message["version"]
     return ControlResult(
         app=app,
         env=env,
@@ -334,6 +270,11 @@ def stage_of(rollouts: RolloutSet, name: str, now: datetime) -> tuple[int, str]:
     return rollouts.stage(name, now=now), window
 
 
+def _number(value: JsonValue) -> int:
+    """A stage as stored (JSON): an integer."""
+    return int(value) if isinstance(value, int | float | str) else 0
+
+
 def _initial(entry: Mapping[str, Any]) -> tuple[int, str]:
     """The stage a rollout starts in: before any step, window pending if it has a start."""
     return 0, "pending" if entry.get("start") is not None else "open"
@@ -341,11 +282,11 @@ def _initial(entry: Mapping[str, Any]) -> tuple[int, str]:
 
 def advance_stages(
     *,
-    store: Any,
+    store: VersionStore,
     now: datetime,
     actor: str,
     host: str,
-    fence: tuple[str, int] | None = None,
+    fence: Fence | None = None,
 ) -> list[StageChange]:
     """Record and announce every rollout whose schedule stage or window changed.
 
@@ -367,22 +308,23 @@ def advance_stages(
             pair_states = states.get((app, env), {})
             for entry in entries:
                 name = str(entry.get("name"))
-                status = str((entry.get("state") or {}).get("status", "active"))
+                folded = entry.get("state")
+                status = str(folded.get("status", "active")) if isinstance(folded, Mapping) else "active"
                 if status != "active":
                     continue  # paused, promoted or aborted rollouts do not move
                 stage, window = stage_of(compiled, name, now)
                 stored = pair_states.get(name, {})
                 before = (
-                    int(stored["stage"]) if "stage" in stored else _initial(entry)[0],
+                    _number(stored["stage"]) if "stage" in stored else _initial(entry)[0],
                     str(stored["window"]) if "window" in stored else _initial(entry)[1],
                 )
                 if (stage, window) == before:
                     continue
-                state = {**stored, "stage": stage, "window": window, "stage_at": _iso(now)}
+                state = {**stored, "stage": stage, "window": window, "stage_at": iso_time(now)}
                 uow.set_rollout_state(app, env, name, state)
                 percentage = compiled.percentage(name, now=now)
                 key = entry.get("key")
-                message = _message(
+                message = notification(
                     app=app,
                     env=env,
                     version=number,
@@ -391,9 +333,10 @@ def advance_stages(
                     keys=[str(key)] if isinstance(key, str) else [],
                     reason="rollout-stage",
                     now=now,
-                    extra={"rollout": name, "stage": stage, "window": window, "percentage": percentage},
                 )
-                uow.add_outbox(event_id=message["id"], routing_key=f"{app}.{env}", payload=message)
+                message["rollout"], message["stage"] = name, stage
+                message["window"], message["percentage"] = window, percentage
+                announce(uow, message)
                 uow.add_audit(
                     action="rollout.stage",
                     actor=actor,
@@ -442,7 +385,7 @@ def describe(view: RolloutView, now: datetime) -> list[dict[str, Any]]:
             upcoming = [s for s in steps if parse_time(s["at"], "at") + shift > now.timestamp()]
             if upcoming:
                 at = datetime.fromtimestamp(parse_time(upcoming[0]["at"], "at") + shift, UTC)
-                next_step = {"at": _iso(at), "percentage": upcoming[0]["percentage"]}
+                next_step = {"at": iso_time(at), "percentage": upcoming[0]["percentage"]}
         parts = [
             part
             for part, present in (

@@ -10,22 +10,13 @@ only for pairs that were just written or are missing or older in the cache.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection
 from datetime import datetime
-from typing import Protocol
 
 from configctl.core.cache import CachedSnapshot, SnapshotCache
-from configctl.core.records import VersionHead, VersionRecord
+from configctl.core.ports import SnapshotSource
 
 __all__ = ["SnapshotSource", "export_snapshots"]
-
-class SnapshotSource(Protocol):
-    """The part of the store this needs."""
-
-    def latest_heads(self) -> Mapping[tuple[str, str], VersionHead]: ...
-
-    def get_version(self, app: str, env: str, number: int | None = None) -> VersionRecord | None: ...
-
 
 def export_snapshots(
     store: SnapshotSource,

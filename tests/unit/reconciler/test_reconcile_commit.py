@@ -25,7 +25,7 @@ def deps_for(git: FakeGit, store: FakeStore) -> tuple[Deps, FakeCache, FakePubli
     deps = Deps(
         store=store,
         git=git,
-        fetch=lambda: git.head or "",
+        fetch=lambda: git.head_sha or "",
         cache=cache,
         publisher=publisher,
         evaluator=Evaluator(file_schemas=schemas.file_schemas()),
@@ -39,12 +39,13 @@ def test_the_steps_are_in_the_documented_order() -> None:
         "fetch_head", "check_layout_once", "apply_pending", "judge_head", "tick_rollouts", "finish",
     ]  # fmt: skip
     assert [s.__name__ for s in reconcile.COMMIT_STEPS] == [
-        "verify_signature", "read_files", "apply_files", "warm_cache", "relay_changes", "advance_cursor",
+        "verify_signature", "read_files", "apply_files", "warm_cache", "relay_changes",
     ]  # fmt: skip
 
 
 def test_reconcile_one_commit() -> None:
     git, store = FakeGit(), FakeStore()
+    store.epochs["lock"] = 1
     first = git.commit("a" * 40, TREE)
     deps, cache, publisher = deps_for(git, store)
     reconcile_once(deps, fence=("lock", 1))  # first start: the head only
@@ -58,16 +59,16 @@ def test_reconcile_one_commit() -> None:
     assert result.new_versions == 1  # only billing/prod changed
     assert store.get_version("billing", "prod") is not None
     assert store.get_version("billing", "prod").values["replicas"] == 6  # type: ignore[union-attr]  # asserted just above
-    assert store.commits[second.sha].status == "applied"
-    assert store.state[CURSOR] == second.sha
+    assert store.get_commit(second.sha).status  # type: ignore[union-attr]  # recorded by the pass == "applied"
+    assert store.sync_state(CURSOR) == second.sha
     assert cache.entries[("billing", "prod")].version == 2  # warmed before the relay
-    assert [key for key, _ in publisher.published] == [
+    assert [key for key, _, _ in publisher.published] == [
         "billing.dev",
         "billing.prod",
         "billing.prod",
     ]
     assert store.outbox_backlog() == 0
-    assert first.sha in store.commits
+    assert store.get_commit(first.sha) is not None
 
 
 def test_an_invalid_commit_stalls_and_the_next_one_applies() -> None:
@@ -81,25 +82,26 @@ def test_an_invalid_commit_stalls_and_the_next_one_applies() -> None:
     result = reconcile_once(deps, fence=None)
 
     assert result.rejected == [bad.sha]  # STALL: recorded, cursor moved past it
-    assert store.commits[bad.sha].status == "rejected"
+    assert store.get_commit(bad.sha).status  # type: ignore[union-attr]  # recorded by the pass == "rejected"
     assert result.applied == [good.sha]  # the pass went on
-    assert store.state[CURSOR] == good.sha
+    assert store.sync_state(CURSOR) == good.sha
     assert store.get_version("billing", "dev").values["replicas"] == 3  # type: ignore[union-attr]  # written by this pass
     assert len(publisher.published) == 3  # billing/prod keeps its own replicas: 4
 
 
 def test_a_backend_error_is_a_retry_raised_to_the_loop() -> None:
     git, store = FakeGit(), FakeStore()
+    store.epochs["lock"] = 1
     git.commit("a" * 40, TREE)
     deps, _, _ = deps_for(git, store)
     reconcile_once(deps, fence=("lock", 1))
     sha = git.commit("b" * 40, {**TREE, "apps/billing/values.yaml": "replicas: 3\n"}).sha
-    store.epoch = 2  # another replica took over: every write of ours is fenced off
+    store.epochs["lock"] = 2  # another replica took over: every write of ours is fenced off
 
     with pytest.raises(StoreError):
         reconcile_once(deps, fence=("lock", 1))
-    assert store.commits.get(sha) is None
-    assert store.state[CURSOR] == "a" * 40
+    assert store.get_commit(sha) is None
+    assert store.sync_state(CURSOR) == "a" * 40
 
     p = reconcile.Pass(deps=deps, fence=("lock", 1))
     p.head = sha

@@ -1,0 +1,121 @@
+"""The pure apply planner (core.plan): no store, no git, no clock."""
+
+from __future__ import annotations
+
+from tests.fakes import T0, commit_info
+
+from configctl.core import plan
+from configctl.core.model import FileEntry, Finding, Report, SourceLocation
+from configctl.core.records import (
+    JsonObject,
+    QuarantineRecord,
+    VersionHead,
+    VersionRecord,
+    checksum,
+)
+
+A = {"replicas": 2}
+B = {"replicas": 3}
+
+
+def head(values: dict[str, int], number: int = 1, env: str = "prod") -> VersionHead:
+    return VersionHead(
+        app="web", env=env, number=number, checksum=checksum(values), commit_sha="a" * 40
+    )
+
+
+def record(values: dict[str, int], number: int = 1, env: str = "prod") -> VersionRecord:
+    return VersionRecord(
+        app="web", env=env, number=number, values=values, checksum=checksum(values), commit_sha="a" * 40,
+        reason="commit", actor="t", created_at=T0,
+    )  # fmt: skip
+
+
+def test_changed_pairs_new_changed_unchanged_and_removed() -> None:
+    values = {("web", "dev"): A, ("web", "prod"): B, ("web", "qa"): A}
+    sums = {pair: checksum(v) for pair, v in values.items()}
+    latest = {
+        ("web", "dev"): head(A, env="dev"),  # unchanged
+        ("web", "prod"): head(A),  # changed
+        ("web", "old"): head(A, env="old"),  # removed
+        ("web", "gone"): head({}, env="gone"),  # removed long ago: stays empty
+    }
+    assert plan.changed_pairs(values, sums, latest) == [
+        ("web", "old"),
+        ("web", "prod"),
+        ("web", "qa"),
+    ]
+    assert plan.changed_pairs(values, sums, latest, only=("web", "qa")) == [("web", "qa")]
+
+
+def test_plan_writes_skips_and_lifts() -> None:
+    pairs = [("web", "dev"), ("web", "prod"), ("web", "qa"), ("web", "stage")]
+    values = dict.fromkeys(pairs, B)
+    sums = {p: checksum(B) for p in pairs}
+    latest = {p: head(A, env=p[1]) for p in pairs}
+    previous = {p: record(A, env=p[1]) for p in pairs}
+    quarantines = {
+        ("web", "qa"): QuarantineRecord(
+            app="web", env="qa", commit="b" * 40, checksum=checksum(B), version=2
+        ),
+        ("web", "stage"): QuarantineRecord(
+            app="web", env="stage", commit="b" * 40, checksum="old", version=2
+        ),
+    }
+    result = plan.plan_apply(
+        pairs=pairs, values=values, checksums=sums, rollouts={}, latest=latest, previous=previous,
+        pins={("web", "prod")}, quarantines=quarantines, secrets={},
+    )  # fmt: skip
+    assert [(p.env, p.skipped, p.lift_quarantine) for p in result.pairs] == [
+        ("dev", None, False),
+        ("prod", plan.SkipReason.PINNED, False),
+        ("qa", plan.SkipReason.QUARANTINED, False),
+        ("stage", None, True),
+    ]
+    assert [p.env for p in result.writes] == ["dev", "stage"]
+    dev = result.pairs[0]
+    assert (dev.previous, dev.changed, dev.changed_keys) == (1, 1, ("replicas",))
+    assert [(c.key, c.change, c.old, c.new) for c in dev.changes] == [("replicas", "changed", 2, 3)]
+
+
+def test_secrets_are_redacted_and_rollout_keys_named() -> None:
+    pair = ("web", "prod")
+    rollout: JsonObject = {"name": "r", "key": "feature", "value": True}
+    result = plan.plan_apply(
+        pairs=[pair], values={pair: {"password": "new"}}, checksums={pair: "x"}, rollouts={pair: (rollout,)},
+        latest={}, previous={}, pins=set(), quarantines={}, secrets={"web": {"password"}},
+    )  # fmt: skip
+    [item] = result.pairs
+    assert item.previous is None
+    assert [(c.key, c.new) for c in item.changes] == [("password", "<redacted>")]
+    assert item.changed_keys == ("feature", "password")
+
+
+def test_changed_apps_only_for_values_files() -> None:
+    base = {
+        "apps/web/app.yaml": FileEntry(data=b"x"),
+        "apps/web/values.yaml": FileEntry(data=b"a: 1"),
+    }
+    assert plan.changed_apps(base, {**base, "apps/web/values.yaml": FileEntry(data=b"a: 2")}) == {
+        "web"
+    }
+    assert plan.changed_apps(base, {**base, "global.yaml": FileEntry(data=b"")}) is None
+    assert plan.changed_apps(base, base) == set()
+
+
+def test_rejection_reason_and_details() -> None:
+    errors = tuple(
+        Finding.at(SourceLocation(file="f.yaml", line=i, column=1), "dup", f"m{i}")
+        for i in range(1, 23)
+    )
+    report = Report(errors=errors)
+    reason = plan.rejection_reason(report)
+    assert reason.splitlines()[0] == "f.yaml:1:1: [dup] m1"
+    assert reason.splitlines()[-1] == "… and 2 more"
+    details = plan.rejection_details(report, commit_info("c" * 40, message="fix\nbody"))
+    assert details == {
+        "errors": 22,
+        "first_error": "f.yaml:1:1: [dup] m1",
+        "author": "dev@example.com",
+        "message": "fix",
+    }
