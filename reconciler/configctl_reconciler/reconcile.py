@@ -49,7 +49,7 @@ from configctl.core.ports import (
     ReconcilerStorePort,
     UnitOfWork,
 )
-from configctl.core.records import CommitInfo, JsonObject, VersionRecord
+from configctl.core.records import CommitInfo, JsonObject, OutboxRecord, VersionRecord
 from configctl.errors import BackendError, CacheError, GitError, UsageError
 from configctl.services import apply as apply_service
 from configctl.services import relay as relay_service
@@ -102,6 +102,8 @@ class PassResult:
     """(commit, why) when the branch head is recorded as rejected, whichever pass did it."""
     fallback: str | None = None
     """The older commit applied because the head was rejected and nothing was served yet."""
+    warmed: dict[tuple[str, str], int] = field(default_factory=dict)
+    """The version of each pair this pass wrote to the cache."""
 
     @property
     def behind(self) -> bool:
@@ -394,11 +396,27 @@ def warm(deps: Deps, pairs: list[tuple[str, str]], result: PassResult) -> None:
             record = deps.store.get_version(app, env, None)
             if record is not None:
                 deps.cache.put(to_cached(record, deps.now()))
+                result.warmed[(app, env)] = record.number
         _up(deps, "redis", True)
     except CacheError as exc:
         result.cache_errors += 1
         _up(deps, "redis", False)
         log.warning("cache write failed (will repair): %s", exc.message)
+
+
+def warm_announced(deps: Deps, rows: Sequence[OutboxRecord], result: PassResult) -> None:
+    """Before a batch goes out: warm every pair whose message announces a version this
+    pass has not written to the cache yet. Versions written elsewhere (a rollback, release
+    or rollout control from the CLI on the shared store) reach the outbox without a cache
+    write; a subscriber told of version N must find N in the cache, not wait for a repair."""
+    pairs: list[tuple[str, str]] = []
+    for row in rows:
+        app, env, version = row.payload.get("app"), row.payload.get("env"), row.payload.get("version")
+        if not (isinstance(app, str) and isinstance(env, str) and isinstance(version, int)):
+            continue
+        if result.warmed.get((app, env), 0) < version and (app, env) not in pairs:
+            pairs.append((app, env))
+    warm(deps, pairs, result)
 
 
 def to_cached(record: VersionRecord, now: datetime) -> CachedSnapshot:
@@ -469,7 +487,13 @@ def relay(deps: Deps, result: PassResult) -> None:
     if deps.publisher is None or result.broker_errors:
         return
     for _ in range(RELAY_ROUNDS):
-        outcome = relay_service.relay_outbox(outbox=deps.store, publisher=deps.publisher, now=deps.now, batch=RELAY_BATCH)
+        outcome = relay_service.relay_outbox(
+            outbox=deps.store,
+            publisher=deps.publisher,
+            now=deps.now,
+            batch=RELAY_BATCH,
+            before=lambda rows: warm_announced(deps, rows, result),
+        )
         result.published += outcome.published
         if not outcome.ok:
             result.broker_errors += 1

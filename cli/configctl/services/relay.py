@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -71,16 +71,20 @@ def relay_outbox(
     publisher: PublisherPort,
     batch: int = 100,
     now: Callable[[], datetime],
+    before: Callable[[Sequence[OutboxRecord]], None] | None = None,
 ) -> RelayResult:
     """Publish up to ``batch`` pending outbox rows in order; see the module docstring.
 
     Raises only what the outbox raises (``StoreError``): a store failure is the caller's
     backend error to retry. A publisher failure (``BrokerError``) is recorded on the row
     and reported in the result instead, because it is the expected way for this to fail.
+    ``before`` sees each batch of rows before any of them is published.
     """
     if batch < 1:
         raise ValueError("batch must be >= 1")
     rows = outbox.pending_outbox(batch)
+    if before is not None and rows:
+        before(rows)  # e.g. the reconciler warms the cache with what the rows announce
     published = 0
     for row in rows:
         try:

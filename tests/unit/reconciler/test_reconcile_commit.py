@@ -9,6 +9,7 @@ from tests.fakes import FakeCache, FakeGit, FakePublisher, FakeStore
 from configctl.adapters import schemas
 from configctl.errors import StoreError
 from configctl.services.resolution import Evaluator
+from configctl.services.rollback import rollback
 from configctl_reconciler import reconcile
 from configctl_reconciler.reconcile import CURSOR, Deps, Outcome, reconcile_once
 
@@ -107,3 +108,28 @@ def test_a_backend_error_is_a_retry_raised_to_the_loop() -> None:
     p.head = sha
     assert reconcile.run_commit(p, git.commit_info(sha)) is Outcome.RETRY
     assert isinstance(p.error, StoreError)
+
+
+def test_a_version_written_elsewhere_is_in_the_cache_before_it_is_announced() -> None:
+    # A rollback from the CLI on the shared store writes a version and its outbox row, but
+    # no cache entry: the relay warms the pair before the message goes out.
+    git, store = FakeGit(), FakeStore()
+    git.commit("a" * 40, TREE)
+    deps, cache, publisher = deps_for(git, store)
+    reconcile_once(deps, fence=None)
+    git.commit("b" * 40, {**TREE, "apps/billing/envs/prod.yaml": "replicas: 6\n"})
+    reconcile_once(deps, fence=None)
+    assert cache.entries[("billing", "prod")].version == 2
+    rollback(store=store, app="billing", env="prod", to=1, actor="ops", host="cli", now=store.clock, reason="test")
+    seen: list[int | None] = []
+    publish = publisher.publish
+
+    def publish_and_look(routing_key: str, body: bytes, message_id: str) -> None:
+        held = cache.entries.get(("billing", "prod"))
+        seen.append(held.version if held is not None else None)
+        publish(routing_key, body, message_id)
+
+    publisher.publish = publish_and_look  # type: ignore[method-assign]  # a spy on the fake
+    reconcile.catch_up(deps)
+    assert seen == [3]  # the cache held version 3 when its message was published
+    assert store.outbox_backlog() == 0
