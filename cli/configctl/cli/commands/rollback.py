@@ -80,6 +80,9 @@ def rollback(
             store=store, app=app_name, env=env, to=to, actor=sources.actor(), host=sources.host(),
             now=lambda: datetime.now(UTC), reason=reason, secrets=secrets, prepare=prepare,
         )
+        if result.version is not None and root is not None:
+            # a client reading the embedded snapshot folder serves the rollback at once
+            sources.export_snapshots(root, db, store, [(app_name, env)])
     if result.version is None:
         context.write(
             f"{app_name}/{env}: version {to} has the values in service (version {result.previous}): "
