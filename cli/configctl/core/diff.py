@@ -11,33 +11,28 @@ out of this module: ``old``/``new`` become :data:`REDACTED`.
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from configctl.core.records import ChangeKind
+
 REDACTED: Final = "<redacted>"
-
-
-class Change(enum.StrEnum):
-    added = "added"
-    changed = "changed"
-    removed = "removed"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class KeyDiff:
     key: str
-    change: Change
+    change: ChangeKind
     old: Any = None
     new: Any = None
     secret: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"key": self.key, "change": str(self.change)}
-        if self.change is not Change.added:
+        if self.change is not ChangeKind.ADDED:
             out["old"] = self.old
-        if self.change is not Change.removed:
+        if self.change is not ChangeKind.REMOVED:
             out["new"] = self.new
         if self.secret:
             out["secret"] = True
@@ -55,7 +50,7 @@ class PairDiff:
 
     @property
     def counts(self) -> dict[str, int]:
-        out = {c.value: 0 for c in Change}
+        out = {c.value: 0 for c in ChangeKind}
         for k in self.keys:
             out[k.change.value] += 1
         return out
@@ -127,7 +122,7 @@ def diff_values(
     after = _flat(new or {}, "", {})
     secret_keys = tuple(secrets)
     out: list[KeyDiff] = []
-    added, changed, removed = Change.added, Change.changed, Change.removed
+    added, changed, removed = ChangeKind.ADDED, ChangeKind.CHANGED, ChangeKind.REMOVED
     for key in sorted(before.keys() | after.keys()):
         secret = bool(secret_keys) and _is_secret(key, secret_keys)
         if key not in after:

@@ -146,9 +146,6 @@ def changed_keys(
     return tuple(sorted(touched))
 
 
-_KIND: dict[str, ChangeKind] = {kind.value: kind for kind in ChangeKind}
-
-
 def _changes(
     diffs: Sequence[diff_mod.KeyDiff],
 ) -> tuple[tuple[KeyChange, ...], dict[ChangeKind, int]]:
@@ -157,9 +154,8 @@ def _changes(
     counts = dict.fromkeys(ChangeKind, 0)
     out: list[KeyChange] = []
     for d in diffs:
-        kind = _KIND[d.change]
-        counts[kind] += 1
-        out.append(KeyChange(key=d.key, change=kind, old=d.old, new=d.new))
+        counts[d.change] += 1
+        out.append(KeyChange(key=d.key, change=d.change, old=d.old, new=d.new))
     return tuple(out), counts
 
 

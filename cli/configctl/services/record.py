@@ -27,7 +27,6 @@ from datetime import UTC, datetime
 from configctl.core.diff import KeyDiff
 from configctl.core.ports import IdFactory, UnitOfWork
 from configctl.core.records import (
-    ChangeKind,
     CommitInfo,
     CommitStatus,
     JsonObject,
@@ -75,7 +74,7 @@ def iso_time(moment: datetime) -> str:
 
 def key_changes(diffs: Iterable[KeyDiff]) -> list[KeyChange]:
     """The store's key changes for the (already redacted) diffs of a version."""
-    return [KeyChange(key=d.key, change=ChangeKind(d.change), old=d.old, new=d.new) for d in diffs]
+    return [KeyChange(key=d.key, change=d.change, old=d.old, new=d.new) for d in diffs]
 
 
 def notification(

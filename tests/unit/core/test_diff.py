@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from configctl.core import diff
+from configctl.core.records import ChangeKind
 
 
 def test_added_changed_removed_sorted_by_key() -> None:
@@ -18,7 +19,7 @@ def test_added_changed_removed_sorted_by_key() -> None:
 
 def test_type_change_is_a_change_even_when_equal_in_python() -> None:
     keys = diff.diff_values({"flag": 1}, {"flag": True})
-    assert [k.change for k in keys] == [diff.Change.changed]
+    assert [k.change for k in keys] == [ChangeKind.CHANGED]
 
 
 def test_lists_compare_whole() -> None:
