@@ -26,273 +26,47 @@ secret values absent from every output of `history`, `audit`, `diff` and `apply`
 from __future__ import annotations
 
 import contextlib
-import importlib
-import io
 import json
 import os
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 from tests.servers import libpq_url
+from tests.support import trees
+from tests.support.cli import (
+    ACTOR,
+    Cli,
+    cli,
+    configctl_argv,
+    example,
+    make_cli,
+    show,
+    written,
+)
 from tests.support.gitrepo import DEFAULT_AUTHOR, GitRepo, git_env
+from tests.support.sql import Backend, backend
+
+__all__ = ["backend", "cli", "example"]  # fixtures shared from tests/support
 
 APPS = ("billing", "checkout", "search")
 ENVS = ("dev", "staging", "production")
 PAIRS = frozenset((a, e) for a in APPS for e in ENVS)
-ACTOR = "test-operator"
 REDACTED = "<redacted>"
-
-
-def configctl_argv() -> list[str]:
-    """The installed console script next to this interpreter, else ``python -m configctl``."""
-    script = Path(sys.executable).parent / "configctl"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "configctl"]
-
-
-def run_in_process(args: list[str], env: Mapping[str, str]) -> subprocess.CompletedProcess[str]:
-    """`configctl ARGS` as the console script runs it, in this process.
-
-    The process-wide state a command reads or leaves behind is set up as a new process
-    would see it and put back afterwards: ``sys.argv``, the whole environment (``env``
-    replaces it, as ``subprocess.run(env=...)`` does), stdout and stderr, and what reads
-    the environment once: the cached Rich consoles (NO_COLOR, FORCE_COLOR, the width) and
-    the terminal settings Typer's error panels take at import (GITHUB_ACTIONS, FORCE_COLOR,
-    TERMINAL_WIDTH), read again under ``env`` and again after it.
-    """
-    from configctl.cli import context
-    from configctl.cli.main import main
-
-    def environment(values: Mapping[str, str]) -> None:
-        os.environ.clear()
-        os.environ.update(values)
-        context.stdout.cache_clear()
-        context.stderr.cache_clear()
-        if "typer.rich_utils" in sys.modules:
-            importlib.reload(sys.modules["typer.rich_utils"])
-
-    out, err = io.StringIO(), io.StringIO()
-    saved_argv, saved_env = sys.argv, dict(os.environ)
-    code: int = 0
-    sys.argv = ["configctl", *args]
-    environment(env)
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            try:
-                main()
-            except SystemExit as exc:
-                # what the interpreter does with sys.exit()'s argument
-                if exc.code is None or isinstance(exc.code, int):
-                    code = exc.code or 0
-                else:
-                    err.write(f"{exc.code}\n")
-                    code = 1
-    finally:
-        sys.argv = saved_argv
-        environment(saved_env)
-    return subprocess.CompletedProcess(["configctl", *args], code, out.getvalue(), err.getvalue())
-
-
-# --------------------------------------------------------------------------- the store
-
-
-@dataclass
-class StoreProbe:
-    """Reads a store with plain SQL (table names are a documented contract)."""
-
-    url: str
-    """A SQLAlchemy URL (``sqlite:///...`` or ``postgresql+psycopg://...``)."""
-
-    @contextlib.contextmanager
-    def _conn(self) -> Iterator[Any]:
-        from sqlalchemy import create_engine
-        from sqlalchemy.pool import NullPool
-
-        engine = create_engine(self.url, poolclass=NullPool)
-        try:
-            with engine.connect() as conn:
-                yield conn
-        finally:
-            engine.dispose()
-
-    def rows(self, sql: str, **params: Any) -> list[tuple[Any, ...]]:
-        from sqlalchemy import text
-
-        with self._conn() as conn:
-            return [tuple(r) for r in conn.execute(text(sql), params)]
-
-    def count(self, table: str) -> int:
-        from sqlalchemy import inspect
-
-        with self._conn() as conn:
-            if not inspect(conn).has_table(table):
-                return 0
-        return int(self.rows(f"SELECT count(*) FROM {table}")[0][0])  # noqa: S608 - fixed names
-
-    def counts(self) -> dict[str, int]:
-        return {t: self.count(t) for t in ("commits", "versions", "key_changes", "audit_log", "outbox", "pins")}
-
-    def versions(self) -> dict[tuple[str, str], list[int]]:
-        out: dict[tuple[str, str], list[int]] = {}
-        for app, env, number in self.rows("SELECT app, env, number FROM versions ORDER BY app, env, number"):
-            out.setdefault((app, env), []).append(int(number))
-        return out
-
-    def commit_status(self, sha: str) -> str | None:
-        found = self.rows("SELECT status FROM commits WHERE sha = :sha", sha=sha)
-        return str(found[0][0]) if found else None
-
-    def dump(self) -> str:
-        """Every stored text that is not a served snapshot: key changes, audit, outbox, commits."""
-        parts = []
-        for table in ("key_changes", "audit_log", "outbox", "commits", "pins", "sync_state"):
-            if self.count(table):
-                parts.append(repr(self.rows(f"SELECT * FROM {table}")))  # noqa: S608 - fixed names
-        return "\n".join(parts)
-
-
-@dataclass
-class Backend:
-    name: str
-    cli_url: str
-    """What the user passes as ``--db``."""
-    probe: StoreProbe
-    admin_url: str | None = None
-
-
-@pytest.fixture(
-    params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)],
-)
-def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
-    """A fresh empty store: a SQLite file, or a new PostgreSQL database (migrated by the test)."""
-    if request.param == "sqlite":
-        path = tmp_path / "configctl.db"
-        return Backend("sqlite", f"sqlite:///{path}", StoreProbe(f"sqlite:///{path}"))
-    url: str = request.getfixturevalue("pg_db_url")
-    admin: str = request.getfixturevalue("pg_url")
-    return Backend("postgresql", libpq_url(url), StoreProbe(url), admin_url=admin)
-
-
-# --------------------------------------------------------------------------- the command
-
-
-@dataclass
-class Cli:
-    """`configctl` against one repository and one store, in this process or in a subprocess."""
-
-    repo: GitRepo
-    db: str
-    env: dict[str, str] = field(default_factory=dict)
-    outputs: list[str] = field(default_factory=list)
-    """Everything every command printed, for the secret checks."""
-    in_subprocess: bool = False
-    """Run each command as its own process (the installed console script)."""
-
-    def run(
-        self, *args: str, rc: int | None = 0, db: bool = True, timeout: float = 120
-    ) -> subprocess.CompletedProcess[str]:
-        argv = [*args, "--repo", str(self.repo.path)]
-        if db:
-            argv += ["--db", self.db]
-        if self.in_subprocess:
-            done = subprocess.run(
-                [*configctl_argv(), *argv],
-                env=self.env,
-                capture_output=True,
-                text=True,
-                timeout=timeout,
-                check=False,
-            )
-        else:
-            done = run_in_process(argv, self.env)
-        self.outputs.append(done.stdout + done.stderr)
-        if rc is not None:
-            assert done.returncode == rc, (
-                f"`configctl {' '.join(args)}` exited {done.returncode}, expected {rc}\n"
-                f"stdout:\n{done.stdout}\nstderr:\n{done.stderr}"
-            )
-        return done
-
-    def json(self, *args: str, rc: int | None = 0, db: bool = True) -> Any:
-        fmt = ["--format", "json"] if args[0] == "diff" else ["--output", "json"]
-        return json.loads(self.run(*args, *fmt, rc=rc, db=db).stdout)
-
-    def apply(self, *args: str, rc: int = 0) -> dict[str, Any]:
-        out: dict[str, Any] = self.json("apply", *args, rc=rc)
-        return out
-
-    def many(self, commands: list[tuple[str, ...]], *, db: bool = True) -> None:
-        """Run read-only commands (each must exit 0); their output is kept."""
-        for args in commands:
-            self.run(*args, db=db)
-
-    def popen(self, *args: str) -> subprocess.Popen[str]:
-        argv = [*configctl_argv(), *args, "--repo", str(self.repo.path), "--db", self.db]
-        return subprocess.Popen(
-            argv, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-        )
-
-
-def make_cli(repo: GitRepo, backend: Backend) -> Cli:
-    env = git_env()
-    env["CONFIGCTL_ACTOR"] = ACTOR
-    cli = Cli(repo=repo, db=backend.cli_url, env=env)
-    if backend.name == "postgresql":
-        cli.run("db", "upgrade")  # a shared server is migrated by an operator, never implicitly
-    return cli
-
-
-@pytest.fixture
-def example(tmp_path: Path) -> GitRepo:
-    return GitRepo.example(tmp_path / "config")
-
-
-@pytest.fixture
-def cli(example: GitRepo, backend: Backend) -> Cli:
-    return make_cli(example, backend)
 
 
 def by_pair(result: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
     return {(v["app"], v["env"]): v for v in result["versions"]}
 
 
-def written(result: dict[str, Any]) -> set[tuple[str, str]]:
-    return {(v["app"], v["env"]) for v in result["versions"] if v["version"] is not None}
-
-
-def show(cli: Cli, app: str, env: str, version: int | None = None) -> dict[str, Any]:
-    args = ["show", app, env] + (["--version", str(version)] if version is not None else [])
-    out: dict[str, Any] = cli.json(*args)
-    return out
-
-
-# --------------------------------------------------------------------------- a generated tree
-
-
 def write_generated_tree(repo: GitRepo, *, apps: int, groups: int, marker: str = "a") -> int:
-    """``apps`` apps without schemas, ``groups`` x 10 keys each, 20 global keys; returns keys per pair.
-
-    Cheap to validate (no app schemas to compile) and heavy to store: the time of `apply`
-    is spent inside its transaction, which is what the kill and concurrency tests need.
-    """
-    repo.write("configctl.yaml", "version: 1\nenvironments: [dev, staging, production]\n")
-    repo.write("global.yaml", "".join(f"g{i}: {i}\n" for i in range(20)))
-    for a in range(apps):
-        body = "".join(
-            f"group{g}:\n" + "".join(f"  key{i}: {marker}-{a}-{g}-{i}\n" for i in range(10))
-            for g in range(groups)
-        )
-        repo.write(f"apps/app-{a:04d}/app.yaml", "description: generated\nowners: [team]\n")
-        repo.write(f"apps/app-{a:04d}/values.yaml", body)
-    return 20 + groups * 10
+    """The generated tree of ``tests.support.trees`` in ``repo``; returns keys per pair."""
+    return trees.write_generated_tree(repo.path, apps=apps, groups=groups, marker=marker)
 
 
 # =========================================================================== apply

@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 import yaml
-from tests.acceptance.test_versions import run_in_process
+from tests.support.cli import run_in_process
 
 ROOT = Path(__file__).resolve().parents[2]
 NODE_TOOLS = ROOT / ".ci/node-tools"

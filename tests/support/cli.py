@@ -1,5 +1,7 @@
-"""The installed `configctl` in a subprocess: a one-shot runner and a ``Cli`` bound to one
-repository and one store (``make_cli``), plus the fixtures built on them.
+"""`configctl` for the tests: a one-shot subprocess runner, ``run_in_process`` (the console
+script's ``main()`` in this process, milliseconds instead of a second), a ``Cli`` bound to
+one repository and one store (``make_cli``; in-process unless ``in_subprocess``), plus the
+fixtures built on them.
 
 Commands run with the environment of ``gitrepo.git_env`` (fixed identity, no user git
 configuration) and ``CONFIGCTL_ACTOR`` set, so audit rows and revert commits are known.
@@ -7,11 +9,14 @@ configuration) and ``CONFIGCTL_ACTOR`` set, so audit rows and revert commits are
 
 from __future__ import annotations
 
+import contextlib
+import importlib
+import io
 import json
 import os
 import subprocess
 import sys
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +33,7 @@ __all__ = [
     "configctl_argv",
     "example",
     "make_cli",
+    "run_in_process",
     "show",
     "written",
 ]
@@ -58,25 +64,78 @@ def configctl(
     return result
 
 
+def run_in_process(args: list[str], env: Mapping[str, str]) -> subprocess.CompletedProcess[str]:
+    """`configctl ARGS` as the console script runs it, in this process.
+
+    The process-wide state a command reads or leaves behind is set up as a new process
+    would see it and put back afterwards: ``sys.argv``, the whole environment (``env``
+    replaces it, as ``subprocess.run(env=...)`` does), stdout and stderr, and what reads
+    the environment once: the cached Rich consoles (NO_COLOR, FORCE_COLOR, the width) and
+    the terminal settings Typer's error panels take at import (GITHUB_ACTIONS, FORCE_COLOR,
+    TERMINAL_WIDTH), read again under ``env`` and again after it.
+    """
+    from configctl.cli import context
+    from configctl.cli.main import main
+
+    def environment(values: Mapping[str, str]) -> None:
+        os.environ.clear()
+        os.environ.update(values)
+        context.stdout.cache_clear()
+        context.stderr.cache_clear()
+        if "typer.rich_utils" in sys.modules:
+            importlib.reload(sys.modules["typer.rich_utils"])
+
+    out, err = io.StringIO(), io.StringIO()
+    saved_argv, saved_env = sys.argv, dict(os.environ)
+    code: int = 0
+    sys.argv = ["configctl", *args]
+    environment(env)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                main()
+            except SystemExit as exc:
+                # what the interpreter does with sys.exit()'s argument
+                if exc.code is None or isinstance(exc.code, int):
+                    code = exc.code or 0
+                else:
+                    err.write(f"{exc.code}\n")
+                    code = 1
+    finally:
+        sys.argv = saved_argv
+        environment(saved_env)
+    return subprocess.CompletedProcess(["configctl", *args], code, out.getvalue(), err.getvalue())
+
+
 @dataclass
 class Cli:
-    """`configctl` against one repository and one store, in a subprocess."""
+    """`configctl` against one repository and one store, in this process or in a subprocess."""
 
     repo: GitRepo
     db: str
     env: dict[str, str] = field(default_factory=dict)
     outputs: list[str] = field(default_factory=list)
     """Everything every command printed, for the secret checks."""
+    in_subprocess: bool = False
+    """Run each command as its own process (the installed console script)."""
 
     def run(
         self, *args: str, rc: int | None = 0, db: bool = True, timeout: float = 120
     ) -> subprocess.CompletedProcess[str]:
-        argv = [*configctl_argv(), *args, "--repo", str(self.repo.path)]
+        argv = [*args, "--repo", str(self.repo.path)]
         if db:
             argv += ["--db", self.db]
-        done = subprocess.run(
-            argv, env=self.env, capture_output=True, text=True, timeout=timeout, check=False
-        )
+        if self.in_subprocess:
+            done = subprocess.run(
+                [*configctl_argv(), *argv],
+                env=self.env,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                check=False,
+            )
+        else:
+            done = run_in_process(argv, self.env)
         self.outputs.append(done.stdout + done.stderr)
         if rc is not None:
             assert done.returncode == rc, (
@@ -94,9 +153,9 @@ class Cli:
         return out
 
     def many(self, commands: list[tuple[str, ...]], *, db: bool = True) -> None:
-        """Run read-only commands at once (each must exit 0); their output is kept."""
-        with ThreadPoolExecutor(max_workers=8) as pool:
-            list(pool.map(lambda args: self.run(*args, db=db), commands))
+        """Run read-only commands (each must exit 0); their output is kept."""
+        for args in commands:
+            self.run(*args, db=db)
 
     def popen(self, *args: str) -> subprocess.Popen[str]:
         argv = [*configctl_argv(), *args, "--repo", str(self.repo.path), "--db", self.db]
