@@ -6,23 +6,15 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from tests.support.rollouts import RAMP
+
 from configctl.adapters.store import SqlStore
 from configctl.core.records import snapshot_checksum
 from configctl.core.rollouts import RolloutSet
 from configctl.services import rollouts as service
 
 T0 = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
-ROLLOUT = {
-    "name": "ramp",
-    "key": "limit",
-    "value": 100,
-    "schedule": {
-        "steps": [
-            {"at": "2026-12-01T09:00:00Z", "percentage": 1000},
-            {"at": "2026-12-01T12:00:00Z", "percentage": 5000},
-        ]
-    },
-}
+ROLLOUT = RAMP
 
 
 def _seed(store: SqlStore) -> None:

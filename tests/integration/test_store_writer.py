@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from sqlalchemy import event, text
+from tests.fakes import commit_info
 
 from configctl.adapters import schemas
 from configctl.adapters.filesystem import read_tree
@@ -60,17 +61,7 @@ def _tree(root: Path, apps: int, generation: int) -> Path:
 
 
 def _commit(sha: str, parent: str | None) -> CommitInfo:
-    return CommitInfo(
-        sha=sha,
-        parents=(parent,) if parent else (),
-        author_name="A",
-        author_email="a@example.com",
-        authored_at=T0,
-        committer_name="A",
-        committer_email="a@example.com",
-        committed_at=T0,
-        message=f"commit {sha[:7]}",
-    )
+    return commit_info(sha, parents=(parent,) if parent else (), message=f"commit {sha[:7]}", at=T0)
 
 
 def _new(

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime
 
 import pytest
+from tests.fakes import commit_info
 
 from configctl.core.model import FileEntry
 from configctl.core.records import CommitInfo, checksum
@@ -16,18 +16,7 @@ APP = b"description: a\nowners: [t]\n"
 
 
 def info(sha: str, parent: str | None) -> CommitInfo:
-    at = datetime(2026, 1, 1, tzinfo=UTC)
-    return CommitInfo(
-        sha=sha,
-        parents=(parent,) if parent else (),
-        author_name="a",
-        author_email="a@x",
-        authored_at=at,
-        committer_name="a",
-        committer_email="a@x",
-        committed_at=at,
-        message=sha,
-    )
+    return commit_info(sha, parents=(parent,) if parent else (), message=sha)
 
 
 class FakeLog:

@@ -4,26 +4,16 @@ announced and audited; a tick announces each stage once."""
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
 
 import pytest
 from tests.fakes import T0, FakeStore
+from tests.support.rollouts import RAMP
 
 from configctl.core.records import snapshot_checksum
 from configctl.errors import ConflictError, UsageError
 from configctl.services import rollouts as service
 
-ROLLOUT: dict[str, Any] = {
-    "name": "ramp",
-    "key": "limit",
-    "value": 100,
-    "schedule": {
-        "steps": [
-            {"at": "2026-12-01T09:00:00Z", "percentage": 1000},
-            {"at": "2026-12-01T12:00:00Z", "percentage": 5000},
-        ]
-    },
-}
+ROLLOUT = RAMP
 
 
 @pytest.fixture
