@@ -39,9 +39,9 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pytest
 
@@ -50,6 +50,16 @@ REDIS_URL_VAR = "CONFIGCTL_TEST_REDIS_URL"
 AMQP_URL_VAR = "CONFIGCTL_TEST_AMQP_URL"
 
 _START_TIMEOUT = 90.0
+
+
+class _Server(Protocol):
+    """A throwaway server started from an installed binary."""
+
+    INSTALL_HINT: str
+
+    def start(self) -> str: ...
+
+    def cleanup(self) -> None: ...
 
 
 class ServerUnavailable(RuntimeError):
@@ -475,24 +485,38 @@ class RabbitServer:
 @pytest.fixture(scope="session")
 def pg_url() -> Iterator[str]:
     """Admin URL (``postgresql+psycopg://``) of a PostgreSQL server for the whole session."""
-    given = os.environ.get(DATABASE_URL_VAR)
+    yield from _session_server(DATABASE_URL_VAR, PostgresServer, normalize=normalize_pg_url, check=_pg_check)
+
+
+def _session_server(
+    variable: str,
+    server_class: Callable[[], _Server],
+    *,
+    normalize: Callable[[str], str] = str,
+    check: Callable[[str], None] | None = None,
+) -> Iterator[str]:
+    """The server named by ``variable`` (checked when ``check`` is given), else a throwaway
+    one started from the installed binary for the session; the test fails, saying what to
+    install, when neither is possible (never a silent skip)."""
+    given = os.environ.get(variable)
     if given:
-        url = normalize_pg_url(given)
-        try:
-            _pg_check(url)
-        except ServerUnavailable as exc:
-            pytest.fail(f"{DATABASE_URL_VAR} is set but unusable: {exc}", pytrace=False)
+        url = normalize(given)
+        if check is not None:
+            try:
+                check(url)
+            except ServerUnavailable as exc:
+                pytest.fail(f"{variable} is set but unusable: {exc}", pytrace=False)
         yield url
         return
     try:
-        server = PostgresServer()
+        server = server_class()
     except ServerUnavailable as exc:
         pytest.fail(str(exc), pytrace=False)
     try:
         url = server.start()
     except ServerUnavailable as exc:
         server.cleanup()
-        pytest.fail(f"{exc}; {PostgresServer.INSTALL_HINT}", pytrace=False)
+        pytest.fail(f"{exc}; {server.INSTALL_HINT}", pytrace=False)
     try:
         yield url
     finally:
@@ -513,19 +537,7 @@ def pg_db_url(pg_url: str) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
     """URL of a Redis server for the whole session."""
-    given = os.environ.get(REDIS_URL_VAR)
-    if given:
-        yield given
-        return
-    try:
-        server = RedisServer()
-        url = server.start()
-    except ServerUnavailable as exc:
-        pytest.fail(str(exc), pytrace=False)
-    try:
-        yield url
-    finally:
-        server.cleanup()
+    yield from _session_server(REDIS_URL_VAR, RedisServer)
 
 
 @pytest.fixture
@@ -549,23 +561,7 @@ def redis_prefix(redis_url: str) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def amqp_url() -> Iterator[str]:
     """URL of a RabbitMQ broker for the whole session."""
-    given = os.environ.get(AMQP_URL_VAR)
-    if given:
-        yield given
-        return
-    try:
-        server = RabbitServer()
-    except ServerUnavailable as exc:
-        pytest.fail(str(exc), pytrace=False)
-    try:
-        url = server.start()
-    except ServerUnavailable as exc:
-        server.cleanup()
-        pytest.fail(f"{exc}; {RabbitServer.INSTALL_HINT}", pytrace=False)
-    try:
-        yield url
-    finally:
-        server.cleanup()
+    yield from _session_server(AMQP_URL_VAR, RabbitServer)
 
 
 @pytest.fixture

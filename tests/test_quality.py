@@ -3,25 +3,15 @@ the import-linter contracts (the dependency rule of STYLE.md)."""
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from tests.support.tools import python_tool
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-
-
-def _tool(name: str) -> str:
-    found = BIN / name
-    if found.exists():
-        return str(found)
-    path = shutil.which(name)
-    if path is None:
-        pytest.fail(f"{name} is not installed: install the dev group (pip install -e . --group dev)")
-    return path
 
 
 @pytest.mark.timeout(300)
@@ -34,5 +24,5 @@ def _tool(name: str) -> str:
     ],
 )
 def test_gate(command: list[str]) -> None:
-    result = subprocess.run([_tool(command[0]), *command[1:]], cwd=ROOT, capture_output=True, text=True, check=False)
+    result = subprocess.run([python_tool(command[0]), *command[1:]], cwd=ROOT, capture_output=True, text=True, check=False)
     assert result.returncode == 0, f"{' '.join(command)} failed:\n{result.stdout}\n{result.stderr}"

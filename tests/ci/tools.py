@@ -27,6 +27,7 @@ from typing import Any
 import pytest
 import yaml
 from tests.support.cli import run_in_process
+from tests.support.tools import python_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 NODE_TOOLS = ROOT / ".ci/node-tools"
@@ -48,16 +49,6 @@ def configctl(
         result = run_in_process(list(map(str, args)), full_env)
     assert "Traceback" not in result.stderr, result.stderr
     return result
-
-
-def python_tool(name: str) -> str:
-    found = BIN / name
-    if found.exists():
-        return str(found)
-    path = shutil.which(name)
-    if path is None:
-        pytest.fail(f"{name} is not installed: install the dev group (pip install -e . --group dev)")
-    return path
 
 
 def _node() -> str:

@@ -7,10 +7,12 @@ them, and a developer sees at once what to install.
 from __future__ import annotations
 
 import shutil
+import sys
+from pathlib import Path
 
 import pytest
 
-__all__ = ["gpg_installed", "require_tool", "ssh_keygen_installed"]
+__all__ = ["gpg_installed", "python_tool", "require_tool", "ssh_keygen_installed"]
 
 
 def require_tool(name: str, *, install: str) -> str:
@@ -18,6 +20,18 @@ def require_tool(name: str, *, install: str) -> str:
     path = shutil.which(name)
     if path is None:
         pytest.fail(f"{name} is not installed: {install} (.ci/run installs it)")
+    return path
+
+
+def python_tool(name: str) -> str:
+    """A console script of the dev group: the one next to this interpreter, else on PATH;
+    fails the test when it is missing."""
+    found = Path(sys.executable).parent / name
+    if found.exists():
+        return str(found)
+    path = shutil.which(name)
+    if path is None:
+        pytest.fail(f"{name} is not installed: install the dev group (pip install -e . --group dev)")
     return path
 
 
