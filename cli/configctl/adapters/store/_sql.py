@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import enum
 import functools
-import json
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -14,6 +13,8 @@ from typing import Any, cast
 from sqlalchemy import Table
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import DeclarativeBase, Session
+
+from configctl.adapters.store.engine import json_dumps
 
 Clock = Callable[[], datetime]
 
@@ -41,8 +42,8 @@ def check_member(kind: type[enum.StrEnum], value: str, what: str) -> None:
 
 
 def dump_json(value: Any) -> str | None:
-    """A JSON column's text as the engines write it (``engine._json_dumps``); None is NULL."""
-    return None if value is None else json.dumps(value, ensure_ascii=False, allow_nan=False)
+    """A JSON column's text as the engines write it (``engine.json_dumps``); None is NULL."""
+    return None if value is None else json_dumps(value)
 
 
 def upsert(
