@@ -213,6 +213,8 @@ class ClientCore:
             except Exception:
                 log.exception("rollout evaluation of %s failed; serving the base value", key)
                 return base
+        if isinstance(base, list):
+            return copy.deepcopy(base)  # the served list stays as it is
         if not isinstance(base, Mapping):
             return base
         section: dict[str, Any] = copy.deepcopy(dict(base))

@@ -5,8 +5,8 @@ the GIL), so a reader on any thread sees one version or the next, never a mix, w
 a lock on the read path. ``flat`` maps every dotted path -- leaves *and* sections --
 to its value, so ``get("database.host")`` is one dict lookup and ``get("database")``
 returns the section. ``plain`` is ``flat`` without the keys that need evaluation (a key
-under a rollout, and every section above one): a key found there is served as is (the
-fast path, one dict lookup); ``pickers`` and ``flag_checks`` hold the core evaluator's
+under a rollout, and every section above one) and without sections and lists (served as
+copies): a key found there is served as is (the fast path, one dict lookup); ``pickers`` and ``flag_checks`` hold the core evaluator's
 compiled function of each rollout key and flag, so a rollout read is one more call.
 A view depends only on the snapshot, so clients of one (app, env) share it.
 
@@ -110,7 +110,10 @@ class View:
             rollouts=rollouts,
             rollout_keys=keys,
             raw_rollouts=raw,
-            plain={k: v for k, v in flat.items() if k not in evaluated},
+            # Only immutable values are served as they are; a section or a list is copied on
+            # each read (``ClientCore.value``), so no caller can change what every client of
+            # this (app, env) serves.
+            plain={k: v for k, v in flat.items() if k not in evaluated and not isinstance(v, dict | list)},
             pickers=pickers,
             flag_checks={name: rollouts.flag(name) for name in rollouts.flags},
         )

@@ -306,3 +306,16 @@ def test_rollout_reads_agree_with_explain_for_many_users(tmp_path: Path) -> None
         assert c.get("db.timeout", context={"user_id": 7}) in (5, 30)  # an integer unit buckets too
         assert c.get("db.timeout", context={"user_id": 1.5}) == 5  # an odd unit: the base value
         assert c.is_enabled("f", {"country": "DE"}) is False  # no unit: off
+
+
+def test_a_section_or_list_a_caller_changes_does_not_change_what_is_served(tmp_path: Path) -> None:
+    put(tmp_path / "snaps", 4, {"db": {"hosts": ["a", "b"], "port": 5432}})
+    with client(tmp_path) as c:
+        section = c.get("db")
+        section["port"] = 1
+        section["hosts"].append("evil")
+        hosts = c.get("db.hosts")
+        hosts.clear()
+        assert c.get("db") == {"hosts": ["a", "b"], "port": 5432}
+        assert c.get("db.hosts") == ["a", "b"]
+        assert c.get("db.port") == 5432
