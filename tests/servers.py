@@ -411,6 +411,28 @@ class RabbitServer:
         return _as_user(self.user, ["env", f"HOME={self.base}", self.ctl, "-n", self.node, *args])
 
     def start(self) -> str:
+        """Start the node; a node that exits while booting is started again (twice at most).
+
+        A restart right after a stop can lose a race with the old VM's sockets and epmd
+        entry and exit at once; the next attempt finds them gone. The error of the last
+        attempt carries the tail of the node's log.
+        """
+        for attempt in range(3):
+            try:
+                return self._start_once()
+            except ServerUnavailable as exc:
+                if attempt == 2:
+                    raise ServerUnavailable(f"{exc}\n--- node log ---\n{self._log_tail()}") from exc
+                time.sleep(1.0 + attempt)  # let the old VM's ports and epmd entry go
+        raise AssertionError("unreachable")
+
+    def _log_tail(self, lines: int = 30) -> str:
+        logs = sorted((self.base / "log").glob("*.log"), key=lambda p: p.stat().st_mtime)
+        if not logs:
+            return "(no log)"
+        return "\n".join(logs[-1].read_text(errors="replace").splitlines()[-lines:])
+
+    def _start_once(self) -> str:
         argv = _as_user(self.user, ["env", f"HOME={self.base}", self.server])
         try:
             self.proc = subprocess.Popen(
