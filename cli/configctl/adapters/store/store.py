@@ -541,7 +541,39 @@ class SqlStore:
 
         A database at another revision is an error unless ``upgrade_existing`` (migrating a
         shared server is an operator's decision: `configctl db upgrade`).
+
+        A SQLite file that does not exist yet is created under a lock file beside it, so
+        two processes creating one store (two first applies) take turns: racing the switch
+        to WAL and the first migration, SQLite answers "database is locked" at once
+        instead of waiting.
         """
+        path = self._new_sqlite_file()
+        if path is None:
+            self._ensure_schema(upgrade_existing=upgrade_existing)
+            return
+        from filelock import FileLock, Timeout
+
+        try:
+            with FileLock(str(path) + ".lock", timeout=self.lock_timeout):
+                self._ensure_schema(upgrade_existing=upgrade_existing)
+        except Timeout as exc:
+            raise StoreError(
+                f"the store at {self.where} is busy: another process has been creating it "
+                f"for more than {self.lock_timeout:g} s",
+                hint="retry later; look for a stuck `configctl apply` or reconciler",
+            ) from exc
+
+    def _new_sqlite_file(self) -> Path | None:
+        """The SQLite file of this store when it does not exist yet (or is empty)."""
+        if self.is_postgres:
+            return None
+        database = self._parsed.database
+        if not database or database == ":memory:":
+            return None
+        path = Path(database)
+        return None if path.exists() and path.stat().st_size > 0 else path
+
+    def _ensure_schema(self, *, upgrade_existing: bool) -> None:
         revision = self.current_revision()
         if revision == m.SCHEMA_REVISION:
             self._schema_checked = True
