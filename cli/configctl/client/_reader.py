@@ -2,8 +2,8 @@
 
 Reads never do I/O and take no lock: each reads the one immutable view the client's core
 serves (see ``_view``) and evaluates rollouts with the core evaluator's compiled pickers.
-``get`` of a key without a rollout is one dict lookup in ``view.plain``; a key under a
-rollout is one more call (the picker reads the clock only when a rule needs the time).
+``get`` of a key without a rollout is one dict lookup in ``view.plain``; anything else
+goes through ``ClientCore.value`` (a rollout's picker reads the clock only when a rule needs it).
 ``ConfigClient`` and ``AsyncConfigClient`` add loading and refreshing around it.
 """
 
@@ -39,8 +39,6 @@ class Reader:
     settings: ClientSettings
     _hub: Hub
     _core: ClientCore
-    _now: Callable[[], datetime | float]
-    _instance_id: str | None
 
     def _bind(
         self,
@@ -66,8 +64,6 @@ class Reader:
             repo=repo,
         )
         self.app, self.env = self._core.app, self._core.env
-        self._now = self._core.now
-        self._instance_id = self._core.instance_id
 
     def get(self, key: str, default: Any = None, context: Context = None) -> Any:
         """The value of a dotted key (a leaf or a whole section), evaluated for ``context``.
@@ -80,14 +76,6 @@ class Reader:
         value = view.plain.get(key, _MISSING)
         if value is not _MISSING:
             return value
-        pick = view.pickers.get(key)
-        if pick is not None:
-            base = view.flat.get(key, default)
-            try:  # the picker inline (one call less on the hot path)
-                return pick(context, base, self._now, self._instance_id)
-            except Exception:
-                log.exception("rollout evaluation of %s failed; serving the base value", key)
-                return base
         return self._core.value(view, key, default, context)
 
     def __getitem__(self, key: str) -> Any:
@@ -145,13 +133,6 @@ class Reader:
 
     def is_enabled(self, flag: str, context: Context = None, *, default: bool = False) -> bool:
         """A feature flag for ``context`` (a boolean key serves as a flag too)."""
-        check = self._core.view.flag_checks.get(flag)
-        if check is not None:
-            try:
-                return check(context, self._now, self._instance_id)
-            except Exception:
-                log.exception("flag evaluation of %s failed; serving the default", flag)
-                return default
         return self._core.is_enabled(flag, context, default)
 
     def details(self, key: str, context: Context = None) -> Details:
