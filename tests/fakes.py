@@ -223,6 +223,11 @@ class FakeUnitOfWork:
         return {pair: dict(q) for pair, q in self._state.quarantines.items()}
 
     # -- commits
+    def read_ahead(
+        self, *, commits: Collection[str], cursors: Collection[str], apps: Collection[str] | None
+    ) -> None:
+        """A hint for a store with round trips; a dict has none."""
+
     def commit_status(self, sha: str) -> str | None:
         record = self._state.commits.get(sha)
         return record.status if record is not None else None

@@ -87,6 +87,15 @@ class UnitOfWork(Protocol):
     all. Raises ``StoreError`` (``FencingError`` when the fencing epoch moved on).
     """
 
+    def read_ahead(
+        self, *, commits: Collection[str], cursors: Collection[str], apps: Collection[str] | None
+    ) -> None:
+        """Read at once (one round trip where the backend allows) what a writer reads first:
+        ``commit_status`` of ``commits``, ``get_sync_state`` of ``cursors``,
+        ``latest_heads(apps, with_rollbacks=True)`` (every pair when None), every rollout
+        state, pin and quarantine. Only a hint: every read answers the same without it."""
+        ...
+
     # -- versions -------------------------------------------------------------------------
     def latest_versions(self) -> Mapping[PairKey, VersionRecord]:
         """The newest version of every (app, env), with its snapshot."""

@@ -186,6 +186,13 @@ def apply_snapshot(
     checksums = _checksums(checked)
 
     with store.unit_of_work(fence=None if dry_run else fence) as uow:
+        # Everything read below up to the previous snapshots, at once (one round trip on
+        # PostgreSQL); with a baseline, the heads of the apps in scope only.
+        uow.read_ahead(
+            commits=[commit.sha],
+            cursors=[LAST_APPLIED],
+            apps=scope if scope is not None and baseline is not None else None,
+        )
         previous_status = uow.commit_status(commit.sha)
         # Heads only (number, checksum): snapshots are read just for the pairs that change,
         # and with a baseline only the heads of the apps in scope.

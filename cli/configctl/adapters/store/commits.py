@@ -6,7 +6,8 @@ Both writes are upserts: one statement whether or not the row exists.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, select
@@ -38,12 +39,12 @@ def commit_record(row: m.Commit) -> CommitRecord:
     )
 
 
-def record_commit(
-    s: Session, info: CommitInfo, status: str, reason: str | None, *, clock: Clock
-) -> None:
-    """Insert or update the commit row (a rejected commit may be recorded again later)."""
+def commit_row(
+    info: CommitInfo, status: str, reason: str | None, *, recorded_at: datetime
+) -> dict[str, Any]:
+    """The row of a commit with what configctl did about it (``status`` checked)."""
     check_member(CommitStatus, status, "commit status")
-    row = {
+    return {
         "sha": info.sha,
         "parents": list(info.parents),
         "author_name": info.author_name,
@@ -57,9 +58,14 @@ def record_commit(
         "signer": info.signer,
         "status": str(status),
         "reason": reason,
-        "recorded_at": clock(),
+        "recorded_at": recorded_at,
     }
-    upsert(s, m.Commit, [row], keys=["sha"])
+
+
+def add_commit_rows(s: Session, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Insert or update commit rows (of :func:`commit_row`; a rejected commit may be
+    recorded again later), in one statement."""
+    upsert(s, m.Commit, rows, keys=["sha"])
 
 
 def commit_status(s: Session, sha: str) -> str | None:

@@ -13,16 +13,23 @@ SQLite (the embedded default) is set up for several processes writing one file:
 
 PostgreSQL URLs are spelt with the psycopg 3 driver (``postgresql://`` and ``postgres://``
 become ``postgresql+psycopg://``); connections get a connect timeout and an
-``application_name`` unless the URL sets them, and are pinged before reuse.
+``application_name`` unless the URL sets them. A pooled connection idle for more than
+:data:`PING_AFTER_IDLE_S` is pinged before reuse (and replaced, with every older one, if the
+server has gone); one used just before is not: a restart or failover takes longer than that,
+and the ping was a round trip on every unit of work of a busy writer. A connection lost
+within that second fails its transaction, which the caller retries (the reconciler's
+backend-error backoff).
 """
 
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -35,6 +42,9 @@ SQLITE_BEGIN = "configctl_sqlite_begin"
 WRITER_LOCK_TIMEOUT_S = 60
 #: Seconds to wait for a PostgreSQL connection before giving up.
 PG_CONNECT_TIMEOUT_S = 10
+#: Seconds a pooled PostgreSQL connection may sit idle and still be reused without a ping.
+PING_AFTER_IDLE_S = 1.0
+_IDLE_SINCE = "configctl_idle_since"
 
 _JSON = json.JSONEncoder(ensure_ascii=False, allow_nan=False)
 # One encoder for every JSON column: json.dumps with arguments builds a new encoder per
@@ -74,7 +84,12 @@ def sqlite_file(url: str | URL) -> Path | None:
     """The file of a SQLite store URL; None for PostgreSQL and in-memory SQLite."""
     parsed = url if isinstance(url, URL) else parse_url(url)
     database = parsed.database
-    if parsed.get_backend_name() != "sqlite" or not database or database == ":memory:" or database.startswith("file:"):
+    if (
+        parsed.get_backend_name() != "sqlite"
+        or not database
+        or database == ":memory:"
+        or database.startswith("file:")
+    ):
         return None
     return Path(database)
 
@@ -120,13 +135,31 @@ def make_engine(
         connect_args["connect_timeout"] = PG_CONNECT_TIMEOUT_S
     if "application_name" not in parsed.query:
         connect_args["application_name"] = "configctl"
-    return create_engine(
-        parsed,
-        echo=echo,
-        pool_pre_ping=True,
-        connect_args=connect_args,
-        json_serializer=json_dumps,
-    )
+    engine = create_engine(parsed, echo=echo, connect_args=connect_args, json_serializer=json_dumps)
+    _ping_when_idle(engine)
+    return engine
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """Ping a pooled connection at checkout only if it sat idle for more than
+    :data:`PING_AFTER_IDLE_S` (SQLAlchemy's custom pessimistic disconnect handling: a
+    ``DisconnectionError`` raised at checkout makes the pool replace the connection)."""
+
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(_dbapi_connection: Any, record: Any) -> None:
+        record.info[_IDLE_SINCE] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.get(_IDLE_SINCE)
+        if since is None or time.monotonic() - since <= PING_AFTER_IDLE_S:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except engine.dialect.loaded_dbapi.Error as exc:
+            # the server went away while this connection was idle: replace it and every
+            # connection pooled before it
+            raise sa_exc.InvalidatePoolError(str(exc)) from exc
 
 
 def _sqlite_engine(parsed: URL, *, echo: bool, busy_timeout_ms: int) -> Engine:

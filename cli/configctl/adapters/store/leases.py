@@ -17,7 +17,11 @@ def check_fence(s: Session, name: str, epoch: int, *, postgres: bool) -> None:
     q = select(m.LeaderLease.epoch).where(m.LeaderLease.name == name)
     if postgres:
         q = q.with_for_update(read=True)
-    current = s.scalar(q)
+    require_epoch(name, epoch, s.scalar(q))
+
+
+def require_epoch(name: str, epoch: int, current: int | None) -> None:
+    """Raise :class:`FencingError` unless the epoch read for lease ``name`` is ``epoch``."""
     if current != epoch:
         raise FencingError(
             f"leader epoch {epoch} of {name!r} is stale (the store has {current}): "

@@ -57,6 +57,7 @@ from configctl.adapters.store import commits as commits_sql
 from configctl.adapters.store import leases as leases_sql
 from configctl.adapters.store import models as m
 from configctl.adapters.store import outbox as outbox_sql
+from configctl.adapters.store import pg_batch
 from configctl.adapters.store import pins as pins_sql
 from configctl.adapters.store import rollouts as rollouts_sql
 from configctl.adapters.store import versions as versions_sql
@@ -109,24 +110,46 @@ NOT_MIGRATED = "the store is not migrated: run `configctl db upgrade`"
 class UnitOfWork:
     """One write transaction holding the writer lock; see :meth:`SqlStore.unit_of_work`.
 
-    Every method but :meth:`add_audit` and :meth:`add_outbox` writes at once, so a
-    constraint violation surfaces at the call that caused it (as :class:`StoreError`);
-    audit rows and outbox messages are queued and written, one statement each, when the
-    unit of work ends (a duplicate outbox event then fails the whole unit of work).
+    Commit rows, audit rows, outbox messages and sync cursors are queued and written when
+    the unit of work ends (a duplicate outbox event then fails the whole unit of work);
+    every other method writes at once, so a constraint violation surfaces at the call that
+    caused it (as :class:`StoreError`). Reads see the queued rows.
+
+    What the writer lock keeps anyone else from changing is read once and kept until a
+    write of this unit of work changes it: commit statuses, cursors, heads, rollout states,
+    pins and quarantines. :meth:`read_ahead` reads the lot at once (on PostgreSQL in one
+    statement, ``pg_batch``).
     """
 
-    def __init__(self, session: Session, *, clock: Clock, errors: Callable[[], Any]) -> None:
+    def __init__(
+        self, session: Session, *, clock: Clock, errors: Callable[[], Any], postgres: bool
+    ) -> None:
         self._s = session
         self._clock = clock
         self._errors = errors
+        self._postgres = postgres
         self._open = True
         self._audit: list[dict[str, Any]] = []
         self._outbox: list[dict[str, Any]] = []
+        self._commits: dict[str, dict[str, Any]] = {}
         # Sync-state values as this unit of work sees them (read once, written at the end)
-        # and which of them to write; the writer lock keeps anyone else from changing them.
+        # and which of them to write.
         self._sync: dict[str, Any] = {}
         self._sync_dirty: set[str] = set()
+        self._statuses: dict[str, str | None] = {}
+        self._heads: dict[
+            tuple[frozenset[str] | None, bool], dict[tuple[str, str], VersionHead]
+        ] = {}
         self._all_rollout_states: dict[tuple[str, str], dict[str, dict[str, Any]]] | None = None
+        self._pins: list[PinRecord] | None = None
+        self._versions: dict[tuple[str, str, int], VersionRecord] = {}
+        # Versions queued by add_versions (written at the end, or before a read of versions)
+        # and the newest number of each pair as this unit of work knows it.
+        self._pending: list[tuple[NewVersion, int, datetime]] = []
+        self._numbers: dict[tuple[str, str], int] = {}
+        self._numbered_apps: set[str] = set()
+        self._all_numbers = False
+        self._quarantines: dict[tuple[str, str], dict[str, Any]] | None = None
 
     def _session(self) -> Session:
         if not self._open:
@@ -134,14 +157,30 @@ class UnitOfWork:
         return self._s
 
     def _flush(self) -> None:
-        """Write the queued audit rows and outbox messages (before the commit)."""
+        """Write the queued rows (before the commit): one statement on PostgreSQL."""
+        cursors = {n: self._sync[n] for n in sorted(self._sync_dirty)}
+        commits = list(self._commits.values())
+        if not self._postgres or _changes(self._pending) >= versions_sql.COPY_FROM_ROWS:
+            self._write_pending()
         with self._errors():
             s = self._session()
-            audit_sql.add_audit_rows(s, self._audit)
-            outbox_sql.add_outbox_rows(s, self._outbox)
-            commits_sql.set_sync_states(
-                s, {n: self._sync[n] for n in sorted(self._sync_dirty)}, clock=self._clock
-            )
+            if self._postgres:
+                pg_batch.flush(
+                    s,
+                    versions=self._pending,
+                    commits=commits,
+                    audit=self._audit,
+                    outbox=self._outbox,
+                    cursors=cursors,
+                    now=self._clock(),
+                )
+            else:
+                commits_sql.add_commit_rows(s, commits)
+                audit_sql.add_audit_rows(s, self._audit)
+                outbox_sql.add_outbox_rows(s, self._outbox)
+                commits_sql.set_sync_states(s, cursors, clock=self._clock)
+        self._pending.clear()
+        self._commits.clear()
         self._audit.clear()
         self._outbox.clear()
         self._sync_dirty.clear()
@@ -151,39 +190,99 @@ class UnitOfWork:
 
     # -- reads inside the transaction ---------------------------------------------------
 
+    def read_ahead(
+        self, *, commits: Collection[str], cursors: Collection[str], apps: Collection[str] | None
+    ) -> None:
+        """Read at once what a writer reads first; the reads that follow answer from it:
+        :meth:`commit_status` of ``commits``, :meth:`get_sync_state` of ``cursors``,
+        :meth:`latest_heads` of ``apps`` ``with_rollbacks`` (of every pair when None), and
+        every rollout state, pin and quarantine. One statement on PostgreSQL."""
+        key = (None if apps is None else frozenset(apps), apps is not None)
+        self._write_pending()
+        with self._errors():
+            s = self._session()
+            if self._postgres:
+                got = pg_batch.read_ahead(s, commits=commits, cursors=cursors, apps=apps)
+                for sha, status in got.statuses.items():
+                    self._statuses.setdefault(sha, status)
+                for name, value in got.cursors.items():
+                    self._sync.setdefault(name, value)
+                self._heads[key] = got.heads
+                self._note_heads(got.heads, apps)
+                for (app, env), record in got.versions.items():
+                    self._versions[(app, env, record.number)] = record
+                if self._all_rollout_states is None:
+                    self._all_rollout_states = got.rollout_states
+                if self._pins is None:
+                    self._pins = got.pins
+                if self._quarantines is None:
+                    self._quarantines = got.quarantines
+                return
+        for sha in commits:
+            self.commit_status(sha)
+        for name in cursors:
+            self.get_sync_state(name)
+        self.latest_heads(apps, with_rollbacks=apps is not None)
+        self.rollout_states()
+        self.get_pins()
+        self.quarantines()
+
     def latest_versions(self) -> dict[tuple[str, str], VersionRecord]:
         """The newest version of every (app, env), as this transaction sees it."""
+        self._write_pending()
         with self._errors():
-            return versions_sql.latest_versions(self._session())
+            found = versions_sql.latest_versions(self._session())
+        self._note_heads(found, None)
+        return found
 
     def latest_heads(
         self, apps: Collection[str] | None = None, *, with_rollbacks: bool = False
     ) -> dict[tuple[str, str], VersionHead]:
         """The newest version of every (app, env) without its snapshot (cheap at any size);
         with ``apps`` only theirs (and, ``with_rollbacks``, any pair a rollback holds)."""
-        with self._errors():
-            return versions_sql.latest_heads(self._session(), apps, with_rollbacks=with_rollbacks)
+        key = (None if apps is None else frozenset(apps), with_rollbacks and apps is not None)
+        if key not in self._heads:
+            self._write_pending()
+            with self._errors():
+                self._heads[key] = versions_sql.latest_heads(
+                    self._session(), apps, with_rollbacks=with_rollbacks
+                )
+            self._note_heads(self._heads[key], apps)
+        return dict(self._heads[key])
 
     def get_version(self, app: str, env: str, number: int | None = None) -> VersionRecord | None:
         """Version ``number`` of (app, env), or the newest when ``number`` is None."""
+        self._write_pending()
         with self._errors():
             return versions_sql.get_version(self._session(), app, env, number)
 
     def get_versions(
         self, wanted: Iterable[tuple[str, str, int]]
     ) -> dict[tuple[str, str], VersionRecord]:
-        """Version ``number`` of each ``(app, env, number)``, keyed by (app, env), in one query."""
+        """Version ``number`` of each ``(app, env, number)``, keyed by (app, env), in one query
+        (none when :meth:`read_ahead` read them all)."""
+        wanted = list(wanted)
+        if all(w in self._versions for w in wanted):
+            return {(app, env): self._versions[(app, env, n)] for app, env, n in wanted}
+        self._write_pending()
         with self._errors():
             return versions_sql.get_versions(self._session(), wanted)
 
     def commit_status(self, sha: str) -> str | None:
         """``applied``/``rejected``/``superseded``/``quarantined``, or None if never recorded."""
-        with self._errors():
-            return commits_sql.commit_status(self._session(), sha)
+        queued = self._commits.get(sha)
+        if queued is not None:
+            return str(queued["status"])
+        if sha not in self._statuses:
+            with self._errors():
+                self._statuses[sha] = commits_sql.commit_status(self._session(), sha)
+        return self._statuses[sha]
 
     def get_pins(self) -> list[PinRecord]:
-        with self._errors():
-            return pins_sql.pins(self._session())
+        if self._pins is None:
+            with self._errors():
+                self._pins = pins_sql.pins(self._session())
+        return list(self._pins)
 
     def get_sync_state(self, name: str) -> Any:
         """The JSON value stored under ``name``, or None (as set in this unit of work)."""
@@ -195,13 +294,18 @@ class UnitOfWork:
 
     def get_quarantine(self, app: str, env: str) -> dict[str, Any] | None:
         """The quarantine of (app, env): ``{"commit", "checksum", "version"}``, or None."""
+        if self._quarantines is not None:
+            found = self._quarantines.get((app, env))
+            return dict(found) if found is not None else None
         with self._errors():
             return pins_sql.get_quarantine(self._session(), app, env)
 
     def quarantines(self) -> dict[tuple[str, str], dict[str, Any]]:
         """Every quarantine, by (app, env), in one query."""
-        with self._errors():
-            return pins_sql.quarantines(self._session())
+        if self._quarantines is None:
+            with self._errors():
+                self._quarantines = pins_sql.quarantines(self._session())
+        return {pair: dict(q) for pair, q in self._quarantines.items()}
 
     def rollout_states(
         self, app: str | None = None, env: str | None = None
@@ -218,15 +322,19 @@ class UnitOfWork:
         self,
     ) -> dict[tuple[str, str], tuple[int, str | None, tuple[dict[str, Any], ...]]]:
         """(number, commit, rollouts) of every pair whose version in service has rollouts."""
+        self._write_pending()
         with self._errors():
             return rollouts_sql.rollout_heads(self._session())
 
     # -- writes -------------------------------------------------------------------------
 
     def record_commit(self, info: CommitInfo, status: str, reason: str | None) -> None:
-        """Insert or update the commit row (a rejected commit may be recorded again later)."""
-        with self._errors():
-            commits_sql.record_commit(self._session(), info, status, reason, clock=self._clock)
+        """Insert or update the commit row (a rejected commit may be recorded again later);
+        written, with the others, when the unit of work ends."""
+        self._session()
+        self._commits[info.sha] = commits_sql.commit_row(
+            info, status, reason, recorded_at=self._clock()
+        )
 
     def add_version(
         self,
@@ -261,10 +369,61 @@ class UnitOfWork:
         return self.add_versions([new])[0]
 
     def add_versions(self, versions: Sequence[NewVersion]) -> list[int]:
-        """Write ``versions`` (each the next of its pair) with their key changes, in three
-        statements whatever their number; return their numbers, in order."""
+        """Number ``versions`` (each the next of its pair: ``max + 1`` under the writer lock,
+        so dense from 1) and queue them with their key changes; return their numbers, in
+        order. They are written with the other queued rows, or before any read of versions.
+
+        The numbers come from the heads this unit of work has read; a pair it has not read
+        costs one query for all such pairs.
+        """
+        versions_sql.check_versions(versions)
+        self._session()
+        unknown = {(v.app, v.env) for v in versions} - self._numbers.keys()
+        unknown = {pair for pair in unknown if not self._known(pair[0])}
+        if unknown:
+            with self._errors():
+                found = versions_sql.current_numbers(self._session(), unknown)
+            self._numbers.update({pair: found.get(pair, 0) for pair in unknown})
+        now = self._clock()
+        numbers: list[int] = []
+        for v in versions:
+            number = self._numbers.get((v.app, v.env), 0) + 1
+            self._numbers[(v.app, v.env)] = number
+            numbers.append(number)
+            self._pending.append((v, number, now))
+        if versions:
+            self._heads.clear()
+        return numbers
+
+    def _known(self, app: str) -> bool:
+        """Whether every head of ``app`` is in ``_numbers`` (a pair not there has none)."""
+        return self._all_numbers or app in self._numbered_apps
+
+    def _note_heads(
+        self,
+        heads: Mapping[tuple[str, str], VersionHead | VersionRecord],
+        apps: Collection[str] | None,
+    ) -> None:
+        """Remember the newest number of each pair read (and that ``apps``, or every app
+        when None, have no other pair), so versions are numbered without another query."""
+        for pair, head in heads.items():
+            self._numbers[pair] = head.number
+        if apps is None:
+            self._all_numbers = True
+        else:
+            self._numbered_apps.update(apps)
+
+    def _write_pending(self) -> None:
+        """Write the queued versions now (before a read that may see them)."""
+        if not self._pending:
+            return
         with self._errors():
-            return versions_sql.add_versions(self._session(), versions, clock=self._clock)
+            s = self._session()
+            if self._postgres and _changes(self._pending) < versions_sql.COPY_FROM_ROWS:
+                pg_batch.flush(s, versions=self._pending, now=self._clock())
+            else:
+                versions_sql.write_versions(s, self._pending)
+        self._pending.clear()
 
     def add_audit(
         self,
@@ -318,6 +477,7 @@ class UnitOfWork:
         quarantined_commit: str | None = None,
     ) -> None:
         """Hold (app, env) at ``version`` until :meth:`clear_pin` (replaces an existing pin)."""
+        self._pins = None
         with self._errors():
             pins_sql.set_pin(
                 self._session(),
@@ -332,6 +492,7 @@ class UnitOfWork:
 
     def clear_pin(self, app: str, env: str) -> bool:
         """Remove the pin of (app, env); False if there was none."""
+        self._pins = None
         with self._errors():
             return pins_sql.clear_pin(self._session(), app, env)
 
@@ -340,6 +501,7 @@ class UnitOfWork:
     ) -> None:
         """Keep the values of ``checksum`` (version ``version``, made by ``commit``) out of
         service for (app, env) until a newer commit changes the pair (replaces one)."""
+        self._quarantines = None
         with self._errors():
             pins_sql.quarantine(
                 self._session(),
@@ -353,6 +515,7 @@ class UnitOfWork:
 
     def lift_quarantine(self, app: str, env: str) -> bool:
         """End the quarantine of (app, env); False if there was none."""
+        self._quarantines = None
         with self._errors():
             return pins_sql.lift_quarantine(self._session(), app, env)
 
@@ -370,6 +533,10 @@ class UnitOfWork:
         self._session()
         self._sync[name] = value
         self._sync_dirty.add(name)
+
+
+def _changes(pending: Sequence[tuple[NewVersion, int, datetime]]) -> int:
+    return sum(len(v.changes) for v, _, _ in pending)
 
 
 # --------------------------------------------------------------------------- the store
@@ -497,19 +664,28 @@ class SqlStore:
         cfg.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
         return cfg
 
-    def _lock(self, s: Session | Any) -> None:
+    def _lock(self, s: Session | Any, fence: tuple[str, int] | None = None) -> None:
         """Take the writer lock for the rest of the transaction (PostgreSQL; SQLite already
-        holds it since ``BEGIN IMMEDIATE``), waiting at most ``lock_timeout`` seconds."""
+        holds it since ``BEGIN IMMEDIATE``), waiting at most ``lock_timeout`` seconds; with
+        ``fence`` check the leader epoch (in the same round trip on PostgreSQL)."""
         if self.is_postgres:
             # One round trip: the FROM clause sets the transaction's lock_timeout before the
             # lock is waited for.
+            timeout_ms = int(self.lock_timeout * 1000)
+            if isinstance(s, Session):
+                epoch = pg_batch.lock(s, WRITER_LOCK_KEY, timeout_ms, fence[0] if fence else None)
+                if fence is not None:
+                    leases_sql.require_epoch(*fence, epoch)
+                return
             s.execute(
                 text(
                     "SELECT pg_advisory_xact_lock(:k) "
                     "FROM (SELECT set_config('lock_timeout', :t, true)) AS timeout"
                 ),
-                {"k": WRITER_LOCK_KEY, "t": f"{max(1, int(self.lock_timeout * 1000))}ms"},
+                {"k": WRITER_LOCK_KEY, "t": f"{max(1, timeout_ms)}ms"},
             )
+        if fence is not None:
+            leases_sql.check_fence(s, *fence, postgres=self.is_postgres)
 
     def upgrade(self) -> None:
         """Migrate the schema to the newest revision (idempotent; concurrent calls queue)."""
@@ -601,8 +777,15 @@ class SqlStore:
     # -- transactions -------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def _transaction(self, *, write: bool, lock: bool) -> Iterator[Session]:
-        """A session in one transaction: committed on normal exit, rolled back otherwise."""
+    def _transaction(
+        self, *, write: bool, lock: bool, fence: tuple[str, int] | None = None
+    ) -> Iterator[Session]:
+        """A session in one transaction: committed on normal exit, rolled back otherwise.
+
+        A read ends with a commit too: it has nothing to undo, and on PostgreSQL a
+        ``ROLLBACK`` makes psycopg forget its prepared statements (a statement run five
+        times on a connection is prepared: parsed and planned once, not at every call).
+        """
         self._require_schema()
         with self._errors():
             session = Session(self.engine, expire_on_commit=False, autoflush=False)
@@ -612,13 +795,10 @@ class SqlStore:
                     execution_options={SQLITE_BEGIN: "IMMEDIATE" if write else "DEFERRED"}
                 )
                 if lock:
-                    self._lock(session)
+                    self._lock(session, fence)
             yield session
             with self._errors():
-                if write:
-                    session.commit()
-                else:
-                    session.rollback()
+                session.commit()
         except BaseException:
             with contextlib.suppress(sa_exc.SQLAlchemyError, sqlite3.Error):
                 session.rollback()
@@ -634,11 +814,10 @@ class SqlStore:
         With ``fence=(name, epoch)`` the leader epoch ``name`` must still be ``epoch``
         inside the transaction, else :class:`FencingError` is raised and nothing is written.
         """
-        with self._transaction(write=True, lock=True) as session:
-            if fence is not None:
-                with self._errors():
-                    leases_sql.check_fence(session, *fence, postgres=self.is_postgres)
-            uow = UnitOfWork(session, clock=self._clock, errors=self._errors)
+        with self._transaction(write=True, lock=True, fence=fence) as session:
+            uow = UnitOfWork(
+                session, clock=self._clock, errors=self._errors, postgres=self.is_postgres
+            )
             try:
                 yield uow
                 uow._flush()

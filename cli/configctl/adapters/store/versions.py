@@ -11,13 +11,14 @@ large batch). Drivers may split an ``executemany`` into pages of rows (SQLAlchem
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Sequence
+from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import Table, func, insert, select
 from sqlalchemy.orm import Session
 
 from configctl.adapters.store import models as m
-from configctl.adapters.store._sql import Clock, check_member, dump_json, members, subject
+from configctl.adapters.store._sql import check_member, dump_json, members, subject
 from configctl.core.records import (
     ChangeKind,
     HistoryEntry,
@@ -153,7 +154,8 @@ def _version_ids(
     return out
 
 
-def _current_numbers(s: Session, pairs: Collection[tuple[str, str]]) -> dict[tuple[str, str], int]:
+def current_numbers(s: Session, pairs: Collection[tuple[str, str]]) -> dict[tuple[str, str], int]:
+    """The newest version number of each of ``pairs`` that has one."""
     apps = sorted({app for app, _ in pairs})
     out: dict[tuple[str, str], int] = {}
     for i in range(0, len(apps), _IN_CHUNK):
@@ -166,46 +168,46 @@ def _current_numbers(s: Session, pairs: Collection[tuple[str, str]]) -> dict[tup
     return out
 
 
-def add_versions(s: Session, versions: Sequence[NewVersion], *, clock: Clock) -> list[int]:
-    """Write ``versions`` with their key changes; return their numbers, in order.
-
-    Each number is ``max + 1`` of its pair read inside the caller's locked transaction
-    (a pair given twice gets two consecutive numbers): dense, from 1.
-    """
+def check_versions(versions: Sequence[NewVersion]) -> None:
+    """Refuse a version whose reason, or a key change whose kind, is not of its closed set."""
     kinds = members(ChangeKind)
     for v in versions:
         check_member(VersionReason, v.reason, "version reason")
         for change in v.changes:
             if change.change not in kinds:
                 check_member(ChangeKind, change.change, f"change of key {change.key!r}")
-    if not versions:
-        return []
-    current = _current_numbers(s, {(v.app, v.env) for v in versions})
-    now = clock()
-    numbers: list[int] = []
-    rows: list[dict[str, Any]] = []
-    for v in versions:
-        number = current.get((v.app, v.env), 0) + 1
-        current[(v.app, v.env)] = number
-        numbers.append(number)
-        rows.append(
-            {
-                "app": v.app,
-                "env": v.env,
-                "number": number,
-                "values": dict(v.values),
-                "checksum": v.checksum,
-                "commit_sha": v.commit_sha,
-                "reason": str(v.reason),
-                "rolled_back_to": v.rolled_back_to,
-                "actor": v.actor,
-                "created_at": now,
-                "rollouts": [dict(r) for r in v.rollouts] or None,
-            }
-        )
+
+
+def version_row(v: NewVersion, number: int, now: datetime) -> dict[str, Any]:
+    """The row of version ``number`` of ``v``'s pair, made at ``now``."""
+    return {
+        "app": v.app,
+        "env": v.env,
+        "number": number,
+        "values": dict(v.values),
+        "checksum": v.checksum,
+        "commit_sha": v.commit_sha,
+        "reason": str(v.reason),
+        "rolled_back_to": v.rolled_back_to,
+        "actor": v.actor,
+        "created_at": now,
+        "rollouts": [dict(r) for r in v.rollouts] or None,
+    }
+
+
+def write_versions(s: Session, pending: Sequence[tuple[NewVersion, int, datetime]]) -> None:
+    """Write each ``(version, number, made at)`` as that number of its pair (numbered by
+    the caller under the writer lock; the ``(app, env, number)`` constraint is the
+    backstop), with its key changes: a few statements whatever their number (``COPY`` for
+    many key changes on PostgreSQL)."""
+    if not pending:
+        return
+    versions = [v for v, _, _ in pending]
+    numbers = [n for _, n, _ in pending]
+    rows = [version_row(v, n, at) for v, n, at in pending]
+    dialect = s.get_bind().dialect.name
     # Core inserts (one executemany each); the new ids come back with RETURNING on
     # PostgreSQL, and from one query on SQLite, where an executemany cannot return rows.
-    dialect = s.get_bind().dialect.name
     wanted = [(v.app, v.env, n) for v, n in zip(versions, numbers, strict=True)]
     if dialect == "postgresql":  # one round trip: RETURNING, batched ("insertmanyvalues")
         t = _VERSIONS.c
@@ -244,7 +246,6 @@ def add_versions(s: Session, versions: Sequence[NewVersion], *, clock: Clock) ->
                 for vid, key, kind, old, new in changes
             ],
         )
-    return numbers
 
 
 def _copy_key_changes(s: Session, changes: Sequence[tuple[int, str, str, Any, Any]]) -> None:

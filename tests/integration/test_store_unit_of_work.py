@@ -1,0 +1,266 @@
+"""A unit of work costs a handful of round trips, and its reads and queued writes agree.
+
+Each test that takes ``store`` runs on a fresh SQLite file and a fresh PostgreSQL database.
+
+- On PostgreSQL, the apply of a one-app commit is three statements between ``BEGIN`` and
+  ``COMMIT``: the writer lock with the fence, the read-ahead, and one write of everything
+  (it was sixteen);
+- ``read_ahead`` answers exactly what the individual reads answer (heads of the apps in
+  scope and of every pair a rollback holds, snapshots, statuses, cursors, rollout states,
+  pins, quarantines), and writes of the same unit of work are seen by the reads after them;
+- versions are numbered from the heads read, or from one query for pairs not read;
+- a read transaction ends with ``COMMIT`` (a ``ROLLBACK`` makes psycopg drop its prepared
+  statements), and a pooled connection is pinged only after being idle.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from sqlalchemy import event
+from tests.fakes import commit_info
+from tests.servers import libpq_url
+
+from configctl.adapters import schemas
+from configctl.adapters.filesystem import read_tree
+from configctl.adapters.store import SqlStore
+from configctl.adapters.store import engine as engine_mod
+from configctl.core.records import CommitStatus, KeyChange, NewVersion
+from configctl.services.apply import Baseline, apply_snapshot
+from configctl.services.resolution import Evaluator
+
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def store(store_url: str) -> Iterator[SqlStore]:
+    s = SqlStore(store_url)
+    s.upgrade()
+    try:
+        yield s
+    finally:
+        s.close()
+
+
+def _new(app: str, env: str, n: int, *, reason: str = "commit") -> NewVersion:
+    return NewVersion(
+        app=app,
+        env=env,
+        values={"n": n},
+        checksum=f"c{n}",
+        commit_sha="c" * 40,
+        reason=reason,
+        actor="t",
+        changes=[KeyChange(key="n", change="added", new=n)],
+    )
+
+
+def _tree(root: Path, apps: int, generation: int, changed: int | None = None) -> Path:
+    """``apps`` apps in dev and prod; ``changed`` (or every app) depends on ``generation``."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "configctl.yaml").write_text("version: 1\nenvironments: [dev, prod]\n")
+    (root / "global.yaml").write_text("log:\n  level: info\n")
+    for i in range(apps):
+        gen = generation if changed is None or changed == i else 1
+        app = root / "apps" / f"app-{i:03d}"
+        (app / "envs").mkdir(parents=True, exist_ok=True)
+        (app / "app.yaml").write_text(f"description: app {i}\nowners: [team]\n")
+        (app / "values.yaml").write_text(f"svc:\n  port: {8000 + i}\n  replicas: {gen}\n")
+        (app / "envs" / "prod.yaml").write_text(f"svc:\n  zone: prod-{gen}\n")
+    return root
+
+
+def test_a_one_app_commit_is_three_statements_on_postgresql(pg_db_url: str, tmp_path: Path) -> None:
+    store = SqlStore(pg_db_url)
+    store.upgrade()
+    try:
+        epoch = store.acquire_epoch("reconciler", "me")
+        evaluator = Evaluator(file_schemas=schemas.file_schemas())
+        first = read_tree(_tree(tmp_path / "t", 5, 1))
+        result = apply_snapshot(
+            store=store, files=first, commit=commit_info("a" * 40, at=T0), evaluator=evaluator,
+            actor="t", host="h", now=lambda: T0, fence=("reconciler", epoch),
+        )  # fmt: skip
+        assert result.new_versions == 10
+        statements: list[str] = []
+
+        def count(*args: Any) -> None:
+            statements.append(" ".join(str(args[2]).split())[:60])
+
+        second = read_tree(_tree(tmp_path / "t", 5, 2, changed=3))
+        event.listen(store.engine, "before_cursor_execute", count)
+        try:
+            result = apply_snapshot(
+                store=store, files=second, commit=commit_info("b" * 40, parents=("a" * 40,), at=T0),
+                evaluator=evaluator, actor="t", host="h", now=lambda: T0, fence=("reconciler", epoch),
+                baseline=Baseline(commit="a" * 40, files=first), cursor="reconciler_cursor",
+            )  # fmt: skip
+        finally:
+            event.remove(store.engine, "before_cursor_execute", count)
+        assert [(p.app, p.env, p.version) for p in result.written] == [
+            ("app-003", "dev", 2),
+            ("app-003", "prod", 2),
+        ]
+        assert len(statements) == 3, statements
+        assert store.sync_state("reconciler_cursor") == "b" * 40
+        assert store.get_commit("b" * 40) is not None
+        assert [e.number for e in store.list_versions("app-003", "prod")] == [2, 1]
+        assert store.outbox_backlog() == 12
+    finally:
+        store.close()
+
+
+def test_read_ahead_answers_what_the_reads_answer(store: SqlStore) -> None:
+    with store.unit_of_work() as uow:
+        for app in ("a", "b", "c"):
+            for env in ("dev", "prod"):
+                uow.add_versions([_new(app, env, 1), _new(app, env, 2)])
+        uow.add_versions([_new("c", "prod", 3, reason="rollback")])
+        uow.record_commit(commit_info("a" * 40, at=T0), CommitStatus.APPLIED, None)
+        uow.set_sync_state("last_applied_commit", "a" * 40)
+        uow.set_pin(app="c", env="prod", version=3, reason="incident", actor="t")
+        uow.quarantine("b", "dev", "b" * 40, "c2", 2)
+        uow.set_rollout_state("a", "prod", "svc.port", {"status": "paused", "actor": "t"})
+
+    def reads(ahead: bool) -> tuple[object, ...]:
+        with store.unit_of_work() as uow:
+            if ahead:
+                uow.read_ahead(
+                    commits=["a" * 40, "f" * 40],
+                    cursors=["last_applied_commit", "nope"],
+                    apps=["a"],
+                )
+            return (
+                uow.commit_status("a" * 40),
+                uow.commit_status("f" * 40),
+                uow.get_sync_state("last_applied_commit"),
+                uow.get_sync_state("nope"),
+                uow.latest_heads(["a"], with_rollbacks=True),
+                uow.get_versions([("a", "dev", 2), ("a", "prod", 2)]),
+                uow.rollout_states(),
+                [
+                    (p.app, p.env, p.version, p.reason, p.actor, p.created_at, p.quarantined_commit)
+                    for p in uow.get_pins()
+                ],
+                uow.quarantines(),
+                uow.get_quarantine("b", "dev"),
+            )
+
+    plain, ahead = reads(False), reads(True)
+    assert ahead == plain
+    heads = plain[4]
+    assert isinstance(heads, dict)
+    assert sorted(heads) == [
+        ("a", "dev"),
+        ("a", "prod"),
+        ("c", "prod"),
+    ]  # c/prod: a rollback holds it
+    assert heads[("c", "prod")].number == 3
+
+
+def test_writes_of_a_unit_of_work_are_seen_by_its_reads(store: SqlStore) -> None:
+    with store.unit_of_work() as uow:
+        uow.add_versions([_new("a", "prod", 1)])
+    with store.unit_of_work() as uow:
+        uow.read_ahead(commits=["a" * 40], cursors=[], apps=["a"])
+        assert uow.commit_status("a" * 40) is None
+        assert uow.get_pins() == []
+        assert uow.quarantines() == {}
+        # numbered from the heads read ahead (a), and from one query for a pair not read (b)
+        assert uow.add_versions(
+            [_new("a", "prod", 2), _new("b", "prod", 1), _new("a", "prod", 3)]
+        ) == [2, 1, 3]
+        assert uow.latest_heads(["a"])[("a", "prod")].number == 3
+        assert uow.get_version("b", "prod") is not None
+        assert uow.add_versions([_new("a", "dev", 1)]) == [1]
+        uow.record_commit(commit_info("a" * 40, at=T0), CommitStatus.SUPERSEDED, "x")
+        assert uow.commit_status("a" * 40) == CommitStatus.SUPERSEDED
+        uow.record_commit(commit_info("a" * 40, at=T0), CommitStatus.APPLIED, None)
+        assert uow.commit_status("a" * 40) == CommitStatus.APPLIED
+        uow.set_pin(app="a", env="prod", version=2, reason="r", actor="t")
+        assert [(p.app, p.version) for p in uow.get_pins()] == [("a", 2)]
+        uow.quarantine("a", "prod", None, "c3", 3)
+        assert uow.quarantines() == {
+            ("a", "prod"): {"commit": None, "checksum": "c3", "version": 3}
+        }
+        uow.clear_pin("a", "prod")
+        uow.lift_quarantine("a", "prod")
+        assert uow.get_pins() == []
+        assert uow.quarantines() == {}
+    assert [e.number for e in store.list_versions("a", "prod")] == [3, 2, 1]
+    assert [e.number for e in store.list_versions("a", "dev")] == [1]
+    record = store.get_commit("a" * 40)
+    assert record is not None
+    assert record.status == CommitStatus.APPLIED
+    assert store.list_versions("a", "prod")[0].changes[0] == KeyChange(
+        key="n", change="added", new=3
+    )
+
+
+def test_a_unit_of_work_that_fails_writes_none_of_its_queued_rows(store: SqlStore) -> None:
+    def fail_after_queueing() -> None:
+        with store.unit_of_work() as uow:
+            uow.add_versions([_new("a", "prod", 1)])
+            uow.record_commit(commit_info("a" * 40, at=T0), CommitStatus.APPLIED, None)
+            uow.set_sync_state("last_applied_commit", "a" * 40)
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        fail_after_queueing()
+    assert store.latest_heads() == {}
+    assert store.get_commit("a" * 40) is None
+    assert store.sync_state("last_applied_commit") is None
+
+
+def test_a_read_ends_with_commit_so_prepared_statements_survive(pg_db_url: str) -> None:
+    store = SqlStore(pg_db_url)
+    store.upgrade()
+    try:
+        store.latest_heads()  # the schema check is behind us
+        ends: list[str] = []
+        event.listen(store.engine, "commit", lambda _conn: ends.append("commit"))
+        event.listen(store.engine, "rollback", lambda _conn: ends.append("rollback"))
+        for _ in range(6):
+            store.commits()
+        assert ends == ["commit"] * 6
+        # psycopg prepares a statement run five times on a connection, and keeps it
+        with store.engine.connect() as conn:
+            prepared = conn.exec_driver_sql("SELECT count(*) FROM pg_prepared_statements").scalar()
+        assert prepared is not None
+        assert prepared >= 1
+    finally:
+        store.close()
+
+
+def test_a_pooled_connection_is_pinged_only_after_being_idle(
+    pg_db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = SqlStore(pg_db_url)
+    store.upgrade()
+    try:
+        pings: list[object] = []
+        dialect = store.engine.dialect
+        real = dialect.do_ping
+
+        def ping(dbapi_connection: object) -> bool:
+            pings.append(dbapi_connection)
+            return real(dbapi_connection)
+
+        monkeypatch.setattr(dialect, "do_ping", ping)
+        store.latest_heads()
+        store.latest_heads()
+        assert pings == []  # used a moment ago: no round trip spent on a ping
+        with store.engine.connect() as conn:
+            pid = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+        monkeypatch.setattr(engine_mod, "PING_AFTER_IDLE_S", 0.0)  # idle long enough now
+        with psycopg.connect(libpq_url(pg_db_url), autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        assert store.latest_heads() == {}  # the dead connection was replaced, not used
+        assert len(pings) == 1
+    finally:
+        store.close()
