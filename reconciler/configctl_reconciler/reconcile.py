@@ -270,6 +270,8 @@ class CommitRun:
     files: dict[str, FileEntry] = field(default_factory=dict)
     notifications: list[tuple[str, str]] = field(default_factory=list)
     """(app, env) of each new version, for the cache and the relay."""
+    versions: tuple[VersionRecord, ...] = ()
+    """The new versions themselves: the cache is warmed without reading them back."""
 
 
 def verify_signature(p: Pass, c: CommitRun) -> Outcome:
@@ -336,12 +338,13 @@ def apply_files(p: Pass, c: CommitRun) -> Outcome:
         return Outcome.STALL
     _count_applied(deps, result, commit.sha, c.files, outcome.new_versions)
     c.notifications = [(m["app"], m["env"]) for m in outcome.notifications]
+    c.versions = outcome.versions
     return Outcome.DONE
 
 
 def warm_cache(p: Pass, c: CommitRun) -> Outcome:
     """Redis first, then the broker: a subscriber told of version N finds N in Redis."""
-    warm(p.deps, c.notifications, p.result)
+    warm(p.deps, c.notifications, p.result, written=c.versions)
     return Outcome.DONE
 
 
@@ -383,17 +386,25 @@ def run_commit(p: Pass, commit: CommitInfo) -> Outcome:
     return run_steps(p, [functools.partial(step, p, c) for step in COMMIT_STEPS])
 
 
-def warm(deps: Deps, pairs: list[tuple[str, str]], result: PassResult) -> None:
-    """Write each changed (app, env) snapshot to the cache (one atomic SET each).
+def warm(
+    deps: Deps,
+    pairs: list[tuple[str, str]],
+    result: PassResult,
+    *,
+    written: Sequence[VersionRecord] = (),
+) -> None:
+    """Write each changed (app, env) snapshot to the cache (one atomic SET each): the
+    version just ``written`` for its pair, else the store's newest.
 
     After a cache failure in this pass nothing more is tried: the loop repairs the cache
     from the store as soon as it answers again.
     """
     if deps.cache is None or not pairs or result.cache_errors:
         return
+    known = {(v.app, v.env): v for v in written}
     try:
         for app, env in pairs:
-            record = deps.store.get_version(app, env, None)
+            record = known.get((app, env)) or deps.store.get_version(app, env, None)
             if record is not None:
                 deps.cache.put(to_cached(record, deps.now()))
                 result.warmed[(app, env)] = record.number
@@ -619,7 +630,7 @@ def serve_newest_valid(
             head[:12],
             commit.sha[:12],
         )
-        warm(deps, [(m["app"], m["env"]) for m in outcome.notifications], result)
+        warm(deps, [(m["app"], m["env"]) for m in outcome.notifications], result, written=outcome.versions)
         if outcome.notifications:
             relay(deps, result)
         return

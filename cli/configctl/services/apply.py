@@ -94,6 +94,9 @@ class ApplyResult:
     pairs: tuple[PairOutcome, ...] = ()
     new_versions: int = 0
     notifications: tuple[Notification, ...] = field(default_factory=tuple)
+    versions: tuple[VersionRecord, ...] = ()
+    """The versions written, as the store now serves them (so a cache can be warmed
+    without reading them back)."""
 
     @property
     def written(self) -> tuple[PairOutcome, ...]:
@@ -286,8 +289,24 @@ def apply_snapshot(
                     },
                 )
             )
-        messages: list[Notification] = record_versions(uow, recorded, actor=actor, host=host, now=now())
+        at = now()
+        messages: list[Notification] = record_versions(uow, recorded, actor=actor, host=host, now=at)
         versions = {(m["app"], m["env"]): m["version"] for m in messages}
+        written = tuple(
+            VersionRecord(
+                app=r.new.app,
+                env=r.new.env,
+                number=m["version"],
+                values=r.new.values,
+                checksum=r.new.checksum,
+                commit_sha=r.new.commit_sha,
+                reason=r.new.reason,
+                actor=actor,
+                created_at=at,
+                rollouts=tuple(r.new.rollouts),
+            )
+            for r, m in zip(recorded, messages, strict=True)
+        )
         outcomes = [_outcome(item, None if item.skipped is not None else versions.get(item.pair)) for item in plan.pairs]
         if previous_status != CommitStatus.APPLIED:
             uow.record_commit(commit, CommitStatus.APPLIED, None)
@@ -317,6 +336,7 @@ def apply_snapshot(
         pairs=tuple(outcomes),
         new_versions=len(messages),
         notifications=tuple(messages),
+        versions=written,
     )
 
 

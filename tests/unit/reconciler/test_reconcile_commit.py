@@ -133,3 +133,27 @@ def test_a_version_written_elsewhere_is_in_the_cache_before_it_is_announced() ->
     reconcile.catch_up(deps)
     assert seen == [3]  # the cache held version 3 when its message was published
     assert store.outbox_backlog() == 0
+
+
+def test_the_cache_is_warmed_with_the_versions_just_written_not_read_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    git, store = FakeGit(), FakeStore()
+    store.epochs["lock"] = 1
+    git.commit("a" * 40, TREE)
+    deps, cache, _ = deps_for(git, store)
+    reconcile_once(deps, fence=("lock", 1))
+    git.commit("b" * 40, {**TREE, "apps/billing/envs/prod.yaml": "replicas: 6\n"})
+    reads: list[tuple[str, str]] = []
+    real = store.get_version
+
+    def counted(app: str, env: str, number: int | None = None) -> object:
+        reads.append((app, env))
+        return real(app, env, number)
+
+    monkeypatch.setattr(store, "get_version", counted)
+    reconcile_once(deps, fence=("lock", 1))
+    assert reads == []  # a round trip to the store per pair saved on the way to subscribers
+    warmed = cache.entries[("billing", "prod")]
+    assert (warmed.version, warmed.values["replicas"]) == (2, 6)
+    served = real("billing", "prod")
+    assert served is not None
+    assert (warmed.checksum, warmed.commit, warmed.values) == (served.checksum, served.commit_sha, served.values)
