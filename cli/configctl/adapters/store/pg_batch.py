@@ -50,9 +50,14 @@ def _doc(rows: Sequence[Mapping[str, Any]]) -> str:
 # --------------------------------------------------------------------------- lock
 
 
+# The FROM clause sets, for this transaction only, the lock timeout (before the lock is
+# waited for) and generic plans: the statements of a unit of work are prepared (psycopg
+# prepares a statement's fifth run), and a generic plan is made once, where PostgreSQL's
+# default keeps planning these small, many-table statements at every call.
 _LOCK = (
     "SELECT pg_advisory_xact_lock(%(k)s) AS locked{fence} "
-    "FROM (SELECT set_config('lock_timeout', %(t)s, true)) AS timeout"
+    "FROM (SELECT set_config('lock_timeout', %(t)s, true), "
+    "set_config('plan_cache_mode', 'force_generic_plan', true)) AS settings"
 )
 _FENCE = ", (SELECT epoch FROM leader_lease WHERE name = %(n)s FOR SHARE) AS epoch"
 
@@ -93,19 +98,19 @@ WITH head AS (
   WHERE %(all)s OR v.app = ANY(%(apps)s) OR (%(rollbacks)s AND v.reason <> 'commit')
 )
 SELECT
-  (SELECT coalesce(jsonb_object_agg(sha, status), '{}') FROM commits WHERE sha = ANY(%(shas)s)),
-  (SELECT coalesce(jsonb_object_agg(name, value), '{}') FROM sync_state WHERE name = ANY(%(names)s)),
-  (SELECT coalesce(jsonb_agg(jsonb_build_array(app, env, number, checksum, commit_sha, reason)), '[]')
+  (SELECT coalesce(json_object_agg(sha, status), '{}'::json) FROM commits WHERE sha = ANY(%(shas)s)),
+  (SELECT coalesce(json_object_agg(name, value), '{}'::json) FROM sync_state WHERE name = ANY(%(names)s)),
+  (SELECT coalesce(json_agg(json_build_array(app, env, number, checksum, commit_sha, reason)), '[]'::json)
      FROM head),
-  (SELECT coalesce(jsonb_agg(jsonb_build_array(app, env, number, "values", checksum, commit_sha, reason,
-                                               actor, created_at, rolled_back_to, rollouts)), '[]')
+  (SELECT coalesce(json_agg(json_build_array(app, env, number, "values", checksum, commit_sha, reason,
+                                               actor, created_at, rolled_back_to, rollouts)), '[]'::json)
      FROM head WHERE app = ANY(%(apps)s)),
-  (SELECT coalesce(jsonb_agg(jsonb_build_array(app, env, key, state) ORDER BY app, env, key), '[]')
+  (SELECT coalesce(json_agg(json_build_array(app, env, key, state) ORDER BY app, env, key), '[]'::json)
      FROM rollout_state),
-  (SELECT coalesce(jsonb_agg(jsonb_build_array(app, env, version, reason, actor, created_at, quarantined_commit)
-                             ORDER BY app, env), '[]')
+  (SELECT coalesce(json_agg(json_build_array(app, env, version, reason, actor, created_at, quarantined_commit)
+                             ORDER BY app, env), '[]'::json)
      FROM pins),
-  (SELECT coalesce(jsonb_agg(jsonb_build_array(app, env, commit_sha, checksum, version) ORDER BY app, env), '[]')
+  (SELECT coalesce(json_agg(json_build_array(app, env, commit_sha, checksum, version) ORDER BY app, env), '[]'::json)
      FROM quarantines)
 """
 
