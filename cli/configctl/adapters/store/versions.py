@@ -18,7 +18,8 @@ from sqlalchemy import Table, func, insert, select
 from sqlalchemy.orm import Session
 
 from configctl.adapters.store import models as m
-from configctl.adapters.store._sql import check_member, dump_json, members, subject
+from configctl.adapters.store._sql import check_member, members, subject
+from configctl.adapters.store.engine import json_dumps
 from configctl.core.records import (
     ChangeKind,
     HistoryEntry,
@@ -30,11 +31,10 @@ from configctl.core.records import (
     VersionRecord,
 )
 
-#: Key changes from this many rows up go to PostgreSQL with ``COPY`` (one round trip of
-#: streamed rows) instead of multi-row ``INSERT`` statements.
+#: Key changes from this many rows up go to PostgreSQL with ``COPY`` (streamed rows); fewer
+#: go with the unit of work's one statement (``pg_batch.flush``).
 COPY_FROM_ROWS = 2000
 _VERSIONS = cast("Table", m.Version.__table__)
-_KEY_CHANGES = cast("Table", m.KeyChangeRow.__table__)
 #: Apps per ``IN (...)`` list when reading current numbers (SQLite caps bound parameters).
 _IN_CHUNK = 5000
 
@@ -221,35 +221,32 @@ def write_versions(s: Session, pending: Sequence[tuple[NewVersion, int, datetime
         s.execute(insert(_VERSIONS), rows)
         new_ids = _version_ids(s, wanted)
     ids = [new_ids[key] for key in wanted]
-    changes = [
-        (version_id, c.key, str(c.change), c.old, c.new)
+    count = sum(len(v.changes) for v in versions)
+    if not count:
+        return
+    # Rows straight to the driver (an executemany, or COPY for many rows on PostgreSQL):
+    # SQLAlchemy's per-row parameter and JSON type processing was most of a first apply's
+    # writing time (300,000 rows); the JSON is written by the engines' one encoder.
+    rows_out = (
+        (version_id, c.key, str(c.change), None if c.old is None else json_dumps(c.old),
+         None if c.new is None else json_dumps(c.new))
         for version_id, v in zip(ids, versions, strict=True)
         for c in v.changes
-    ]
-    if len(changes) >= COPY_FROM_ROWS and dialect == "postgresql":
-        _copy_key_changes(s, changes)
-    elif changes and dialect == "sqlite":
-        # One executemany straight to the driver: SQLAlchemy's per-row parameter and JSON
-        # type processing was most of a first apply's writing time (300,000 rows).
+    )  # fmt: skip
+    if dialect == "postgresql":
+        _copy_key_changes(s, rows_out)
+    else:
         s.connection().exec_driver_sql(
             'INSERT INTO key_changes (version_id, "key", change, old_value, new_value) VALUES (?, ?, ?, ?, ?)',
-            [
-                (vid, key, kind, dump_json(old), dump_json(new))
-                for vid, key, kind, old, new in changes
-            ],
-        )
-    elif changes:
-        s.execute(
-            insert(_KEY_CHANGES),
-            [
-                {"version_id": vid, "key": key, "change": kind, "old_value": old, "new_value": new}
-                for vid, key, kind, old, new in changes
-            ],
+            list(rows_out),
         )
 
 
-def _copy_key_changes(s: Session, changes: Sequence[tuple[int, str, str, Any, Any]]) -> None:
-    """``COPY key_changes FROM STDIN`` on the session's psycopg connection (same transaction)."""
+def _copy_key_changes(
+    s: Session, changes: Iterable[tuple[int, str, str, str | None, str | None]]
+) -> None:
+    """``COPY key_changes FROM STDIN`` on the session's psycopg connection (same
+    transaction); the values are JSON text already."""
     import psycopg
 
     dbapi = cast("psycopg.Connection[Any]", s.connection().connection.dbapi_connection)
@@ -260,8 +257,8 @@ def _copy_key_changes(s: Session, changes: Sequence[tuple[int, str, str, Any, An
             "COPY key_changes (version_id, key, change, old_value, new_value) FROM STDIN"
         ) as copy,
     ):
-        for vid, key, kind, old, new in changes:
-            copy.write_row((vid, key, kind, dump_json(old), dump_json(new)))
+        for row in changes:
+            copy.write_row(row)
 
 
 def list_versions(s: Session, app: str, env: str, limit: int | None) -> list[VersionEntry]:
