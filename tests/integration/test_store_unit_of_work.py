@@ -264,3 +264,24 @@ def test_a_pooled_connection_is_pinged_only_after_being_idle(
         assert len(pings) == 1
     finally:
         store.close()
+
+
+def test_a_read_on_postgresql_is_not_wrapped_in_begin_and_commit(pg_db_url: str) -> None:
+    """At READ COMMITTED every statement has its own snapshot anyway: a read is one round
+    trip per statement (autocommit), a unit of work stays one transaction."""
+    store = SqlStore(pg_db_url)
+    store.upgrade()
+    try:
+        with store._read() as s:
+            s.connection().exec_driver_sql("SELECT 1")
+            assert s.connection().connection.driver_connection.info.transaction_status.name == "IDLE"
+        with store.unit_of_work() as uow:
+            uow.commit_status("a" * 40)
+            assert uow._s.connection().connection.driver_connection.info.transaction_status.name == "INTRANS"
+        store.latest_heads()
+        assert store.latest_heads() == {}  # the pooled connection is back in transaction mode
+        with store.unit_of_work() as uow:
+            uow.set_sync_state("x", 1)
+        assert store.sync_state("x") == 1
+    finally:
+        store.close()

@@ -785,15 +785,20 @@ class SqlStore:
         A read ends with a commit too: it has nothing to undo, and on PostgreSQL a
         ``ROLLBACK`` makes psycopg forget its prepared statements (a statement run five
         times on a connection is prepared: parsed and planned once, not at every call).
+
+        On PostgreSQL a read runs in autocommit mode: at READ COMMITTED each statement
+        sees its own snapshot inside a transaction too, so ``BEGIN`` and ``COMMIT`` would
+        only add two round trips. On SQLite a read is one transaction, one snapshot.
         """
         self._require_schema()
         with self._errors():
             session = Session(self.engine, expire_on_commit=False, autoflush=False)
+        options: dict[str, str] = {SQLITE_BEGIN: "IMMEDIATE" if write else "DEFERRED"}
+        if not write and self.is_postgres:
+            options["isolation_level"] = "AUTOCOMMIT"
         try:
             with self._errors():
-                session.connection(
-                    execution_options={SQLITE_BEGIN: "IMMEDIATE" if write else "DEFERRED"}
-                )
+                session.connection(execution_options=options)
                 if lock:
                     self._lock(session, fence)
             yield session
