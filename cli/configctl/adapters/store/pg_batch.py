@@ -5,9 +5,9 @@ statement (building, compiling, typing each parameter and row) costs as much aga
 unit of work of a one-app commit took 16 statements and about 20 times the floor's
 transaction (``bench/propagation.py``). The statements here do what the aggregate modules'
 do, each in one statement whatever the number of rows, with the rows passed as one JSON
-document (``jsonb_to_recordset``) and run through ``Connection.exec_driver_sql`` (no
-compilation; a driver error still leaves as SQLAlchemy's, which the store turns into
-``StoreError``):
+document (``jsonb_to_recordset``) and run on the session's psycopg connection itself, in
+its transaction (no compilation, no result wrapping; a driver error leaves as
+SQLAlchemy's, which the store turns into ``StoreError``):
 
 - :func:`lock` takes the writer lock, bounded by the lock timeout, and reads the fencing
   epoch (``FOR SHARE``) in the same statement;
@@ -27,8 +27,9 @@ import json
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session
 
 from configctl.adapters.store.versions import version_row
@@ -45,6 +46,19 @@ def _iso(value: object) -> str:
 
 def _doc(rows: Sequence[Mapping[str, Any]]) -> str:
     return _JSON.encode(list(rows))
+
+
+def _run(s: Session, sql: str, params: Mapping[str, Any]) -> tuple[Any, ...] | None:
+    """Run ``sql`` on the session's psycopg connection; its first row (None if none)."""
+    import psycopg
+
+    raw = cast("psycopg.Connection[tuple[Any, ...]]", s.connection().connection.driver_connection)
+    try:
+        with raw.cursor() as cur:
+            cur.execute(sql.encode(), params)
+            return cur.fetchone() if cur.description is not None else None
+    except psycopg.Error as exc:
+        raise sa_exc.DBAPIError.instance(sql, params, exc, psycopg.Error) from exc
 
 
 # --------------------------------------------------------------------------- lock
@@ -70,7 +84,9 @@ def lock(s: Session, key: int, timeout_ms: int, fence: str | None) -> int | None
     params: dict[str, Any] = {"k": key, "t": f"{max(1, timeout_ms)}ms"}
     if fence is not None:
         params["n"] = fence
-    row = s.connection().exec_driver_sql(_LOCK.format(fence=_FENCE if fence else ""), params).one()
+    row = _run(s, _LOCK.format(fence=_FENCE if fence else ""), params)
+    if row is None:  # pragma: no cover - a SELECT always returns its one row
+        raise sa_exc.InterfaceError(_LOCK, params, RuntimeError("no row"))
     return int(row[1]) if fence is not None and row[1] is not None else None
 
 
@@ -123,20 +139,16 @@ def read_ahead(
     the apps' heads (none when None), every rollout state, pin and quarantine, as the
     aggregate modules' reads give them."""
     every = apps is None
-    row = (
-        s.connection()
-        .exec_driver_sql(
-            _READ_AHEAD,
-            {
-                "shas": list(commits),
-                "names": list(cursors),
-                "all": every,
-                "rollbacks": not every,
-                "apps": sorted(apps or ()),
-            },
-        )
-        .one()
-    )
+    params = {
+        "shas": list(commits),
+        "names": list(cursors),
+        "all": every,
+        "rollbacks": not every,
+        "apps": sorted(apps or ()),
+    }
+    row = _run(s, _READ_AHEAD, params)
+    if row is None:  # pragma: no cover - a SELECT always returns its one row
+        raise sa_exc.InterfaceError(_READ_AHEAD, params, RuntimeError("no row"))
     statuses_raw, cursors_raw, heads_raw, versions_raw, states_raw, pins_raw, quarantines_raw = row
     states: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
     for app, env, key, state in states_raw:
@@ -265,7 +277,8 @@ def flush(
     cursors = cursors or {}
     if not (versions or commits or audit or outbox or cursors):
         return
-    s.connection().exec_driver_sql(
+    _run(
+        s,
         _FLUSH,
         {
             "versions": _doc(
