@@ -16,7 +16,7 @@ import shutil
 import time
 from pathlib import Path
 
-from configctl.adapters.git import runner
+from configctl.adapters.git import objects, runner
 from configctl.adapters.git.revisions import OBJECT_ID, rev_parse
 from configctl.adapters.git.runner import LOCAL_TIMEOUT, NETWORK_TIMEOUT
 from configctl.errors import UsageError
@@ -162,10 +162,8 @@ def _read_loose_ref(repo: str | os.PathLike[str], ref: str) -> str | None:
     moves a ref writes it loose, so reading the file saves a ``rev-parse`` process per
     poll -- on the path every webhook takes.
     """
-    root = Path(repo)
-    gitdir = root / ".git" if (root / ".git").is_dir() else root
     try:
-        text = (gitdir / ref).read_text(encoding="ascii").strip()
+        text = (objects.git_dir(repo) / ref).read_text(encoding="ascii").strip()
     except (OSError, UnicodeDecodeError):
         return None
     return text if OBJECT_ID.fullmatch(text) else None

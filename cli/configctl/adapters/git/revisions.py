@@ -14,7 +14,7 @@ import re
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
-from configctl.adapters.git import runner
+from configctl.adapters.git import objects, runner
 from configctl.adapters.git.runner import LOCAL_TIMEOUT
 from configctl.core.records import CommitInfo
 from configctl.errors import GitError, RevisionNotFound
@@ -44,8 +44,7 @@ comes last because only it may hold newlines."""
 OBJECT_ID = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 """A full object id (SHA-1 or SHA-256)."""
 
-Change = tuple[str, str, str, str]
-"""One line of a raw diff: (path, new mode, new blob id, status letter)."""
+Change = objects.Change
 
 
 def check_rev(rev: str) -> str:
@@ -165,6 +164,12 @@ def log_range(
     single-parent commit's raw diff, ``on_changes(sha, parent, changes)`` (the tree reader
     then needs no diff of its own); merges are left out -- older gits print no diff for them.
     """
+    if base is not None and (one := objects.loose_log(repo, _full_id(base), _full_id(head))) is not None:
+        # The webhook's usual case, one new commit fetched loose: no git process.
+        info, changes = one
+        if on_changes is not None:
+            on_changes(info.sha, base, changes)
+        return [info]
     spec = (
         ["-1", _full_id(head)]
         if base is None

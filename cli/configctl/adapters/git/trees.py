@@ -23,13 +23,11 @@ compares both commit by commit.
 
 from __future__ import annotations
 
-import hashlib
-import zlib
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING
 
+from configctl.adapters.git.objects import read_loose
 from configctl.adapters.git.revisions import Change, parse_raw
 from configctl.core.model import FileEntry
 from configctl.errors import GitError
@@ -251,14 +249,4 @@ class TreeReader:
         ``cat-file`` process on the webhook's path. The object id is checked against the
         content, as git itself would, so a damaged file is never taken for the blob.
         """
-        if len(blob) != 40:  # SHA-256 repositories: let git read them
-            return None
-        path: Path = self._objects / blob[:2] / blob[2:]
-        try:
-            raw = zlib.decompress(path.read_bytes())
-        except (OSError, zlib.error):
-            return None  # absent (packed) or unreadable: git will say what is wrong
-        header, sep, body = raw.partition(b"\0")
-        if not sep or header != b"blob %d" % len(body) or hashlib.sha1(raw).hexdigest() != blob:  # noqa: S324 - git's object id, not security
-            return None
-        return body
+        return read_loose(self._objects, blob, b"blob")
