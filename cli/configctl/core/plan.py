@@ -159,6 +159,21 @@ def _changes(
     return tuple(out), counts
 
 
+def _first_changes(
+    values: JsonObject, secrets: Collection[str]
+) -> tuple[tuple[KeyChange, ...], dict[ChangeKind, int]]:
+    """:func:`_changes` of a diff against nothing, without the diff: every key is added
+    (``diff.added_keys``), so there is nothing to compare and one kind to count."""
+    added = ChangeKind.ADDED
+    out = tuple(
+        KeyChange(key=key, change=added, new=value)
+        for key, value, _secret in diff_mod.added_keys(values, secrets=secrets)
+    )
+    counts = dict.fromkeys(ChangeKind, 0)
+    counts[added] = len(out)
+    return out, counts
+
+
 def plan_apply(
     *,
     pairs: Sequence[PairKey],
@@ -183,10 +198,15 @@ def plan_apply(
         before = previous.get(pair)
         now_values = values.get(pair, {})
         digest = checksums.get(pair) or checksum(now_values)
-        diffs = diff_mod.diff_values(
-            before.values if before else None, now_values, secrets=secrets.get(app, ())
-        )
-        changes, counts = _changes(diffs)
+        keys: Iterable[str]
+        if before is None or not before.values:
+            # A first version (or one after an empty snapshot): every key is added.
+            changes, counts = _first_changes(now_values, secrets.get(app, ()))
+            keys = (c.key for c in changes)
+        else:
+            diffs = diff_mod.diff_values(before.values, now_values, secrets=secrets.get(app, ()))
+            changes, counts = _changes(diffs)
+            keys = (d.key for d in diffs)
         skipped: SkipReason | None = None
         lift = False
         if pair in pins:
@@ -206,9 +226,7 @@ def plan_apply(
                 checksum=digest,
                 rollouts=pair_rollouts,
                 changes=changes,
-                changed_keys=changed_keys(
-                    (d.key for d in diffs), before.rollouts if before else None, pair_rollouts
-                ),
+                changed_keys=changed_keys(keys, before.rollouts if before else None, pair_rollouts),
                 added=counts[ChangeKind.ADDED],
                 changed=counts[ChangeKind.CHANGED],
                 removed=counts[ChangeKind.REMOVED],

@@ -119,3 +119,32 @@ def test_rejection_reason_and_details() -> None:
         "author": "dev@example.com",
         "message": "fix",
     }
+
+
+def test_first_version_changes_equal_those_of_the_general_diff() -> None:
+    """A pair with no previous version skips the diff walk; its key changes, counts and
+    named keys are exactly those of the general path (a diff against an old snapshot
+    whose only key is unrelated, that removal left out)."""
+    from configctl.core import diff
+
+    pair = ("web", "prod")
+    values: JsonObject = {
+        "db": {"password": "p", "host": "h", "pool": {"max": 5, "min": {}}},
+        "hosts": ["a", "b"],
+        "flag": False,
+        "none": None,
+    }
+    secrets = {"web": {"db.password"}}
+    first = plan.plan_apply(
+        pairs=[pair], values={pair: values}, checksums={pair: "x"}, rollouts={}, latest={},
+        previous={}, pins=set(), quarantines={}, secrets=secrets,
+    ).pairs[0]  # fmt: skip
+    general = plan._changes(diff.diff_values({"\0": 1}, values, secrets=secrets["web"]))[0]
+    expected = tuple(c for c in general if c.key != "\0")
+    assert first.changes == expected
+    assert [(c.key, c.change, c.old, c.new) for c in first.changes][:2] == [
+        ("db.host", "added", None, "h"),
+        ("db.password", "added", None, "<redacted>"),
+    ]
+    assert (first.added, first.changed, first.removed) == (len(expected), 0, 0)
+    assert first.changed_keys == tuple(c.key for c in expected)
