@@ -100,8 +100,33 @@ def _python_validator(schema: Any, registry: referencing.Registry[Any] | None = 
     return jsonschema.Draft202012Validator(schema, registry=reg, format_checker=jsonschema.FormatChecker())
 
 
+def _has_unknown_keywords(schema: Any) -> bool:
+    """Whether :func:`_walk_keywords` finds anything: the same walk without the paths
+    (nearly every schema has no unknown keyword, and then no path is needed)."""
+    stack: list[Any] = [schema]
+    known = _KNOWN_KEYWORDS
+    while stack:
+        node = stack.pop()
+        if not isinstance(node, dict):
+            continue
+        for key, value in node.items():
+            if key in _SUBSCHEMA_KEYS:
+                stack.append(value)
+            elif key in _SUBSCHEMA_LISTS:
+                if isinstance(value, list):
+                    stack.extend(value)
+            elif key in _SUBSCHEMA_MAPS:
+                if isinstance(value, dict):
+                    stack.extend(value.values())
+            elif key not in known and not key.startswith("x-"):
+                return True
+    return False
+
+
 def _walk_keywords(schema: Any) -> list[tuple[Path, str]]:
     """Unknown keywords (typos such as `maximun`) in a schema, with their paths."""
+    if not _has_unknown_keywords(schema):
+        return []
     out: list[tuple[Path, str]] = []
     stack: list[tuple[Path, Any]] = [((), schema)]
     known = _KNOWN_KEYWORDS
@@ -379,6 +404,8 @@ def evaluate(
                 cache[key] = compile_schema(app.schema_path, data, parse_file=parse_file)
             compiled, schema_findings = cache[key]
             findings.extend(schema_findings)
+            if compiled is not None:
+                tree.schema_values[app.schema_path] = compiled.schema
         for env in tree.environments:
             layers = tree.layers(app.name, env)
             docs = tuple(doc for _, doc in layers)
