@@ -60,9 +60,9 @@ class ConfigTree:
     values file that is not a mapping), by path, with the findings that say why. Such a
     file contributes nothing to any resolution, so a pair that needs it must not be
     resolved as if the layer were simply absent."""
-    schema_values: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
-    """App value schemas as validation read them (a compiled schema's document), by path:
-    what finds the secret keys reads them from here rather than parse them again."""
+    schemas_read: set[str] = field(default_factory=set, compare=False, repr=False)
+    """The app value schemas validation read and compiled (so they can be read): what
+    finds the secret keys need not read one again to know it marks nothing."""
 
     def layer_paths(self, app: str, env: str) -> tuple[str, ...]:
         """The files (app, env) depends on: ``configctl.yaml`` and its four layer paths."""

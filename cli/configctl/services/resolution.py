@@ -166,7 +166,7 @@ _SECRET_MARKS = (b"x-secret", b"writeOnly")
 def _may_mark_secrets(data: bytes) -> bool:
     """Whether a schema file can mark anything secret: only a key spelled ``x-secret`` or
     ``writeOnly`` does, and without a backslash (an escape) it can only be spelled so
-    (most schemas mark nothing: then no walk is needed to know it)."""
+    (most schemas mark nothing: then no read or walk is needed to know it)."""
     return b"\\" in data or any(mark in data for mark in _SECRET_MARKS)
 
 
@@ -185,12 +185,11 @@ def secret_keys(
         if a.schema_path is None or a.schema_path not in tree.files:
             continue
         data = tree.files[a.schema_path].data
-        schema = tree.schema_values.get(a.schema_path)  # read by validation already
-        if schema is None:
-            schema = validate_mod.load_schema_value(a.schema_path, data)
-        if schema is not None and not _may_mark_secrets(data):
-            out[name] = set()
-        elif schema is not None:
+        if a.schema_path in tree.schemas_read and not _may_mark_secrets(data):
+            out[name] = set()  # a schema validation could read, marking nothing
+            continue
+        schema = validate_mod.load_schema_value(a.schema_path, data)
+        if schema is not None:
             # A mark often sits in `$defs` behind a `$ref` (configs-example's checkout does
             # this for database.password); secret_paths walks `properties` only.
             if b"$ref" in data:

@@ -44,6 +44,6 @@ def test_secret_keys_however_the_mark_is_written_and_before_or_after_validation(
     tree = resolution.tree_mod.build(files)
     assert resolution.secret_keys(tree) == expected
     checked = resolution.Evaluator(file_schemas=schemas.file_schemas()).check(files)
-    assert set(checked.tree.schema_values) == {"apps/marked/schema.json", "apps/escaped/schema.json", "apps/plain/schema.json"}
+    assert checked.tree.schemas_read == {"apps/marked/schema.json", "apps/escaped/schema.json", "apps/plain/schema.json"}
     assert resolution.secret_keys(checked.tree) == expected
     assert resolution.secret_keys(checked.tree, apps=["plain", "nope"]) == {"plain": set()}
