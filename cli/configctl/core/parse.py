@@ -54,15 +54,19 @@ class _Loader(_BaseLoader):  # type: ignore[misc]  # a class chosen at import ti
     """
 
     def resolve(self, kind: Any, value: Any, implicit: Any) -> Any:
-        if kind is yaml.ScalarNode and implicit[0]:
+        if kind is _ScalarKind and implicit[0]:
             tag = _resolved.get(value)
             if tag is None:
-                tag = super().resolve(kind, value, implicit)
+                tag = _base_resolve(self, kind, value, implicit)
                 if len(_resolved) >= _MAX_RESOLVED:
                     _resolved.clear()
                 _resolved[value] = tag
             return tag
-        return super().resolve(kind, value, implicit)
+        return _base_resolve(self, kind, value, implicit)
+
+
+_ScalarKind: Final = yaml.ScalarNode
+_base_resolve: Final = _BaseLoader.resolve
 
 
 MAX_FILE_BYTES: Final = 1024 * 1024
@@ -297,6 +301,13 @@ class _BadKey:
     pass
 
 
+_NOT_BUILT: Final = object()
+_MAX_CONSTRUCTED: Final = 50_000
+_constructed: dict[tuple[str, str], Any] = {}
+"""Numbers, booleans and nulls read without a problem, by (tag, text): immutable values,
+and config files repeat many (``true``, ``0``, ``1.5``)."""
+
+
 _BAD_KEY: Final = _BadKey()
 _ScalarNode = yaml.ScalarNode
 _MappingNode = yaml.MappingNode
@@ -394,9 +405,17 @@ class _Builder:
             return node.value
         if tag in (_STR, _TIMESTAMP, _MERGE, _VALUE):
             return node.value  # dates stay strings; a schema with format: date checks them
-        value = self.construct(tag, node)
+        text = node.value
+        value = _constructed.get((tag, text), _NOT_BUILT)
+        if value is _NOT_BUILT:
+            found = len(self.findings)
+            value = self.construct(tag, node)
+            if len(self.findings) == found:  # a value read without a problem
+                if len(_constructed) >= _MAX_CONSTRUCTED:
+                    _constructed.clear()
+                _constructed[(tag, text)] = value
         if not node.style:  # plain: None from PyYAML, '' from libyaml's composer
-            self.plain[path] = (node.value, tag, value)
+            self.plain[path] = (text, tag, value)
         return value
 
     def key(self, node: Any) -> Any:

@@ -24,8 +24,10 @@ Also here, because they are pure decisions too: which apps a commit touches
 
 from __future__ import annotations
 
+import contextlib
 import enum
-from collections.abc import Collection, Iterable, Mapping, Sequence
+import gc
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from configctl.core import diff as diff_mod
@@ -191,6 +193,45 @@ def plan_apply(
     ``previous`` holds the snapshot of each planned pair's head (the key changes are
     computed against it); ``quarantines`` those of the planned pairs.
     """
+    with _collection_paused():
+        return _plan(
+            pairs=pairs, values=values, checksums=checksums, rollouts=rollouts, latest=latest,
+            previous=previous, pins=pins, quarantines=quarantines, secrets=secrets,
+        )  # fmt: skip
+
+
+@contextlib.contextmanager
+def _collection_paused() -> Iterator[None]:
+    """The cyclic garbage collector paused while a plan is built (the result is the same).
+
+    A first apply of 1,000 apps makes some 300,000 key changes, all kept: each time the
+    objects kept grow by a quarter the interpreter walks every object of the process in
+    a full collection, three or four times during the plan, about as long as building
+    it. Paused, there is one full collection afterwards at most. Nothing here makes
+    reference cycles, so nothing waits for the collector meanwhile.
+    """
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
+def _plan(
+    *,
+    pairs: Sequence[PairKey],
+    values: Mapping[PairKey, JsonObject],
+    checksums: Mapping[PairKey, str],
+    rollouts: Mapping[PairKey, tuple[JsonObject, ...]],
+    latest: Mapping[PairKey, VersionHead | VersionRecord],
+    previous: Mapping[PairKey, VersionRecord],
+    pins: Collection[PairKey],
+    quarantines: Mapping[PairKey, QuarantineRecord],
+    secrets: Mapping[str, Collection[str]],
+) -> ApplyPlan:
     planned: list[PairPlan] = []
     for pair in pairs:
         app, env = pair

@@ -141,6 +141,9 @@ def _check_values(doc: Document) -> list[Finding]:
     while stack:
         path, node = stack.pop()
         if isinstance(node, dict):
+            if "." not in "".join(node):  # no key of this mapping has a dot: only go deeper
+                stack.extend(((*path, key), child) for key, child in node.items() if isinstance(child, dict))
+                continue
             for key, child in node.items():
                 child_path = (*path, key)
                 if "." in key:
