@@ -16,6 +16,7 @@ from configctl.core import resolve as resolve_mod
 from configctl.core import schema as schema_mod
 from configctl.core import tree as tree_mod
 from configctl.core import validate as validate_mod
+from configctl.core.gcpause import collection_paused
 from configctl.core.model import FileEntry, Finding, Report
 from configctl.core.parse import Document
 from configctl.errors import UsageError, ValidationFailed
@@ -59,16 +60,18 @@ class Evaluator:
         return doc
 
     def check(self, files: Mapping[str, FileEntry], *, keep_pairs: bool = True) -> Checked:
-        tree = tree_mod.build(files, parse_file=self.parse, memo=self._memo)
-        pair_cache = self._pairs if keep_pairs else {}
-        evaluation = validate_mod.evaluate(
-            tree,
-            file_schemas=self.file_schemas,
-            parse_file=self.parse,
-            schema_cache=self._schemas,
-            pair_cache=pair_cache,
-            memo=self._memo,
-        )
+        # Every file parsed and every pair resolved is kept: see core.gcpause.
+        with collection_paused():
+            tree = tree_mod.build(files, parse_file=self.parse, memo=self._memo)
+            pair_cache = self._pairs if keep_pairs else {}
+            evaluation = validate_mod.evaluate(
+                tree,
+                file_schemas=self.file_schemas,
+                parse_file=self.parse,
+                schema_cache=self._schemas,
+                pair_cache=pair_cache,
+                memo=self._memo,
+            )
         return Checked(
             tree=tree, report=evaluation.report, values=evaluation.values, pairs=evaluation.pairs
         )
