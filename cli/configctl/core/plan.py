@@ -160,19 +160,37 @@ def _changes(
     return tuple(out), counts
 
 
+_Shared = dict[tuple[str, type, object], KeyChange]
+"""Key changes already made in one plan, by (key, type of value, value)."""
+
+
 def _first_changes(
-    values: JsonObject, secrets: Collection[str]
+    values: JsonObject, secrets: Collection[str], shared: _Shared
 ) -> tuple[tuple[KeyChange, ...], dict[ChangeKind, int]]:
     """:func:`_changes` of a diff against nothing, without the diff: every key is added
-    (``diff.added_keys``), so there is nothing to compare and one kind to count."""
+    (``diff.added_keys``), so there is nothing to compare and one kind to count.
+
+    A key change is a frozen value, and pairs share most of theirs (a key set in
+    ``global.yaml`` or an environment layer is the same added key in every pair it
+    reaches): one object serves them all (``shared``). Only scalars that compare equal
+    exactly when they are the same value are shared: the type is part of the look-up
+    (``1``, ``1.0`` and ``True`` are equal in Python) and a float zero is not shared
+    (``0.0 == -0.0``).
+    """
     added = ChangeKind.ADDED
-    out = tuple(
-        KeyChange(key=key, change=added, new=value)
-        for key, value, _secret in diff_mod.added_keys(values, secrets=secrets)
-    )
+    out: list[KeyChange] = []
+    for key, value, _secret in diff_mod.added_keys(values, secrets=secrets):
+        kind = type(value)
+        if kind is str or kind is int or kind is bool or value is None or (kind is float and value):
+            change = shared.get((key, kind, value))
+            if change is None:
+                change = shared[(key, kind, value)] = KeyChange(key=key, change=added, new=value)
+        else:
+            change = KeyChange(key=key, change=added, new=value)
+        out.append(change)
     counts = dict.fromkeys(ChangeKind, 0)
     counts[added] = len(out)
-    return out, counts
+    return tuple(out), counts
 
 
 def plan_apply(
@@ -212,6 +230,7 @@ def _plan(
     secrets: Mapping[str, Collection[str]],
 ) -> ApplyPlan:
     planned: list[PairPlan] = []
+    shared: _Shared = {}
     for pair in pairs:
         app, env = pair
         head = latest.get(pair)
@@ -221,7 +240,7 @@ def _plan(
         keys: Iterable[str]
         if before is None or not before.values:
             # A first version (or one after an empty snapshot): every key is added.
-            changes, counts = _first_changes(now_values, secrets.get(app, ()))
+            changes, counts = _first_changes(now_values, secrets.get(app, ()), shared)
             keys = (c.key for c in changes)
         else:
             diffs = diff_mod.diff_values(before.values, now_values, secrets=secrets.get(app, ()))

@@ -14,8 +14,8 @@ def test_paused_inside_enabled_after_even_on_error() -> None:
     with collection_paused():
         assert not gc.isenabled()
     assert gc.isenabled()
-    with pytest.raises(ValueError), collection_paused():
-        raise ValueError
+    with pytest.raises(ValueError, match="inside"), collection_paused():
+        raise ValueError("inside")
     assert gc.isenabled()
 
 

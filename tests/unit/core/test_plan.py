@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
+
 from tests.fakes import T0, commit_info
 
 from configctl.core import plan
 from configctl.core.model import FileEntry, Finding, Report, SourceLocation
 from configctl.core.records import (
     JsonObject,
+    PairKey,
     QuarantineRecord,
     VersionHead,
     VersionRecord,
@@ -148,3 +151,27 @@ def test_first_version_changes_equal_those_of_the_general_diff() -> None:
     ]
     assert (first.added, first.changed, first.removed) == (len(expected), 0, 0)
     assert first.changed_keys == tuple(c.key for c in expected)
+
+
+def test_first_versions_share_equal_key_changes_but_never_confuse_values() -> None:
+    """Pairs share the key change of an equal added value, never one of a value that is
+    only equal in Python (1, 1.0, True; 0.0 and -0.0) or of a list."""
+    a, b, c = ("web", "dev"), ("web", "prod"), ("web", "qa")
+    values: dict[PairKey, JsonObject] = {
+        a: {"n": 1, "z": 0.0, "s": "x", "l": [1]},
+        b: {"n": 1.0, "z": -0.0, "s": "x", "l": [1]},
+        c: {"n": True, "z": 0.0, "s": "x", "l": [1]},
+    }
+    result = plan.plan_apply(
+        pairs=[a, b, c], values=values, checksums=dict.fromkeys(values, "x"), rollouts={}, latest={},
+        previous={}, pins=set(), quarantines={}, secrets={},
+    )  # fmt: skip
+    by_pair = {p.pair: {ch.key: ch for ch in p.changes} for p in result.pairs}
+    for pair, expected in values.items():
+        got = {key: ch.new for key, ch in by_pair[pair].items()}
+        assert got == expected
+        assert {k: type(v) for k, v in got.items()} == {k: type(v) for k, v in expected.items()}
+        assert json.dumps(got, sort_keys=True) == json.dumps(expected, sort_keys=True)  # -0.0 stays
+    assert by_pair[a]["s"] is by_pair[b]["s"] is by_pair[c]["s"]
+    assert by_pair[a]["n"] is not by_pair[b]["n"]
+    assert by_pair[a]["l"] is not by_pair[b]["l"]
