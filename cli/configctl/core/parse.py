@@ -42,6 +42,9 @@ except AttributeError:  # pragma: no cover - depends on how PyYAML was built
 
 _MAX_RESOLVED: Final = 50_000
 """Plain scalar texts whose implicit tag is remembered (see :class:`_Loader`)."""
+_MAX_REMEMBERED_TEXT: Final = 128
+"""Only texts this short are remembered (by both caches): what repeats is short, and the
+caches stay small whatever the files hold."""
 _resolved: dict[str, str] = {}
 
 
@@ -59,9 +62,10 @@ class _Loader(_BaseLoader):  # type: ignore[misc]  # a class chosen at import ti
             tag = _resolved.get(value)
             if tag is None:
                 tag = _base_resolve(self, kind, value, implicit)
-                if len(_resolved) >= _MAX_RESOLVED:
-                    _resolved.clear()
-                _resolved[value] = tag
+                if len(value) <= _MAX_REMEMBERED_TEXT:
+                    if len(_resolved) >= _MAX_RESOLVED:
+                        _resolved.clear()
+                    _resolved[value] = tag
             return tag
         return _base_resolve(self, kind, value, implicit)
 
@@ -418,7 +422,7 @@ class _Builder:
         if value is _NOT_BUILT:
             found = len(self.findings)
             value = self.construct(tag, node)
-            if len(self.findings) == found:  # a value read without a problem
+            if len(self.findings) == found and len(text) <= _MAX_REMEMBERED_TEXT:  # read without a problem
                 if len(_constructed) >= _MAX_CONSTRUCTED:
                     _constructed.clear()
                 _constructed[(tag, text)] = value
