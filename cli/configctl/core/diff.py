@@ -111,6 +111,24 @@ def _flat(values: Mapping[str, Any], prefix: str, out: dict[str, Any]) -> dict[s
     return out
 
 
+def added_keys(
+    new: Mapping[str, Any] | None, *, secrets: Iterable[str] = ()
+) -> list[tuple[str, Any, bool]]:
+    """``(key, value, secret)`` of every key of ``new``, sorted, secret values redacted:
+    what :func:`diff_values` reports against nothing, in one walk and one sort (a first
+    apply of 1,000 apps adds some 300,000 keys)."""
+    flat = _flat(new or {}, "", {})
+    keys = sorted(flat)
+    secret_keys = tuple(secrets)
+    if not secret_keys:
+        return [(key, flat[key], False) for key in keys]
+    out: list[tuple[str, Any, bool]] = []
+    for key in keys:
+        secret = _is_secret(key, secret_keys)
+        out.append((key, REDACTED if secret else flat[key], secret))
+    return out
+
+
 def diff_values(
     old: Mapping[str, Any] | None,
     new: Mapping[str, Any] | None,
@@ -118,11 +136,17 @@ def diff_values(
     secrets: Iterable[str] = (),
 ) -> tuple[KeyDiff, ...]:
     """Per-key changes from ``old`` to ``new`` (either may be None: nothing there)."""
-    before = _flat(old or {}, "", {})
+    added, changed, removed = ChangeKind.ADDED, ChangeKind.CHANGED, ChangeKind.REMOVED
+    if not old:
+        # Nothing before (a first version): every key is added, no comparison to make.
+        return tuple(
+            KeyDiff(key=key, change=added, new=value, secret=secret)
+            for key, value, secret in added_keys(new, secrets=secrets)
+        )
+    before = _flat(old, "", {})
     after = _flat(new or {}, "", {})
     secret_keys = tuple(secrets)
     out: list[KeyDiff] = []
-    added, changed, removed = ChangeKind.ADDED, ChangeKind.CHANGED, ChangeKind.REMOVED
     for key in sorted(before.keys() | after.keys()):
         secret = bool(secret_keys) and _is_secret(key, secret_keys)
         if key not in after:

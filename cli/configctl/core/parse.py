@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import codecs
 import math
+import operator
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -33,11 +34,52 @@ import yaml
 from configctl.core.model import Finding, Severity, SourceLocation
 
 try:  # the libyaml-backed parser; the pure-Python one is the fallback
-    _Loader: type[Any] = yaml.CSafeLoader
+    _BaseLoader: type[Any] = yaml.CSafeLoader
     LIBYAML = True
 except AttributeError:  # pragma: no cover - depends on how PyYAML was built
-    _Loader = yaml.SafeLoader
+    _BaseLoader = yaml.SafeLoader
     LIBYAML = False
+
+_MAX_RESOLVED: Final = 50_000
+"""Plain scalar texts whose implicit tag is remembered (see :class:`_Loader`)."""
+_MAX_REMEMBERED_TEXT: Final = 128
+"""Only texts this short are remembered (by both caches): what repeats is short, and the
+caches stay small whatever the files hold."""
+_resolved: dict[str, str] = {}
+
+
+class _Loader(_BaseLoader):  # type: ignore[misc]  # a class chosen at import time
+    """The safe loader, its implicit tags remembered per plain scalar text.
+
+    The composer asks the resolver for the tag of every node; for a plain scalar the
+    answer (PyYAML's YAML 1.1 regular expressions, tried in turn) depends on the text
+    alone, and config files repeat the same keys and values thousands of times. Any other
+    node gets the resolver's own answer.
+    """
+
+    def resolve(self, kind: Any, value: Any, implicit: Any) -> Any:
+        if kind is _ScalarKind and implicit[0]:
+            tag = _resolved.get(value)
+            if tag is None:
+                tag = _base_resolve(self, kind, value, implicit)
+                if len(value) <= _MAX_REMEMBERED_TEXT:
+                    if len(_resolved) >= _MAX_RESOLVED:
+                        _resolved.clear()
+                    _resolved[value] = tag
+            return tag
+        return _base_resolve(self, kind, value, implicit)
+
+
+_ScalarKind: Final = yaml.ScalarNode
+_base_resolve: Final = _BaseLoader.resolve
+
+if not _BaseLoader.yaml_path_resolvers:
+    # Without path resolvers (the safe loader has none) the composer's two calls per node
+    # to track the path do nothing; C callables taking the same arguments do nothing
+    # without a Python frame each (some 800,000 calls for a 1,000-app tree).
+    _Loader.descend_resolver = staticmethod(operator.is_)  # (parent, index) -> ignored
+    _Loader.ascend_resolver = staticmethod(tuple)  # () -> ignored
+
 
 MAX_FILE_BYTES: Final = 1024 * 1024
 """A config file larger than this is refused before it is read (1 MiB is ~20k lines)."""
@@ -93,6 +135,76 @@ class PlainScalar:
     def read_as(self) -> str:
         """What YAML made of the text, in words (computed only when a message needs it)."""
         return _describe(self.tag, self.value, self.text)
+
+
+def _pack(mark: Any) -> int:
+    """A mark's 1-based line and column in one int (see :class:`_Locations`)."""
+    line: int = mark.line
+    column: int = mark.column
+    return ((line + 1) << 32) | (column + 1)
+
+
+class _Locations(Mapping[Path, SourceLocation]):
+    """Where each path of a parsed file was written, as a read-only mapping.
+
+    A tree of 1,000 apps has some 200,000 written keys and a run reads the location of a
+    handful (those a message names), so each is kept as one int (line and column packed)
+    and its :class:`SourceLocation` made when it is read.
+    """
+
+    __slots__ = ("_file", "_packed")
+
+    def __init__(self, file: str, packed: dict[Path, int]) -> None:
+        self._file = file
+        self._packed = packed
+
+    def _at(self, packed: int) -> SourceLocation:
+        return SourceLocation(file=self._file, line=packed >> 32, column=packed & 0xFFFFFFFF)
+
+    def __getitem__(self, path: Path) -> SourceLocation:
+        return self._at(self._packed[path])
+
+    def get(self, path: Path, default: Any = None) -> Any:
+        packed = self._packed.get(path)
+        return default if packed is None else self._at(packed)
+
+    def __contains__(self, path: object) -> bool:
+        return path in self._packed
+
+    def __iter__(self) -> Iterator[Path]:
+        return iter(self._packed)
+
+    def __len__(self) -> int:
+        return len(self._packed)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({dict(self)!r})"
+
+
+class _Plains(Mapping[Path, PlainScalar]):
+    """The plain scalars YAML read as something other than a string, by path; kept as
+    ``(text, tag, value)`` and made :class:`PlainScalar` when read (a message needs one)."""
+
+    __slots__ = ("_raw",)
+
+    def __init__(self, raw: dict[Path, tuple[str, str, Any]]) -> None:
+        self._raw = raw
+
+    def __getitem__(self, path: Path) -> PlainScalar:
+        text, tag, value = self._raw[path]
+        return PlainScalar(text=text, tag=tag, value=value)
+
+    def __contains__(self, path: object) -> bool:
+        return path in self._raw
+
+    def __iter__(self) -> Iterator[Path]:
+        return iter(self._raw)
+
+    def __len__(self) -> int:
+        return len(self._raw)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({dict(self)!r})"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -201,6 +313,13 @@ class _BadKey:
     pass
 
 
+_NOT_BUILT: Final = object()
+_MAX_CONSTRUCTED: Final = 50_000
+_constructed: dict[tuple[str, str], Any] = {}
+"""Numbers, booleans and nulls read without a problem, by (tag, text): immutable values,
+and config files repeat many (``true``, ``0``, ``1.5``)."""
+
+
 _BAD_KEY: Final = _BadKey()
 _ScalarNode = yaml.ScalarNode
 _MappingNode = yaml.MappingNode
@@ -219,8 +338,9 @@ class _Builder:
     def __init__(self, file: str) -> None:
         self.file = file
         self.findings: list[Finding] = []
-        self.locations: dict[Path, SourceLocation] = {}
-        self.plain: dict[Path, PlainScalar] = {}
+        self.locations: dict[Path, int] = {}
+        """Where each path was written, packed (see :class:`_Locations`)."""
+        self.plain: dict[Path, tuple[str, str, Any]] = {}
         self.nodes = 0
         self.alias_nodes = 0
         self.built: dict[int, tuple[Any, int]] = {}
@@ -297,9 +417,17 @@ class _Builder:
             return node.value
         if tag in (_STR, _TIMESTAMP, _MERGE, _VALUE):
             return node.value  # dates stay strings; a schema with format: date checks them
-        value = self.construct(tag, node)
+        text = node.value
+        value = _constructed.get((tag, text), _NOT_BUILT)
+        if value is _NOT_BUILT:
+            found = len(self.findings)
+            value = self.construct(tag, node)
+            if len(self.findings) == found and len(text) <= _MAX_REMEMBERED_TEXT:  # read without a problem
+                if len(_constructed) >= _MAX_CONSTRUCTED:
+                    _constructed.clear()
+                _constructed[(tag, text)] = value
         if not node.style:  # plain: None from PyYAML, '' from libyaml's composer
-            self.plain[path] = PlainScalar(text=node.value, tag=tag, value=value)
+            self.plain[path] = (text, tag, value)
         return value
 
     def key(self, node: Any) -> Any:
@@ -378,31 +506,49 @@ class _Builder:
             raise _Stop
         self.nodes += 1
         size = 1
+        # Below, a scalar item is built in place (what `build` does for it, without the
+        # call), and a string key or value taken as it is: most of a config file is those.
+        locations = self.locations
+        scalars = self.scalars
         if isinstance(node, _MappingNode):
             if node.tag != _MAP:
                 self.bad_tag(node)
             out: dict[str, Any] = {}
             self.built[id(node)] = (out, 1)  # a self-referencing alias sees a small size
-            first: dict[str, int] = {}
-            locations = self.locations
             for key_node, value_node in node.value:
-                key = self.key(key_node)
-                if key is _BAD_KEY:
-                    continue
-                if key in first:
+                if (
+                    type(key_node) is _ScalarNode
+                    and key_node.tag == _STR
+                    and id(key_node) not in scalars
+                    and (key := key_node.value)
+                    and key.isprintable()
+                ):
+                    scalars.add(id(key_node))  # what `key` does for a good key
+                else:
+                    key = self.key(key_node)
+                    if key is _BAD_KEY:
+                        continue
+                child = (*path, key)
+                if key in out:  # an earlier entry of this mapping set it, and its location
                     self.error(
                         key_node.start_mark,
                         "duplicate-key",
-                        f"duplicate key `{key}` (first defined at line {first[key]})",
+                        f"duplicate key `{key}` (first defined at line {locations[child] >> 32})",
                     )
                     continue
-                first[key] = key_node.start_mark.line + 1
-                child = (*path, key)
-                mark = key_node.start_mark
-                locations[child] = SourceLocation(file=self.file, line=mark.line + 1, column=mark.column + 1)
-                value, n = self.build(value_node, child, depth + 1)
-                out[key] = value
-                size += n
+                locations[child] = _pack(key_node.start_mark)
+                if type(value_node) is _ScalarNode:
+                    scalars.add(id(value_node))
+                    self.nodes += 1
+                    if self.nodes > MAX_NODES:
+                        self.error(value_node.start_mark, "too-many-nodes", f"the file has more than {MAX_NODES} values")
+                        raise _Stop
+                    out[key] = value_node.value if value_node.tag == _STR else self.scalar(value_node, child)
+                    size += 1
+                else:
+                    value, n = self.build(value_node, child, depth + 1)
+                    out[key] = value
+                    size += n
             self.built[id(node)] = (out, size)
             return out, size
         if node.tag != _SEQ:
@@ -411,11 +557,19 @@ class _Builder:
         self.built[id(node)] = (items, 1)
         for i, item in enumerate(node.value):
             child = (*path, i)
-            mark = item.start_mark
-            self.locations[child] = SourceLocation(file=self.file, line=mark.line + 1, column=mark.column + 1)
-            value, n = self.build(item, child, depth + 1)
-            items.append(value)
-            size += n
+            locations[child] = _pack(item.start_mark)
+            if type(item) is _ScalarNode:
+                scalars.add(id(item))
+                self.nodes += 1
+                if self.nodes > MAX_NODES:
+                    self.error(item.start_mark, "too-many-nodes", f"the file has more than {MAX_NODES} values")
+                    raise _Stop
+                items.append(item.value if item.tag == _STR else self.scalar(item, child))
+                size += 1
+            else:
+                value, n = self.build(item, child, depth + 1)
+                items.append(value)
+                size += n
         self.built[id(node)] = (items, size)
         return items, size
 
@@ -638,12 +792,12 @@ def parse(file: str, data: bytes) -> Document:
             )
         )
     if have_root:
-        builder.locations.setdefault((), SourceLocation(file=file))
+        builder.locations.setdefault((), (1 << 32) | 1)  # line 1, column 1
     return Document(
         file=file,
         value=None if empty else root,
-        locations=builder.locations,
-        plain=builder.plain,
+        locations=_Locations(file, builder.locations),
+        plain=_Plains(builder.plain),
         findings=tuple(_relocate_alias_findings(text, builder.findings)),
         empty=empty,
         has_unset=builder.has_unset,

@@ -29,6 +29,7 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from configctl.core import diff as diff_mod
+from configctl.core.gcpause import collection_paused
 from configctl.core.model import FileEntry, Report
 from configctl.core.records import (
     ChangeKind,
@@ -159,6 +160,39 @@ def _changes(
     return tuple(out), counts
 
 
+_Shared = dict[tuple[str, type, object], KeyChange]
+"""Key changes already made in one plan, by (key, type of value, value)."""
+
+
+def _first_changes(
+    values: JsonObject, secrets: Collection[str], shared: _Shared
+) -> tuple[tuple[KeyChange, ...], dict[ChangeKind, int]]:
+    """:func:`_changes` of a diff against nothing, without the diff: every key is added
+    (``diff.added_keys``), so there is nothing to compare and one kind to count.
+
+    A key change is a frozen value, and pairs share most of theirs (a key set in
+    ``global.yaml`` or an environment layer is the same added key in every pair it
+    reaches): one object serves them all (``shared``). Only scalars that compare equal
+    exactly when they are the same value are shared: the type is part of the look-up
+    (``1``, ``1.0`` and ``True`` are equal in Python) and a float zero is not shared
+    (``0.0 == -0.0``).
+    """
+    added = ChangeKind.ADDED
+    out: list[KeyChange] = []
+    for key, value, _secret in diff_mod.added_keys(values, secrets=secrets):
+        kind = type(value)
+        if kind is str or kind is int or kind is bool or value is None or (kind is float and value):
+            change = shared.get((key, kind, value))
+            if change is None:
+                change = shared[(key, kind, value)] = KeyChange(key=key, change=added, new=value)
+        else:
+            change = KeyChange(key=key, change=added, new=value)
+        out.append(change)
+    counts = dict.fromkeys(ChangeKind, 0)
+    counts[added] = len(out)
+    return tuple(out), counts
+
+
 def plan_apply(
     *,
     pairs: Sequence[PairKey],
@@ -176,17 +210,42 @@ def plan_apply(
     ``previous`` holds the snapshot of each planned pair's head (the key changes are
     computed against it); ``quarantines`` those of the planned pairs.
     """
+    with collection_paused():  # 300,000 kept key changes: see core.gcpause
+        return _plan(
+            pairs=pairs, values=values, checksums=checksums, rollouts=rollouts, latest=latest,
+            previous=previous, pins=pins, quarantines=quarantines, secrets=secrets,
+        )  # fmt: skip
+
+
+def _plan(
+    *,
+    pairs: Sequence[PairKey],
+    values: Mapping[PairKey, JsonObject],
+    checksums: Mapping[PairKey, str],
+    rollouts: Mapping[PairKey, tuple[JsonObject, ...]],
+    latest: Mapping[PairKey, VersionHead | VersionRecord],
+    previous: Mapping[PairKey, VersionRecord],
+    pins: Collection[PairKey],
+    quarantines: Mapping[PairKey, QuarantineRecord],
+    secrets: Mapping[str, Collection[str]],
+) -> ApplyPlan:
     planned: list[PairPlan] = []
+    shared: _Shared = {}
     for pair in pairs:
         app, env = pair
         head = latest.get(pair)
         before = previous.get(pair)
         now_values = values.get(pair, {})
         digest = checksums.get(pair) or checksum(now_values)
-        diffs = diff_mod.diff_values(
-            before.values if before else None, now_values, secrets=secrets.get(app, ())
-        )
-        changes, counts = _changes(diffs)
+        keys: Iterable[str]
+        if before is None or not before.values:
+            # A first version (or one after an empty snapshot): every key is added.
+            changes, counts = _first_changes(now_values, secrets.get(app, ()), shared)
+            keys = (c.key for c in changes)
+        else:
+            diffs = diff_mod.diff_values(before.values, now_values, secrets=secrets.get(app, ()))
+            changes, counts = _changes(diffs)
+            keys = (d.key for d in diffs)
         skipped: SkipReason | None = None
         lift = False
         if pair in pins:
@@ -206,9 +265,7 @@ def plan_apply(
                 checksum=digest,
                 rollouts=pair_rollouts,
                 changes=changes,
-                changed_keys=changed_keys(
-                    (d.key for d in diffs), before.rollouts if before else None, pair_rollouts
-                ),
+                changed_keys=changed_keys(keys, before.rollouts if before else None, pair_rollouts),
                 added=counts[ChangeKind.ADDED],
                 changed=counts[ChangeKind.CHANGED],
                 removed=counts[ChangeKind.REMOVED],

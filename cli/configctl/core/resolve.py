@@ -127,13 +127,37 @@ def _merge(base: dict[str, Any], layer: Mapping[str, Any], path: Path, t: _Track
         base[key] = value
 
 
+def _copy(layer: Mapping[str, Any]) -> dict[str, Any]:
+    """What :func:`_merge` makes of ``layer`` merged into nothing, without provenance:
+    mappings copied, ``!unset`` keys dropped (they remove nothing)."""
+    return {
+        key: _copy(value) if isinstance(value, dict) else value
+        for key, value in layer.items()
+        if value is not UNSET
+    }
+
+
+def _merge_values(base: dict[str, Any], layer: Mapping[str, Any]) -> None:
+    """:func:`_merge` without provenance (the same values, none of the bookkeeping)."""
+    for key, value in layer.items():
+        if value is UNSET:
+            base.pop(key, None)
+        elif isinstance(value, dict):
+            current = base.get(key)
+            if isinstance(current, dict):
+                _merge_values(current, value)
+            else:
+                base[key] = _copy(value)
+        else:
+            base[key] = value
+
+
 def merge(docs: Sequence[Document]) -> dict[str, Any]:
     """The resolved values only: the fast path used by validation and apply."""
     result: dict[str, Any] = {}
-    t = _Tracker(track=False)
     for doc in docs:
         if isinstance(doc.value, dict):
-            _merge(result, doc.value, (), t)
+            _merge_values(result, doc.value)
     return result
 
 

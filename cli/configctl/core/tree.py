@@ -60,6 +60,9 @@ class ConfigTree:
     values file that is not a mapping), by path, with the findings that say why. Such a
     file contributes nothing to any resolution, so a pair that needs it must not be
     resolved as if the layer were simply absent."""
+    schemas_read: set[str] = field(default_factory=set, compare=False, repr=False)
+    """The app value schemas validation read and compiled (so they can be read): what
+    finds the secret keys need not read one again to know it marks nothing."""
 
     def layer_paths(self, app: str, env: str) -> tuple[str, ...]:
         """The files (app, env) depends on: ``configctl.yaml`` and its four layer paths."""
@@ -138,6 +141,9 @@ def _check_values(doc: Document) -> list[Finding]:
     while stack:
         path, node = stack.pop()
         if isinstance(node, dict):
+            if "." not in "".join(node):  # no key of this mapping has a dot: only go deeper
+                stack.extend(((*path, key), child) for key, child in node.items() if isinstance(child, dict))
+                continue
             for key, child in node.items():
                 child_path = (*path, key)
                 if "." in key:

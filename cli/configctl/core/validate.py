@@ -18,7 +18,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -73,12 +73,25 @@ _KNOWN_KEYWORDS: Final = (
 
 @dataclass(slots=True, kw_only=True)
 class CompiledSchema:
-    """An app's value schema, checked and compiled once (the precise validator on demand)."""
+    """An app's value schema, checked and compiled once (the precise validator on demand).
+
+    With a fast validator the schema document itself is needed only when a pair fails
+    (the precise validator reports why): it is then read again (``reread``) rather than
+    kept. A schema is some hundred mappings, a tree of 1,000 apps a hundred thousand, and
+    every object kept makes each of the interpreter's full collections longer.
+    """
 
     file: str
-    schema: Any
     fast: Any | None
+    _schema: Any = None
+    reread: Callable[[], Any] | None = None
     _python: jsonschema.protocols.Validator | None = None
+
+    @property
+    def schema(self) -> Any:
+        if self._schema is None and self.reread is not None:
+            self._schema = self.reread()
+        return self._schema
 
     @property
     def python(self) -> jsonschema.protocols.Validator:
@@ -100,8 +113,33 @@ def _python_validator(schema: Any, registry: referencing.Registry[Any] | None = 
     return jsonschema.Draft202012Validator(schema, registry=reg, format_checker=jsonschema.FormatChecker())
 
 
+def _has_unknown_keywords(schema: Any) -> bool:
+    """Whether :func:`_walk_keywords` finds anything: the same walk without the paths
+    (nearly every schema has no unknown keyword, and then no path is needed)."""
+    stack: list[Any] = [schema]
+    known = _KNOWN_KEYWORDS
+    while stack:
+        node = stack.pop()
+        if not isinstance(node, dict):
+            continue
+        for key, value in node.items():
+            if key in _SUBSCHEMA_KEYS:
+                stack.append(value)
+            elif key in _SUBSCHEMA_LISTS:
+                if isinstance(value, list):
+                    stack.extend(value)
+            elif key in _SUBSCHEMA_MAPS:
+                if isinstance(value, dict):
+                    stack.extend(value.values())
+            elif key not in known and not key.startswith("x-"):
+                return True
+    return False
+
+
 def _walk_keywords(schema: Any) -> list[tuple[Path, str]]:
     """Unknown keywords (typos such as `maximun`) in a schema, with their paths."""
+    if not _has_unknown_keywords(schema):
+        return []
     out: list[tuple[Path, str]] = []
     stack: list[tuple[Path, Any]] = [((), schema)]
     known = _KNOWN_KEYWORDS
@@ -204,7 +242,9 @@ def compile_schema(file: str, data: bytes, *, parse_file: Any = parse_mod.parse)
             fast = _rs.validator_for(schema, validate_formats=True, retriever=_rs_retriever)
         except Exception:  # noqa: BLE001 - the slow path reports the real problem below
             fast = None
-    return CompiledSchema(file=file, schema=schema, fast=fast), findings
+    if fast is None:
+        return CompiledSchema(file=file, fast=None, _schema=schema), findings
+    return CompiledSchema(file=file, fast=fast, reread=functools.partial(load_schema_value, file, data)), findings
 
 
 def _dotted(path: Path) -> str:
@@ -379,6 +419,8 @@ def evaluate(
                 cache[key] = compile_schema(app.schema_path, data, parse_file=parse_file)
             compiled, schema_findings = cache[key]
             findings.extend(schema_findings)
+            if compiled is not None:
+                tree.schemas_read.add(app.schema_path)
         for env in tree.environments:
             layers = tree.layers(app.name, env)
             docs = tuple(doc for _, doc in layers)

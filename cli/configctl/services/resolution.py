@@ -16,6 +16,7 @@ from configctl.core import resolve as resolve_mod
 from configctl.core import schema as schema_mod
 from configctl.core import tree as tree_mod
 from configctl.core import validate as validate_mod
+from configctl.core.gcpause import collection_paused
 from configctl.core.model import FileEntry, Finding, Report
 from configctl.core.parse import Document
 from configctl.errors import UsageError, ValidationFailed
@@ -59,16 +60,18 @@ class Evaluator:
         return doc
 
     def check(self, files: Mapping[str, FileEntry], *, keep_pairs: bool = True) -> Checked:
-        tree = tree_mod.build(files, parse_file=self.parse, memo=self._memo)
-        pair_cache = self._pairs if keep_pairs else {}
-        evaluation = validate_mod.evaluate(
-            tree,
-            file_schemas=self.file_schemas,
-            parse_file=self.parse,
-            schema_cache=self._schemas,
-            pair_cache=pair_cache,
-            memo=self._memo,
-        )
+        # Every file parsed and every pair resolved is kept: see core.gcpause.
+        with collection_paused():
+            tree = tree_mod.build(files, parse_file=self.parse, memo=self._memo)
+            pair_cache = self._pairs if keep_pairs else {}
+            evaluation = validate_mod.evaluate(
+                tree,
+                file_schemas=self.file_schemas,
+                parse_file=self.parse,
+                schema_cache=self._schemas,
+                pair_cache=pair_cache,
+                memo=self._memo,
+            )
         return Checked(
             tree=tree, report=evaluation.report, values=evaluation.values, pairs=evaluation.pairs
         )
@@ -160,6 +163,16 @@ def matrix(checked: Checked) -> list[dict[str, Any]]:
     ]
 
 
+_SECRET_MARKS = (b"x-secret", b"writeOnly")
+
+
+def _may_mark_secrets(data: bytes) -> bool:
+    """Whether a schema file can mark anything secret: only a key spelled ``x-secret`` or
+    ``writeOnly`` does, and without a backslash (an escape) it can only be spelled so
+    (most schemas mark nothing: then no read or walk is needed to know it)."""
+    return b"\\" in data or any(mark in data for mark in _SECRET_MARKS)
+
+
 def secret_keys(
     tree: tree_mod.ConfigTree, apps: Iterable[str] | None = None
 ) -> dict[str, set[str]]:
@@ -175,6 +188,9 @@ def secret_keys(
         if a.schema_path is None or a.schema_path not in tree.files:
             continue
         data = tree.files[a.schema_path].data
+        if a.schema_path in tree.schemas_read and not _may_mark_secrets(data):
+            out[name] = set()  # a schema validation could read, marking nothing
+            continue
         schema = validate_mod.load_schema_value(a.schema_path, data)
         if schema is not None:
             # A mark often sits in `$defs` behind a `$ref` (configs-example's checkout does

@@ -58,3 +58,27 @@ def test_redact_copies() -> None:
     out = diff.redact(values, ["db.password"])
     assert out == {"db": {"password": diff.REDACTED, "host": "h"}}
     assert values["db"]["password"] == "p"
+
+
+NESTED = {
+    "zeta": 1,
+    "db": {"password": "hunter2", "host": "h", "pool": {"max": 5, "min": {}}},
+    "a": {"b.c": [1, {"x": 2}], "empty": {}},
+    "a.b": None,
+    "flag": False,
+}
+
+
+def test_diff_against_nothing_equals_the_general_walk() -> None:
+    """The first-version fast path (every key added) gives what comparing key by key does."""
+    secrets = ["db.password", "a"]
+    general = diff.diff_values({"\0": 0}, NESTED, secrets=secrets)  # one unrelated old key
+    expected = tuple(k for k in general if k.key != "\0")
+    assert [k.change for k in general if k.key == "\0"] == [ChangeKind.REMOVED]
+    assert diff.diff_values(None, NESTED, secrets=secrets) == expected
+    assert diff.diff_values({}, NESTED, secrets=secrets) == expected
+    assert [(k, v, s) for k, v, s in diff.added_keys(NESTED, secrets=secrets)] == [
+        (d.key, d.new, d.secret) for d in expected
+    ]
+    assert diff.added_keys(None) == []
+    assert "hunter2" not in repr(diff.added_keys(NESTED, secrets=secrets))

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from configctl.core import parse as parse_mod
 from configctl.core.model import Severity, SourceLocation
-from configctl.core.parse import UNSET, Document, parse
+from configctl.core.parse import UNSET, Document, PlainScalar, parse
 
 F = "apps/web/values.yaml"
 
@@ -37,6 +37,27 @@ def test_mapping_with_locations() -> None:
     assert d.locations[("hosts", 1)] == SourceLocation(file=F, line=7, column=5)
     assert d.location(("database", "port", "nope")) == d.locations[("database", "port")]
     assert d.location(()) == SourceLocation(file=F)
+
+
+def test_locations_and_plain_scalars_read_as_mappings() -> None:
+    """Kept packed and made on reading; as mappings they behave like the dicts they were."""
+    d = doc("a: 1\nb:\n  - x\n  - 2\n")
+    assert dict(d.locations) == {
+        (): SourceLocation(file=F),
+        ("a",): SourceLocation(file=F, line=1, column=1),
+        ("b",): SourceLocation(file=F, line=2, column=1),
+        ("b", 0): SourceLocation(file=F, line=3, column=5),
+        ("b", 1): SourceLocation(file=F, line=4, column=5),
+    }
+    assert len(d.locations) == 5
+    assert ("b", 1) in d.locations
+    assert ("c",) not in d.locations
+    assert d.locations.get(("c",)) is None
+    assert d.locations == dict(d.locations)
+    assert sorted(d.plain) == [("a",), ("b", 1)]
+    assert d.plain[("b", 1)] == PlainScalar(text="2", tag="tag:yaml.org,2002:int", value=2)
+    assert d.plain.get(("b", 0)) is None
+    assert len(d.plain) == 2
 
 
 def test_scalar_types_follow_yaml_1_1_but_are_remembered() -> None:

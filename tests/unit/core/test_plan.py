@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
+
 from tests.fakes import T0, commit_info
 
 from configctl.core import plan
 from configctl.core.model import FileEntry, Finding, Report, SourceLocation
 from configctl.core.records import (
     JsonObject,
+    PairKey,
     QuarantineRecord,
     VersionHead,
     VersionRecord,
@@ -119,3 +122,56 @@ def test_rejection_reason_and_details() -> None:
         "author": "dev@example.com",
         "message": "fix",
     }
+
+
+def test_first_version_changes_equal_those_of_the_general_diff() -> None:
+    """A pair with no previous version skips the diff walk; its key changes, counts and
+    named keys are exactly those of the general path (a diff against an old snapshot
+    whose only key is unrelated, that removal left out)."""
+    from configctl.core import diff
+
+    pair = ("web", "prod")
+    values: JsonObject = {
+        "db": {"password": "p", "host": "h", "pool": {"max": 5, "min": {}}},
+        "hosts": ["a", "b"],
+        "flag": False,
+        "none": None,
+    }
+    secrets = {"web": {"db.password"}}
+    first = plan.plan_apply(
+        pairs=[pair], values={pair: values}, checksums={pair: "x"}, rollouts={}, latest={},
+        previous={}, pins=set(), quarantines={}, secrets=secrets,
+    ).pairs[0]  # fmt: skip
+    general = plan._changes(diff.diff_values({"\0": 1}, values, secrets=secrets["web"]))[0]
+    expected = tuple(c for c in general if c.key != "\0")
+    assert first.changes == expected
+    assert [(c.key, c.change, c.old, c.new) for c in first.changes][:2] == [
+        ("db.host", "added", None, "h"),
+        ("db.password", "added", None, "<redacted>"),
+    ]
+    assert (first.added, first.changed, first.removed) == (len(expected), 0, 0)
+    assert first.changed_keys == tuple(c.key for c in expected)
+
+
+def test_first_versions_share_equal_key_changes_but_never_confuse_values() -> None:
+    """Pairs share the key change of an equal added value, never one of a value that is
+    only equal in Python (1, 1.0, True; 0.0 and -0.0) or of a list."""
+    a, b, c = ("web", "dev"), ("web", "prod"), ("web", "qa")
+    values: dict[PairKey, JsonObject] = {
+        a: {"n": 1, "z": 0.0, "s": "x", "l": [1]},
+        b: {"n": 1.0, "z": -0.0, "s": "x", "l": [1]},
+        c: {"n": True, "z": 0.0, "s": "x", "l": [1]},
+    }
+    result = plan.plan_apply(
+        pairs=[a, b, c], values=values, checksums=dict.fromkeys(values, "x"), rollouts={}, latest={},
+        previous={}, pins=set(), quarantines={}, secrets={},
+    )  # fmt: skip
+    by_pair = {p.pair: {ch.key: ch for ch in p.changes} for p in result.pairs}
+    for pair, expected in values.items():
+        got = {key: ch.new for key, ch in by_pair[pair].items()}
+        assert got == expected
+        assert {k: type(v) for k, v in got.items()} == {k: type(v) for k, v in expected.items()}
+        assert json.dumps(got, sort_keys=True) == json.dumps(expected, sort_keys=True)  # -0.0 stays
+    assert by_pair[a]["s"] is by_pair[b]["s"] is by_pair[c]["s"]
+    assert by_pair[a]["n"] is not by_pair[b]["n"]
+    assert by_pair[a]["l"] is not by_pair[b]["l"]

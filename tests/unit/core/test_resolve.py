@@ -333,7 +333,20 @@ def test_resolve_never_mutates_its_inputs(stack: list[dict[str, Any]]) -> None:
 @given(STACK)
 def test_merge_equals_resolve_values(stack: list[dict[str, Any]]) -> None:
     docs = as_layers(stack)
-    assert R.merge([d for _, d in docs]) == R.resolve(docs).values
+    merged = R.merge([d for _, d in docs])
+    assert merged == R.resolve(docs).values
+    assert json.dumps(merged) == json.dumps(R.resolve(docs).values)  # same keys, same order
+    # its mappings are its own: changing them does not reach the documents
+    before = [copy.deepcopy(d.value) for _, d in docs]
+
+    def clear(node: dict[str, Any]) -> None:
+        for item in node.values():
+            if isinstance(item, dict):
+                clear(item)
+        node.clear()
+
+    clear(merged)
+    assert [d.value for _, d in docs] == before
 
 
 @settings(max_examples=150, deadline=None)

@@ -345,3 +345,18 @@ def test_near_misses_of_the_layout_are_warned_about(path: str, hint: str) -> Non
 def test_unrelated_files_are_left_alone() -> None:
     t = build({"docs/readme.yaml": "a: 1\n", ".github/workflows/ci.yaml": "on: push\n", "mkdocs.yaml": "x: 1\n"})
     assert not [f for f in t.findings if f.rule == "unknown-file"]
+
+
+def test_key_dots_found_at_every_depth_in_walk_order() -> None:
+    """Mappings without a dotted key are only gone through; the findings and their order
+    are those of the key-by-key walk."""
+    text = 'a:\n  "x.y": 1\n  b:\n    "c.d": 1\n    e: {f: 1}\n  g:\n    "h.i": {"j.k": 2}\n"l.m": 3\nn: {o: {"p.q": 4}}\n'
+    found = tree_mod._check_values(parse_mod.parse("v.yaml", text.encode()))
+    assert [(f.line, f.column, f.message.split("`")[1]) for f in found] == [
+        (8, 1, "l.m"),
+        (9, 9, "p.q"),
+        (2, 3, "x.y"),
+        (7, 5, "h.i"),
+        (7, 13, "j.k"),
+        (4, 5, "c.d"),
+    ]

@@ -497,3 +497,24 @@ def test_the_fast_path_never_accepts_what_jsonschema_rejects(instance: dict[str,
     assert _COMPILED.fast is not None
     if V._fast_valid(_COMPILED.fast, instance):
         assert list(_COMPILED.python.iter_errors(instance)) == []
+
+
+def test_unknown_keywords_found_deep_and_only_there() -> None:
+    """The quick look (any unknown keyword at all?) and the walk that names them agree."""
+    clean: dict[str, Any] = {
+        "type": "object",
+        "x-owner": "me",
+        "properties": {"a": {"type": "integer", "x-secret": True}, "maximun": {"type": "string"}},
+        "allOf": [{"if": {"properties": {"b": {"const": 1}}}, "then": {"required": ["b"]}}],
+        "$defs": {"d": {"items": {"type": "string"}}},
+    }
+    assert not V._has_unknown_keywords(clean)
+    assert V._walk_keywords(clean) == []
+    for where in (("properties", "a"), ("allOf", 0, "then"), ("$defs", "d", "items"), ()):
+        schema = json.loads(json.dumps(clean))
+        node: Any = schema
+        for part in where:
+            node = node[part]
+        node["maximun"] = 3
+        assert V._has_unknown_keywords(schema)
+        assert V._walk_keywords(schema) == [((*where, "maximun"), "maximun")]
