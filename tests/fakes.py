@@ -54,6 +54,7 @@ __all__ = [
     "FakeUnitOfWork",
     "SequentialIds",
     "commit_info",
+    "new_version",
 ]
 
 T0 = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
@@ -97,6 +98,23 @@ def commit_info(
         committer_email="dev@example.com",
         committed_at=at,
         message=message,
+    )
+
+
+def new_version(
+    app: str, env: str, n: int, changes: Sequence[KeyChange] | None = None, *, reason: str = "commit"
+) -> NewVersion:
+    """A version to write whose values are ``{"n": n}`` (checksum ``c<n>``); by default
+    its one key change adds ``n``."""
+    return NewVersion(
+        app=app,
+        env=env,
+        values={"n": n},
+        checksum=f"c{n}",
+        commit_sha="c" * 40,
+        reason=reason,
+        actor="t",
+        changes=[KeyChange(key="n", change="added", new=n)] if changes is None else changes,
     )
 
 

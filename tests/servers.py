@@ -607,6 +607,30 @@ def amqp_exchange(amqp_url: str) -> Iterator[str]:
         pass  # the test may have stopped the broker on purpose; nothing left to clean
 
 
+def migrated_store(url: str) -> Iterator[Any]:
+    """A ``SqlStore`` for ``url``, migrated, closed afterwards."""
+    from configctl.adapters.store import SqlStore
+
+    s = SqlStore(url)
+    s.upgrade()
+    try:
+        yield s
+    finally:
+        s.close()
+
+
+@pytest.fixture
+def store(store_url: str) -> Iterator[Any]:
+    """A migrated store on a fresh SQLite file and on a fresh PostgreSQL database."""
+    yield from migrated_store(store_url)
+
+
+@pytest.fixture
+def pg_store(pg_db_url: str) -> Iterator[Any]:
+    """A migrated store on a fresh PostgreSQL database."""
+    yield from migrated_store(pg_db_url)
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A fresh, empty store URL: a SQLite file, or a new PostgreSQL database."""

@@ -15,7 +15,6 @@ Each test that takes ``store`` runs on a fresh SQLite file and a fresh PostgreSQ
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -23,41 +22,18 @@ from typing import Any
 import psycopg
 import pytest
 from sqlalchemy import event
-from tests.fakes import commit_info
+from tests.fakes import commit_info, new_version
 from tests.servers import libpq_url
 
 from configctl.adapters import schemas
 from configctl.adapters.filesystem import read_tree
 from configctl.adapters.store import SqlStore
 from configctl.adapters.store import engine as engine_mod
-from configctl.core.records import CommitStatus, KeyChange, NewVersion
+from configctl.core.records import CommitStatus, KeyChange
 from configctl.services.apply import Baseline, apply_snapshot
 from configctl.services.resolution import Evaluator
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def store(store_url: str) -> Iterator[SqlStore]:
-    s = SqlStore(store_url)
-    s.upgrade()
-    try:
-        yield s
-    finally:
-        s.close()
-
-
-def _new(app: str, env: str, n: int, *, reason: str = "commit") -> NewVersion:
-    return NewVersion(
-        app=app,
-        env=env,
-        values={"n": n},
-        checksum=f"c{n}",
-        commit_sha="c" * 40,
-        reason=reason,
-        actor="t",
-        changes=[KeyChange(key="n", change="added", new=n)],
-    )
 
 
 def _tree(root: Path, apps: int, generation: int, changed: int | None = None) -> Path:
@@ -75,55 +51,53 @@ def _tree(root: Path, apps: int, generation: int, changed: int | None = None) ->
     return root
 
 
-def test_a_one_app_commit_is_three_statements_on_postgresql(pg_db_url: str, tmp_path: Path) -> None:
-    store = SqlStore(pg_db_url)
-    store.upgrade()
+def test_a_one_app_commit_is_three_statements_on_postgresql(
+    pg_store: SqlStore, tmp_path: Path
+) -> None:
+    store = pg_store
+    epoch = store.acquire_epoch("reconciler", "me")
+    evaluator = Evaluator(file_schemas=schemas.file_schemas())
+    first = read_tree(_tree(tmp_path / "t", 5, 1))
+    result = apply_snapshot(
+        store=store, files=first, commit=commit_info("a" * 40, at=T0), evaluator=evaluator,
+        actor="t", host="h", now=lambda: T0, fence=("reconciler", epoch),
+    )  # fmt: skip
+    assert result.new_versions == 10
+    statements: list[str] = []
+    real_execute = psycopg.Cursor.execute
+
+    def count(cur: psycopg.Cursor[Any], query: Any, *args: Any, **kwargs: Any) -> Any:
+        text = query if isinstance(query, str) else bytes(query).decode()
+        statements.append(" ".join(text.split())[:60])
+        return real_execute(cur, query, *args, **kwargs)
+
+    second = read_tree(_tree(tmp_path / "t", 5, 2, changed=3))
+    psycopg.Cursor.execute = count  # type: ignore[method-assign]  # every statement, SQLAlchemy's or not
     try:
-        epoch = store.acquire_epoch("reconciler", "me")
-        evaluator = Evaluator(file_schemas=schemas.file_schemas())
-        first = read_tree(_tree(tmp_path / "t", 5, 1))
         result = apply_snapshot(
-            store=store, files=first, commit=commit_info("a" * 40, at=T0), evaluator=evaluator,
-            actor="t", host="h", now=lambda: T0, fence=("reconciler", epoch),
+            store=store, files=second, commit=commit_info("b" * 40, parents=("a" * 40,), at=T0),
+            evaluator=evaluator, actor="t", host="h", now=lambda: T0, fence=("reconciler", epoch),
+            baseline=Baseline(commit="a" * 40, files=first), cursor="reconciler_cursor",
         )  # fmt: skip
-        assert result.new_versions == 10
-        statements: list[str] = []
-        real_execute = psycopg.Cursor.execute
-
-        def count(cur: psycopg.Cursor[Any], query: Any, *args: Any, **kwargs: Any) -> Any:
-            text = query if isinstance(query, str) else bytes(query).decode()
-            statements.append(" ".join(text.split())[:60])
-            return real_execute(cur, query, *args, **kwargs)
-
-        second = read_tree(_tree(tmp_path / "t", 5, 2, changed=3))
-        psycopg.Cursor.execute = count  # type: ignore[method-assign]  # every statement, SQLAlchemy's or not
-        try:
-            result = apply_snapshot(
-                store=store, files=second, commit=commit_info("b" * 40, parents=("a" * 40,), at=T0),
-                evaluator=evaluator, actor="t", host="h", now=lambda: T0, fence=("reconciler", epoch),
-                baseline=Baseline(commit="a" * 40, files=first), cursor="reconciler_cursor",
-            )  # fmt: skip
-        finally:
-            psycopg.Cursor.execute = real_execute  # type: ignore[method-assign]
-        assert [(p.app, p.env, p.version) for p in result.written] == [
-            ("app-003", "dev", 2),
-            ("app-003", "prod", 2),
-        ]
-        assert len(statements) == 3, statements
-        assert store.sync_state("reconciler_cursor") == "b" * 40
-        assert store.get_commit("b" * 40) is not None
-        assert [e.number for e in store.list_versions("app-003", "prod")] == [2, 1]
-        assert store.outbox_backlog() == 12
     finally:
-        store.close()
+        psycopg.Cursor.execute = real_execute  # type: ignore[method-assign]
+    assert [(p.app, p.env, p.version) for p in result.written] == [
+        ("app-003", "dev", 2),
+        ("app-003", "prod", 2),
+    ]
+    assert len(statements) == 3, statements
+    assert store.sync_state("reconciler_cursor") == "b" * 40
+    assert store.get_commit("b" * 40) is not None
+    assert [e.number for e in store.list_versions("app-003", "prod")] == [2, 1]
+    assert store.outbox_backlog() == 12
 
 
 def test_read_ahead_answers_what_the_reads_answer(store: SqlStore) -> None:
     with store.unit_of_work() as uow:
         for app in ("a", "b", "c"):
             for env in ("dev", "prod"):
-                uow.add_versions([_new(app, env, 1), _new(app, env, 2)])
-        uow.add_versions([_new("c", "prod", 3, reason="rollback")])
+                uow.add_versions([new_version(app, env, 1), new_version(app, env, 2)])
+        uow.add_versions([new_version("c", "prod", 3, reason="rollback")])
         uow.record_commit(commit_info("a" * 40, at=T0), CommitStatus.APPLIED, None)
         uow.set_sync_state("last_applied_commit", "a" * 40)
         uow.set_pin(app="c", env="prod", version=3, reason="incident", actor="t")
@@ -168,7 +142,7 @@ def test_read_ahead_answers_what_the_reads_answer(store: SqlStore) -> None:
 
 def test_writes_of_a_unit_of_work_are_seen_by_its_reads(store: SqlStore) -> None:
     with store.unit_of_work() as uow:
-        uow.add_versions([_new("a", "prod", 1)])
+        uow.add_versions([new_version("a", "prod", 1)])
     with store.unit_of_work() as uow:
         uow.read_ahead(commits=["a" * 40], cursors=[], apps=["a"])
         assert uow.commit_status("a" * 40) is None
@@ -176,11 +150,11 @@ def test_writes_of_a_unit_of_work_are_seen_by_its_reads(store: SqlStore) -> None
         assert uow.quarantines() == {}
         # numbered from the heads read ahead (a), and from one query for a pair not read (b)
         assert uow.add_versions(
-            [_new("a", "prod", 2), _new("b", "prod", 1), _new("a", "prod", 3)]
+            [new_version("a", "prod", 2), new_version("b", "prod", 1), new_version("a", "prod", 3)]
         ) == [2, 1, 3]
         assert uow.latest_heads(["a"])[("a", "prod")].number == 3
         assert uow.get_version("b", "prod") is not None
-        assert uow.add_versions([_new("a", "dev", 1)]) == [1]
+        assert uow.add_versions([new_version("a", "dev", 1)]) == [1]
         uow.record_commit(commit_info("a" * 40, at=T0), CommitStatus.SUPERSEDED, "x")
         assert uow.commit_status("a" * 40) == CommitStatus.SUPERSEDED
         uow.record_commit(commit_info("a" * 40, at=T0), CommitStatus.APPLIED, None)
@@ -208,7 +182,7 @@ def test_writes_of_a_unit_of_work_are_seen_by_its_reads(store: SqlStore) -> None
 def test_a_unit_of_work_that_fails_writes_none_of_its_queued_rows(store: SqlStore) -> None:
     def fail_after_queueing() -> None:
         with store.unit_of_work() as uow:
-            uow.add_versions([_new("a", "prod", 1)])
+            uow.add_versions([new_version("a", "prod", 1)])
             uow.record_commit(commit_info("a" * 40, at=T0), CommitStatus.APPLIED, None)
             uow.set_sync_state("last_applied_commit", "a" * 40)
             raise RuntimeError("boom")
@@ -220,71 +194,62 @@ def test_a_unit_of_work_that_fails_writes_none_of_its_queued_rows(store: SqlStor
     assert store.sync_state("last_applied_commit") is None
 
 
-def test_a_read_ends_with_commit_so_prepared_statements_survive(pg_db_url: str) -> None:
-    store = SqlStore(pg_db_url)
-    store.upgrade()
-    try:
-        store.latest_heads()  # the schema check is behind us
-        ends: list[str] = []
-        event.listen(store.engine, "commit", lambda _conn: ends.append("commit"))
-        event.listen(store.engine, "rollback", lambda _conn: ends.append("rollback"))
-        for _ in range(6):
-            store.commits()
-        assert ends == ["commit"] * 6
-        # psycopg prepares a statement run five times on a connection, and keeps it
-        with store.engine.connect() as conn:
-            prepared = conn.exec_driver_sql("SELECT count(*) FROM pg_prepared_statements").scalar()
-        assert prepared is not None
-        assert prepared >= 1
-    finally:
-        store.close()
+def test_a_read_ends_with_commit_so_prepared_statements_survive(pg_store: SqlStore) -> None:
+    store = pg_store
+    store.latest_heads()  # the schema check is behind us
+    ends: list[str] = []
+    event.listen(store.engine, "commit", lambda _conn: ends.append("commit"))
+    event.listen(store.engine, "rollback", lambda _conn: ends.append("rollback"))
+    for _ in range(6):
+        store.commits()
+    assert ends == ["commit"] * 6
+    # psycopg prepares a statement run five times on a connection, and keeps it
+    with store.engine.connect() as conn:
+        prepared = conn.exec_driver_sql("SELECT count(*) FROM pg_prepared_statements").scalar()
+    assert prepared is not None
+    assert prepared >= 1
 
 
 def test_a_pooled_connection_is_pinged_only_after_being_idle(
-    pg_db_url: str, monkeypatch: pytest.MonkeyPatch
+    pg_store: SqlStore, pg_db_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    store = SqlStore(pg_db_url)
-    store.upgrade()
-    try:
-        pings: list[object] = []
-        dialect = store.engine.dialect
-        real = dialect.do_ping
+    store = pg_store
+    pings: list[object] = []
+    dialect = store.engine.dialect
+    real = dialect.do_ping
 
-        def ping(dbapi_connection: object) -> bool:
-            pings.append(dbapi_connection)
-            return real(dbapi_connection)
+    def ping(dbapi_connection: object) -> bool:
+        pings.append(dbapi_connection)
+        return real(dbapi_connection)
 
-        monkeypatch.setattr(dialect, "do_ping", ping)
-        store.latest_heads()
-        store.latest_heads()
-        assert pings == []  # used a moment ago: no round trip spent on a ping
-        with store.engine.connect() as conn:
-            pid = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar()
-        monkeypatch.setattr(engine_mod, "PING_AFTER_IDLE_S", 0.0)  # idle long enough now
-        with psycopg.connect(libpq_url(pg_db_url), autocommit=True) as admin:
-            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
-        assert store.latest_heads() == {}  # the dead connection was replaced, not used
-        assert len(pings) == 1
-    finally:
-        store.close()
+    monkeypatch.setattr(dialect, "do_ping", ping)
+    store.latest_heads()
+    store.latest_heads()
+    assert pings == []  # used a moment ago: no round trip spent on a ping
+    with store.engine.connect() as conn:
+        pid = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+    monkeypatch.setattr(engine_mod, "PING_AFTER_IDLE_S", 0.0)  # idle long enough now
+    with psycopg.connect(libpq_url(pg_db_url), autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    assert store.latest_heads() == {}  # the dead connection was replaced, not used
+    assert len(pings) == 1
 
 
-def test_a_read_on_postgresql_is_not_wrapped_in_begin_and_commit(pg_db_url: str) -> None:
+def test_a_read_on_postgresql_is_not_wrapped_in_begin_and_commit(pg_store: SqlStore) -> None:
     """At READ COMMITTED every statement has its own snapshot anyway: a read is one round
     trip per statement (autocommit), a unit of work stays one transaction."""
-    store = SqlStore(pg_db_url)
-    store.upgrade()
-    try:
-        with store._read() as s:
-            s.connection().exec_driver_sql("SELECT 1")
-            assert s.connection().connection.driver_connection.info.transaction_status.name == "IDLE"
-        with store.unit_of_work() as uow:
-            uow.commit_status("a" * 40)
-            assert uow._s.connection().connection.driver_connection.info.transaction_status.name == "INTRANS"
-        store.latest_heads()
-        assert store.latest_heads() == {}  # the pooled connection is back in transaction mode
-        with store.unit_of_work() as uow:
-            uow.set_sync_state("x", 1)
-        assert store.sync_state("x") == 1
-    finally:
-        store.close()
+    store = pg_store
+    with store._read() as s:
+        s.connection().exec_driver_sql("SELECT 1")
+        assert s.connection().connection.driver_connection.info.transaction_status.name == "IDLE"
+    with store.unit_of_work() as uow:
+        uow.commit_status("a" * 40)
+        assert (
+            uow._s.connection().connection.driver_connection.info.transaction_status.name
+            == "INTRANS"
+        )
+    store.latest_heads()
+    assert store.latest_heads() == {}  # the pooled connection is back in transaction mode
+    with store.unit_of_work() as uow:
+        uow.set_sync_state("x", 1)
+    assert store.sync_state("x") == 1

@@ -14,7 +14,6 @@ Each test runs on a fresh SQLite file and a fresh PostgreSQL database (``store_u
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from sqlalchemy import event, text
-from tests.fakes import commit_info
+from tests.fakes import commit_info, new_version
 
 from configctl.adapters import schemas
 from configctl.adapters.filesystem import read_tree
@@ -64,34 +63,9 @@ def _commit(sha: str, parent: str | None) -> CommitInfo:
     return commit_info(sha, parents=(parent,) if parent else (), message=f"commit {sha[:7]}", at=T0)
 
 
-def _new(
-    app: str, env: str, n: int, changes: list[KeyChange], *, reason: str = "commit"
-) -> NewVersion:
-    return NewVersion(
-        app=app,
-        env=env,
-        values={"n": n},
-        checksum=f"c{n}",
-        commit_sha="c" * 40,
-        reason=reason,
-        actor="t",
-        changes=changes,
-    )
-
-
 def _fields(v: NewVersion) -> dict[str, Any]:
     """``add_version``'s keyword arguments for ``v``."""
     return {f.name: getattr(v, f.name) for f in dataclasses.fields(v)}
-
-
-@pytest.fixture
-def store(store_url: str) -> Iterator[SqlStore]:
-    s = SqlStore(store_url)
-    s.upgrade()
-    try:
-        yield s
-    finally:
-        s.close()
 
 
 def _counted_apply(store: SqlStore, root: Path, commit: CommitInfo) -> tuple[int, ApplyResult]:
@@ -158,7 +132,7 @@ def test_apply_statements_do_not_grow_with_the_pairs(store_url: str, tmp_path: P
 
 def test_add_versions_numbers_each_pair_and_reads_back(store: SqlStore) -> None:
     def new(app: str, env: str, n: int, reason: str = "commit") -> NewVersion:
-        return _new(app, env, n, [KeyChange(key="n", change="added", new=n)], reason=reason)
+        return new_version(app, env, n, [KeyChange(key="n", change="added", new=n)], reason=reason)
 
     with store.unit_of_work() as uow:
         assert uow.add_version(**_fields(new("a", "prod", 0))) == 1
@@ -185,7 +159,7 @@ def test_a_large_batch_of_key_changes_reads_back_like_a_small_one(store: SqlStor
     ]
     with store.unit_of_work() as uow:
         numbers = uow.add_versions(
-            [_new("big", "prod", 1, changes), _new("small", "prod", 1, changes[:7])]
+            [new_version("big", "prod", 1, changes), new_version("small", "prod", 1, changes[:7])]
         )
     assert numbers == [1, 1]
     assert list(store.list_versions("big", "prod")[0].changes) == changes

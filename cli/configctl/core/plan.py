@@ -193,6 +193,7 @@ def _first_changes(
     return tuple(out), counts
 
 
+@collection_paused()  # 300,000 kept key changes: see core.gcpause
 def plan_apply(
     *,
     pairs: Sequence[PairKey],
@@ -210,25 +211,6 @@ def plan_apply(
     ``previous`` holds the snapshot of each planned pair's head (the key changes are
     computed against it); ``quarantines`` those of the planned pairs.
     """
-    with collection_paused():  # 300,000 kept key changes: see core.gcpause
-        return _plan(
-            pairs=pairs, values=values, checksums=checksums, rollouts=rollouts, latest=latest,
-            previous=previous, pins=pins, quarantines=quarantines, secrets=secrets,
-        )  # fmt: skip
-
-
-def _plan(
-    *,
-    pairs: Sequence[PairKey],
-    values: Mapping[PairKey, JsonObject],
-    checksums: Mapping[PairKey, str],
-    rollouts: Mapping[PairKey, tuple[JsonObject, ...]],
-    latest: Mapping[PairKey, VersionHead | VersionRecord],
-    previous: Mapping[PairKey, VersionRecord],
-    pins: Collection[PairKey],
-    quarantines: Mapping[PairKey, QuarantineRecord],
-    secrets: Mapping[str, Collection[str]],
-) -> ApplyPlan:
     planned: list[PairPlan] = []
     shared: _Shared = {}
     for pair in pairs:

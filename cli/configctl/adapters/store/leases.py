@@ -3,7 +3,7 @@ and checked inside every fenced unit of work."""
 
 from __future__ import annotations
 
-from sqlalchemy import select, update
+from sqlalchemy import Connection, select, update
 from sqlalchemy.orm import Session
 
 from configctl.adapters.store import models as m
@@ -11,7 +11,7 @@ from configctl.adapters.store._sql import Clock
 from configctl.errors import FencingError
 
 
-def check_fence(s: Session, name: str, epoch: int, *, postgres: bool) -> None:
+def check_fence(s: Session | Connection, name: str, epoch: int, *, postgres: bool) -> None:
     """Raise :class:`FencingError` unless lease ``name`` is still at ``epoch`` (read ``FOR
     SHARE`` on PostgreSQL, so a new leader's epoch bump waits for this transaction)."""
     q = select(m.LeaderLease.epoch).where(m.LeaderLease.name == name)

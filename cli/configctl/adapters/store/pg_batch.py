@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
+from sqlalchemy import Connection
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session
 
@@ -48,17 +49,27 @@ def _doc(rows: Sequence[Mapping[str, Any]]) -> str:
     return _JSON.encode(list(rows))
 
 
-def _run(s: Session, sql: str, params: Mapping[str, Any]) -> tuple[Any, ...] | None:
-    """Run ``sql`` on the session's psycopg connection; its first row (None if none)."""
+def _run(s: Session | Connection, sql: str, params: Mapping[str, Any]) -> tuple[Any, ...] | None:
+    """Run ``sql`` on the psycopg connection of ``s`` (a session or a connection), in its
+    transaction; its first row (None if it returns none)."""
     import psycopg
 
-    raw = cast("psycopg.Connection[tuple[Any, ...]]", s.connection().connection.driver_connection)
+    conn = s.connection() if isinstance(s, Session) else s
+    raw = cast("psycopg.Connection[tuple[Any, ...]]", conn.connection.driver_connection)
     try:
         with raw.cursor() as cur:
             cur.execute(sql.encode(), params)
             return cur.fetchone() if cur.description is not None else None
     except psycopg.Error as exc:
         raise sa_exc.DBAPIError.instance(sql, params, exc, psycopg.Error) from exc
+
+
+def _one(s: Session | Connection, sql: str, params: Mapping[str, Any]) -> tuple[Any, ...]:
+    """The one row of a ``SELECT`` without ``FROM`` filtering (always there)."""
+    row = _run(s, sql, params)
+    if row is None:  # pragma: no cover - such a SELECT always returns its row
+        raise sa_exc.InterfaceError(sql, params, RuntimeError("no row"))
+    return row
 
 
 # --------------------------------------------------------------------------- lock
@@ -76,7 +87,7 @@ _LOCK = (
 _FENCE = ", (SELECT epoch FROM leader_lease WHERE name = %(n)s FOR SHARE) AS epoch"
 
 
-def lock(s: Session, key: int, timeout_ms: int, fence: str | None) -> int | None:
+def lock(s: Session | Connection, key: int, timeout_ms: int, fence: str | None) -> int | None:
     """Take the writer lock for the rest of the transaction, waiting at most
     ``timeout_ms``; with ``fence`` (a lease name) return its epoch, read ``FOR SHARE`` once
     the lock is held (acquiring an epoch takes the writer lock too, so it cannot move
@@ -84,9 +95,7 @@ def lock(s: Session, key: int, timeout_ms: int, fence: str | None) -> int | None
     params: dict[str, Any] = {"k": key, "t": f"{max(1, timeout_ms)}ms"}
     if fence is not None:
         params["n"] = fence
-    row = _run(s, _LOCK.format(fence=_FENCE if fence else ""), params)
-    if row is None:  # pragma: no cover - a SELECT always returns its one row
-        raise sa_exc.InterfaceError(_LOCK, params, RuntimeError("no row"))
+    row = _one(s, _LOCK.format(fence=_FENCE if fence else ""), params)
     return int(row[1]) if fence is not None and row[1] is not None else None
 
 
@@ -146,10 +155,9 @@ def read_ahead(
         "rollbacks": not every,
         "apps": sorted(apps or ()),
     }
-    row = _run(s, _READ_AHEAD, params)
-    if row is None:  # pragma: no cover - a SELECT always returns its one row
-        raise sa_exc.InterfaceError(_READ_AHEAD, params, RuntimeError("no row"))
-    statuses_raw, cursors_raw, heads_raw, versions_raw, states_raw, pins_raw, quarantines_raw = row
+    statuses_raw, cursors_raw, heads_raw, versions_raw, states_raw, pins_raw, quarantines_raw = (
+        _one(s, _READ_AHEAD, params)
+    )
     states: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
     for app, env, key, state in states_raw:
         states.setdefault((app, env), {})[key] = dict(state or {})

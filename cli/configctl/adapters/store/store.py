@@ -48,7 +48,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
-from sqlalchemy import Engine, inspect, text
+from sqlalchemy import Connection, Engine, inspect, text
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session
 
@@ -664,28 +664,18 @@ class SqlStore:
         cfg.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
         return cfg
 
-    def _lock(self, s: Session | Any, fence: tuple[str, int] | None = None) -> None:
+    def _lock(self, s: Session | Connection, fence: tuple[str, int] | None = None) -> None:
         """Take the writer lock for the rest of the transaction (PostgreSQL; SQLite already
         holds it since ``BEGIN IMMEDIATE``), waiting at most ``lock_timeout`` seconds; with
         ``fence`` check the leader epoch (in the same round trip on PostgreSQL)."""
         if self.is_postgres:
-            # One round trip: the FROM clause sets the transaction's lock_timeout before the
-            # lock is waited for.
+            # One round trip: the lock, its timeout and the fence (``pg_batch.lock``).
             timeout_ms = int(self.lock_timeout * 1000)
-            if isinstance(s, Session):
-                epoch = pg_batch.lock(s, WRITER_LOCK_KEY, timeout_ms, fence[0] if fence else None)
-                if fence is not None:
-                    leases_sql.require_epoch(*fence, epoch)
-                return
-            s.execute(
-                text(
-                    "SELECT pg_advisory_xact_lock(:k) "
-                    "FROM (SELECT set_config('lock_timeout', :t, true)) AS timeout"
-                ),
-                {"k": WRITER_LOCK_KEY, "t": f"{max(1, timeout_ms)}ms"},
-            )
-        if fence is not None:
-            leases_sql.check_fence(s, *fence, postgres=self.is_postgres)
+            epoch = pg_batch.lock(s, WRITER_LOCK_KEY, timeout_ms, fence[0] if fence else None)
+            if fence is not None:
+                leases_sql.require_epoch(*fence, epoch)
+        elif fence is not None:
+            leases_sql.check_fence(s, *fence, postgres=False)
 
     def upgrade(self) -> None:
         """Migrate the schema to the newest revision (idempotent; concurrent calls queue)."""
