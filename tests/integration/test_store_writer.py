@@ -5,10 +5,12 @@ Each test runs on a fresh SQLite file and a fresh PostgreSQL database (``store_u
 - ``apply_snapshot`` issues the same number of SQL statements for 12 pairs as for 102
   (counted with SQLAlchemy's ``before_cursor_execute``), for a first apply and for an
   apply that changes every pair;
-- ``add_versions`` numbers, stores and reads back like ``add_version``; a batch of key
-  changes large enough for PostgreSQL's ``COPY`` reads back the same as a small one;
+- ``add_versions`` numbers, stores and reads back like ``add_version``; a batch of
+  thousands of key changes reads back the same as a small one;
 - migration 0003 moves ``quarantine:<app>:<env>`` cursor rows into ``quarantines`` and the
-  downgrade moves them back.
+  downgrade moves them back;
+- migration 0004 moves ``key_changes`` rows into their versions' ``changes`` arrays (what
+  ``history`` shows is the same before and after) and the downgrade makes the rows again.
 """
 
 from __future__ import annotations
@@ -26,8 +28,7 @@ from tests.fakes import commit_info, new_version
 from configctl.adapters import schemas
 from configctl.adapters.filesystem import read_tree
 from configctl.adapters.store import SqlStore
-from configctl.adapters.store import versions as versions_sql
-from configctl.adapters.store.models import JsonType, UtcDateTime
+from configctl.adapters.store.models import SCHEMA_REVISION, JsonType, UtcDateTime
 from configctl.core.records import CommitInfo, KeyChange, NewVersion
 from configctl.services.apply import ApplyResult, apply_snapshot
 from configctl.services.resolution import Evaluator
@@ -124,7 +125,7 @@ def _two_applies(url: str, tmp: Path, apps: int) -> tuple[int, int]:
 def test_apply_statements_do_not_grow_with_the_pairs(store_url: str, tmp_path: Path) -> None:
     small = _two_applies(store_url, tmp_path / "small", 4)  # 12 pairs
     with SqlStore(store_url) as s, s.engine.begin() as conn:
-        for table in ("key_changes", "versions", "audit_log", "outbox", "commits", "sync_state"):
+        for table in ("versions", "audit_log", "outbox", "commits", "sync_state"):
             conn.execute(text(f"DELETE FROM {table}"))  # noqa: S608 - fixed table names
     large = _two_applies(store_url, tmp_path / "large", 34)  # 102 pairs
     assert small == large, f"12 pairs: {small} statements, 102 pairs: {large}"
@@ -149,13 +150,13 @@ def test_add_versions_numbers_each_pair_and_reads_back(store: SqlStore) -> None:
 
 
 def test_a_large_batch_of_key_changes_reads_back_like_a_small_one(store: SqlStore) -> None:
-    """Past ``COPY_FROM_ROWS`` key changes PostgreSQL takes them with COPY: same rows back."""
+    """Thousands of key changes of every JSON shape read back as written, in key order."""
     odd: list[Any] = [None, {"nested": ["ü", 1.5, True]}, "tab\tand\nnewline\\", 0, "", [None]]
     changes = [
         KeyChange(
             key=f"k{i:05d}", change="changed", old=odd[i % len(odd)], new=odd[(i + 1) % len(odd)]
         )
-        for i in range(versions_sql.COPY_FROM_ROWS + 10)
+        for i in range(2010)
     ]
     with store.unit_of_work() as uow:
         numbers = uow.add_versions(
@@ -210,7 +211,7 @@ def test_migration_0003_moves_quarantines_out_of_the_cursor_table_and_back(store
                 [{"name": n, "value": v, "updated_at": T0} for n, v in legacy.items()],
             )
         store.upgrade()
-        assert store.current_revision() == "0003"
+        assert store.current_revision() == SCHEMA_REVISION
         assert store.quarantines() == {
             ("checkout", "prod"): legacy["quarantine:checkout:prod"],
             ("search", "dev"): legacy["quarantine:search:dev"],
@@ -224,3 +225,89 @@ def test_migration_0003_moves_quarantines_out_of_the_cursor_table_and_back(store
             assert not sa.inspect(conn).has_table("quarantines")
             back = {n: v for n, v, _ in conn.execute(sa.select(_SYNC_STATE)).all()}
         assert back == legacy
+
+
+_VERSIONS_0003 = sa.table(
+    "versions",
+    sa.column("id", sa.Integer),
+    sa.column("app", sa.String),
+    sa.column("env", sa.String),
+    sa.column("number", sa.Integer),
+    sa.column("values", JsonType),
+    sa.column("checksum", sa.String),
+    sa.column("commit_sha", sa.String),
+    sa.column("reason", sa.String),
+    sa.column("actor", sa.String),
+    sa.column("created_at", UtcDateTime),
+)
+_KEY_CHANGES_0003 = sa.table(
+    "key_changes",
+    sa.column("version_id", sa.Integer),
+    sa.column("key", sa.String),
+    sa.column("change", sa.String),
+    sa.column("old_value", JsonType),
+    sa.column("new_value", JsonType),
+)
+
+
+def test_migration_0004_moves_key_changes_onto_their_versions_and_back(store_url: str) -> None:
+    from alembic import command
+
+    odd: list[Any] = [{"nested": ["ü", 1.5, True, None]}, "tab\tand\nnewline", 0, "", [None], False]
+    # Rows in an order that is not the key order, one version without any.
+    legacy = [
+        (1, "svc.port", "added", None, 8080),
+        (1, "db.host", "added", None, "db-1"),
+        (2, "svc.port", "changed", 8080, 8081),
+        (2, "db.host", "removed", "db-1", None),
+        *[(2, f"x.k{i}", "changed", odd[i], odd[(i + 1) % len(odd)]) for i in range(len(odd))],
+    ]
+    with SqlStore(store_url) as store:
+        cfg = store._alembic_config()
+        with store.engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "0003")
+        with store.engine.begin() as conn:
+            conn.execute(
+                sa.insert(_VERSIONS_0003),
+                [
+                    {"id": n, "app": "web", "env": "prod", "number": n, "values": {"n": n},
+                     "checksum": f"sum-{n}", "commit_sha": None, "reason": "commit", "actor": "ci",
+                     "created_at": T0}
+                    for n in (1, 2, 3)
+                ],
+            )  # fmt: skip
+            conn.execute(
+                sa.insert(_KEY_CHANGES_0003),
+                [{"version_id": v, "key": k, "change": c, "old_value": o, "new_value": n} for v, k, c, o, n in legacy],
+            )  # fmt: skip
+        store.upgrade()
+        assert store.current_revision() == SCHEMA_REVISION
+        with store.engine.connect() as conn:
+            assert not sa.inspect(conn).has_table("key_changes")
+        by_version = {e.number: list(e.changes) for e in store.list_versions("web", "prod")}
+        expected = {
+            n: sorted(
+                (KeyChange(key=k, change=c, old=o, new=new) for v, k, c, o, new in legacy if v == n),
+                key=lambda c: c.key,
+            )
+            for n in (1, 2, 3)
+        }
+        assert by_version == expected
+        assert [(h.version, h.change, h.old, h.new) for h in store.key_history("web", "prod", "svc")] == [
+            (2, "changed", 8080, 8081),
+            (1, "added", None, 8080),
+        ]
+        assert [h.key for h in store.key_history("web", "prod", "x")] == [f"x.k{i}" for i in range(len(odd))]
+        with store.engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.downgrade(cfg, "0003")
+        with store.engine.connect() as conn:
+            back = conn.execute(
+                sa.select(
+                    _KEY_CHANGES_0003.c.version_id, _KEY_CHANGES_0003.c.key, _KEY_CHANGES_0003.c.change,
+                    _KEY_CHANGES_0003.c.old_value, _KEY_CHANGES_0003.c.new_value,
+                )
+            ).all()  # fmt: skip
+            assert "changes" not in {c["name"] for c in sa.inspect(conn).get_columns("versions")}
+        assert sorted(map(tuple, back), key=repr) == sorted(legacy, key=repr)

@@ -19,7 +19,13 @@ from tests.servers import libpq_url
 __all__ = ["TABLES", "Backend", "StoreProbe", "backend"]
 
 TABLES = ("commits", "versions", "key_changes", "audit_log", "outbox", "pins")
-"""The tables a write may touch, for before/after row counts."""
+"""The tables a write may touch, for before/after row counts. ``key_changes`` counts the
+key changes the versions carry (``versions.changes``, a JSON array since revision 0004)."""
+
+_KEY_CHANGES = {
+    "sqlite": "SELECT coalesce(sum(json_array_length(changes)), 0) FROM versions",
+    "postgresql": "SELECT coalesce(sum(jsonb_array_length(changes)), 0) FROM versions",
+}
 
 
 @dataclass
@@ -51,9 +57,14 @@ class StoreProbe:
         from sqlalchemy import inspect
 
         with self._conn() as conn:
+            if table == "key_changes":
+                table = "versions"
+                sql = _KEY_CHANGES[conn.dialect.name]
+            else:
+                sql = f"SELECT count(*) FROM {table}"  # noqa: S608 - fixed names
             if not inspect(conn).has_table(table):
                 return 0
-        return int(self.rows(f"SELECT count(*) FROM {table}")[0][0])  # noqa: S608 - fixed names
+        return int(self.rows(sql)[0][0])
 
     def counts(self) -> dict[str, int]:
         return {t: self.count(t) for t in TABLES}
@@ -73,7 +84,9 @@ class StoreProbe:
     def dump(self) -> str:
         """Every stored text that is not a served snapshot: key changes, audit, outbox, commits."""
         parts = []
-        for table in ("key_changes", "audit_log", "outbox", "commits", "pins", "sync_state"):
+        if self.count("versions"):
+            parts.append(repr(self.rows("SELECT changes FROM versions")))
+        for table in ("audit_log", "outbox", "commits", "pins", "sync_state"):
             if self.count(table):
                 parts.append(repr(self.rows(f"SELECT * FROM {table}")))  # noqa: S608 - fixed names
         return "\n".join(parts)

@@ -24,7 +24,6 @@ from sqlalchemy import (
     BigInteger,
     DateTime,
     Dialect,
-    ForeignKey,
     Index,
     Integer,
     MetaData,
@@ -38,7 +37,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 #: The alembic revision this code reads and writes; ``SqlStore`` refuses other revisions.
 #: A test checks it is the head of ``migrations/versions``.
-SCHEMA_REVISION = "0003"
+SCHEMA_REVISION = "0004"
 
 #: Deterministic constraint and index names on both backends (alembic can then alter them).
 NAMING_CONVENTION = {
@@ -132,22 +131,11 @@ class Version(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
     rollouts: Mapped[Any] = mapped_column(JsonType, nullable=True)
     """The JSON form of the pair's rollouts (state folded in); NULL when it has none."""
-
-
-class KeyChangeRow(Base):
-    """One dotted key a version changed (values redacted by the caller)."""
-
-    __tablename__ = "key_changes"
-    __table_args__ = (Index(None, "version_id"), Index(None, "key", "version_id"))
-
-    id: Mapped[int] = mapped_column(IdType, primary_key=True, autoincrement=True)
-    version_id: Mapped[int] = mapped_column(
-        IdType, ForeignKey("versions.id", ondelete="CASCADE"), nullable=False
-    )
-    key: Mapped[str] = mapped_column(String(1024), nullable=False)
-    change: Mapped[str] = mapped_column(String(16), nullable=False)
-    old_value: Mapped[Any] = mapped_column(JsonType, nullable=True)
-    new_value: Mapped[Any] = mapped_column(JsonType, nullable=True)
+    changes: Mapped[Any] = mapped_column(JsonType, nullable=False)
+    """The dotted keys this version changed, in key order: ``[{"key", "change", "old",
+    "new"}]`` (values redacted by the caller; ``old``/``new`` absent when None). They travel
+    with their version (revision 0004): they are read by version, or by key within one
+    (app, env), never across pairs."""
 
 
 class AuditRow(Base):

@@ -13,7 +13,7 @@ SQLAlchemy's, which the store turns into ``StoreError``):
   epoch (``FOR SHARE``) in the same statement;
 - :func:`read_ahead` reads what a writer reads first: commit statuses, cursors, the heads
   of some apps (or all), every rollout state, pin and quarantine;
-- :func:`flush` writes what a unit of work queued: versions with their key changes, commit
+- :func:`flush` writes what a unit of work queued: versions (key changes included), commit
   rows, audit rows, outbox messages (in order: the relay publishes by ascending id) and
   cursors.
 
@@ -212,21 +212,14 @@ def read_ahead(
 _FLUSH = """
 WITH v AS (
   INSERT INTO versions (app, env, number, "values", checksum, commit_sha, reason, rolled_back_to,
-                        actor, created_at, rollouts)
+                        actor, created_at, rollouts, changes)
   SELECT app, env, number, "values", checksum, commit_sha, reason, rolled_back_to, actor,
-         created_at, rollouts
+         created_at, rollouts, changes
   FROM jsonb_to_recordset(%(versions)s::jsonb) AS r(
     o int, app text, env text, number int, "values" jsonb, checksum text, commit_sha text,
-    reason text, rolled_back_to int, actor text, created_at timestamptz, rollouts jsonb)
+    reason text, rolled_back_to int, actor text, created_at timestamptz, rollouts jsonb,
+    changes jsonb)
   ORDER BY o
-  RETURNING id, app, env, number
-), kc AS (
-  INSERT INTO key_changes (version_id, key, change, old_value, new_value)
-  SELECT v.id, k.key, k.change, k.old_value, k.new_value
-  FROM jsonb_to_recordset(%(changes)s::jsonb) AS k(
-    o int, app text, env text, number int, key text, change text, old_value jsonb, new_value jsonb)
-  JOIN v ON v.app = k.app AND v.env = k.env AND v.number = k.number
-  ORDER BY k.o
 ), c AS (
   INSERT INTO commits (sha, parents, author_name, author_email, authored_at, committer_name,
                        committer_email, committed_at, message, signature_status, signer, status,
@@ -279,7 +272,7 @@ def flush(
     now: datetime,
 ) -> None:
     """Write, in one statement: ``versions`` (each ``(version, number, made at)``,
-    numbered by the caller under the writer lock) with their key changes, commit rows
+    numbered by the caller under the writer lock; key changes included), commit rows
     (upserts; one row per sha), audit rows and outbox messages (in order) and ``cursors``
     (``None`` deletes one)."""
     cursors = cursors or {}
@@ -291,23 +284,6 @@ def flush(
         {
             "versions": _doc(
                 [{**version_row(v, n, at), "o": o} for o, (v, n, at) in enumerate(versions)]
-            ),
-            "changes": _doc(
-                [
-                    {
-                        "o": o,
-                        "app": v.app,
-                        "env": v.env,
-                        "number": n,
-                        "key": c.key,
-                        "change": str(c.change),
-                        "old_value": c.old,
-                        "new_value": c.new,
-                    }
-                    for o, (v, n, c) in enumerate(
-                        (v, n, c) for v, n, _ in versions for c in v.changes
-                    )
-                ]
             ),
             "commits": _doc(commits),
             "audit": _doc([{**row, "o": i} for i, row in enumerate(audit)]),

@@ -160,7 +160,7 @@ class UnitOfWork:
         """Write the queued rows (before the commit): one statement on PostgreSQL."""
         cursors = {n: self._sync[n] for n in sorted(self._sync_dirty)}
         commits = list(self._commits.values())
-        if not self._postgres or _changes(self._pending) >= versions_sql.COPY_FROM_ROWS:
+        if not self._postgres:
             self._write_pending()
         with self._errors():
             s = self._session()
@@ -419,7 +419,7 @@ class UnitOfWork:
             return
         with self._errors():
             s = self._session()
-            if self._postgres and _changes(self._pending) < versions_sql.COPY_FROM_ROWS:
+            if self._postgres:
                 pg_batch.flush(s, versions=self._pending, now=self._clock())
             else:
                 versions_sql.write_versions(s, self._pending)
@@ -533,10 +533,6 @@ class UnitOfWork:
         self._session()
         self._sync[name] = value
         self._sync_dirty.add(name)
-
-
-def _changes(pending: Sequence[tuple[NewVersion, int, datetime]]) -> int:
-    return sum(len(v.changes) for v, _, _ in pending)
 
 
 # --------------------------------------------------------------------------- the store

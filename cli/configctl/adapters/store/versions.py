@@ -1,17 +1,18 @@
 """Versions and their history: the newest version of each pair, one version, the versions
 of a pair with their commits and key changes, and writing a batch of versions.
 
-:func:`add_versions` costs the same number of statements for one version or a thousand:
-one read of the current numbers, one ``executemany`` insert of the versions, one read of
-their ids and one batch of key changes (``executemany``; ``COPY`` on PostgreSQL for a
-large batch). Drivers may split an ``executemany`` into pages of rows (SQLAlchemy's
+A version carries its key changes (``versions.changes``, a JSON array in key order; see
+:func:`change_items`), so writing a batch of versions is one ``executemany`` insert
+whatever their number (on PostgreSQL the unit of work writes them in its one statement,
+``pg_batch.flush``). Drivers may split an ``executemany`` into pages of rows (SQLAlchemy's
 "insertmanyvalues", 1,000 rows a page): a statement per page, never one per row.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import datetime
+from operator import attrgetter
 from typing import Any, cast
 
 from sqlalchemy import Table, func, insert, select
@@ -19,7 +20,6 @@ from sqlalchemy.orm import Session
 
 from configctl.adapters.store import models as m
 from configctl.adapters.store._sql import check_member, members, subject
-from configctl.adapters.store.engine import json_dumps
 from configctl.core.records import (
     ChangeKind,
     HistoryEntry,
@@ -31,9 +31,6 @@ from configctl.core.records import (
     VersionRecord,
 )
 
-#: Key changes from this many rows up go to PostgreSQL with ``COPY`` (streamed rows); fewer
-#: go with the unit of work's one statement (``pg_batch.flush``).
-COPY_FROM_ROWS = 2000
 _VERSIONS = cast("Table", m.Version.__table__)
 #: Apps per ``IN (...)`` list when reading current numbers (SQLite caps bound parameters).
 _IN_CHUNK = 5000
@@ -139,21 +136,6 @@ def get_versions(
     return out
 
 
-def _version_ids(
-    s: Session, wanted: Sequence[tuple[str, str, int]]
-) -> dict[tuple[str, str, int], int]:
-    apps = sorted({app for app, _, _ in wanted})
-    numbers = sorted({number for _, _, number in wanted})
-    keys = set(wanted)
-    out: dict[tuple[str, str, int], int] = {}
-    for i in range(0, len(apps), _IN_CHUNK):
-        q = select(m.Version.id, m.Version.app, m.Version.env, m.Version.number).where(
-            m.Version.app.in_(apps[i : i + _IN_CHUNK]), m.Version.number.in_(numbers)
-        )
-        out.update({(a, e, n): int(vid) for vid, a, e, n in s.execute(q) if (a, e, n) in keys})
-    return out
-
-
 def current_numbers(s: Session, pairs: Collection[tuple[str, str]]) -> dict[tuple[str, str], int]:
     """The newest version number of each of ``pairs`` that has one."""
     apps = sorted({app for app, _ in pairs})
@@ -178,6 +160,36 @@ def check_versions(versions: Sequence[NewVersion]) -> None:
                 check_member(ChangeKind, change.change, f"change of key {change.key!r}")
 
 
+_BY_KEY = attrgetter("key")
+
+
+def change_items(changes: Sequence[KeyChange]) -> list[dict[str, Any]]:
+    """The JSON form of a version's key changes (``versions.changes``): in key order, each
+    ``{"key", "change", "old", "new"}`` with ``old``/``new`` left out when None.
+
+    Pairs share equal key changes (``core.plan``): each object is made into an item once."""
+    made: dict[int, dict[str, Any]] = {}
+    out: list[dict[str, Any]] = []
+    for c in sorted(changes, key=_BY_KEY):
+        item = made.get(id(c))
+        if item is None:
+            item = made[id(c)] = {"key": c.key, "change": str(c.change)}
+            if c.old is not None:
+                item["old"] = c.old
+            if c.new is not None:
+                item["new"] = c.new
+        out.append(item)
+    return out
+
+
+def stored_changes(items: Iterable[Mapping[str, Any]] | None) -> tuple[KeyChange, ...]:
+    """The key changes of a ``versions.changes`` array."""
+    return tuple(
+        KeyChange(key=i["key"], change=i["change"], old=i.get("old"), new=i.get("new"))
+        for i in items or ()
+    )
+
+
 def version_row(v: NewVersion, number: int, now: datetime) -> dict[str, Any]:
     """The row of version ``number`` of ``v``'s pair, made at ``now``."""
     return {
@@ -192,73 +204,16 @@ def version_row(v: NewVersion, number: int, now: datetime) -> dict[str, Any]:
         "actor": v.actor,
         "created_at": now,
         "rollouts": [dict(r) for r in v.rollouts] or None,
+        "changes": change_items(v.changes),
     }
 
 
 def write_versions(s: Session, pending: Sequence[tuple[NewVersion, int, datetime]]) -> None:
     """Write each ``(version, number, made at)`` as that number of its pair (numbered by
     the caller under the writer lock; the ``(app, env, number)`` constraint is the
-    backstop), with its key changes: a few statements whatever their number (``COPY`` for
-    many key changes on PostgreSQL)."""
-    if not pending:
-        return
-    versions = [v for v, _, _ in pending]
-    numbers = [n for _, n, _ in pending]
-    rows = [version_row(v, n, at) for v, n, at in pending]
-    dialect = s.get_bind().dialect.name
-    # Core inserts (one executemany each); the new ids come back with RETURNING on
-    # PostgreSQL, and from one query on SQLite, where an executemany cannot return rows.
-    wanted = [(v.app, v.env, n) for v, n in zip(versions, numbers, strict=True)]
-    if dialect == "postgresql":  # one round trip: RETURNING, batched ("insertmanyvalues")
-        t = _VERSIONS.c
-        new_ids = {
-            (app, env, number): int(vid)
-            for vid, app, env, number in s.execute(
-                insert(_VERSIONS).returning(t.id, t.app, t.env, t.number), rows
-            )
-        }
-    else:
-        s.execute(insert(_VERSIONS), rows)
-        new_ids = _version_ids(s, wanted)
-    ids = [new_ids[key] for key in wanted]
-    count = sum(len(v.changes) for v in versions)
-    if not count:
-        return
-    # Rows straight to the driver (an executemany, or COPY for many rows on PostgreSQL):
-    # SQLAlchemy's per-row parameter and JSON type processing was most of a first apply's
-    # writing time (300,000 rows); the JSON is written by the engines' one encoder.
-    rows_out = (
-        (version_id, c.key, str(c.change), None if c.old is None else json_dumps(c.old),
-         None if c.new is None else json_dumps(c.new))
-        for version_id, v in zip(ids, versions, strict=True)
-        for c in v.changes
-    )  # fmt: skip
-    if dialect == "postgresql":
-        _copy_key_changes(s, rows_out)
-    else:
-        s.connection().exec_driver_sql(
-            'INSERT INTO key_changes (version_id, "key", change, old_value, new_value) VALUES (?, ?, ?, ?, ?)',
-            list(rows_out),
-        )
-
-
-def _copy_key_changes(
-    s: Session, changes: Iterable[tuple[int, str, str, str | None, str | None]]
-) -> None:
-    """``COPY key_changes FROM STDIN`` on the session's psycopg connection (same
-    transaction); the values are JSON text already."""
-    import psycopg
-
-    dbapi = cast("psycopg.Connection[Any]", s.connection().connection.dbapi_connection)
-
-    with (
-        dbapi.cursor() as cur,
-        cur.copy(
-            "COPY key_changes (version_id, key, change, old_value, new_value) FROM STDIN"
-        ) as copy,
-    ):
-        for row in changes:
-            copy.write_row(row)
+    backstop), key changes included: one ``executemany`` whatever their number."""
+    if pending:
+        s.execute(insert(_VERSIONS), [version_row(v, n, at) for v, n, at in pending])
 
 
 def list_versions(s: Session, app: str, env: str, limit: int | None) -> list[VersionEntry]:
@@ -277,18 +232,6 @@ def list_versions(s: Session, app: str, env: str, limit: int | None) -> list[Ver
     )
     if limit is not None:
         q = q.limit(limit)
-    rows = s.execute(q).all()
-    changes: dict[int, list[KeyChange]] = {}
-    ids = [row[0].id for row in rows]
-    if ids:
-        for c in s.scalars(
-            select(m.KeyChangeRow)
-            .where(m.KeyChangeRow.version_id.in_(ids))
-            .order_by(m.KeyChangeRow.version_id, m.KeyChangeRow.key)
-        ):
-            changes.setdefault(c.version_id, []).append(
-                KeyChange(key=c.key, change=c.change, old=c.old_value, new=c.new_value)
-            )
     return [
         VersionEntry(
             app=v.app,
@@ -304,39 +247,47 @@ def list_versions(s: Session, app: str, env: str, limit: int | None) -> list[Ver
             author_email=author_email,
             committed_at=committed_at,
             subject=subject(message),
-            changes=tuple(changes.get(v.id, ())),
+            changes=stored_changes(v.changes),
         )
-        for v, author_name, author_email, committed_at, message in rows
+        for v, author_name, author_email, committed_at, message in s.execute(q)
     ]
 
 
 def key_history(s: Session, app: str, env: str, key: str) -> list[HistoryEntry]:
-    """Every version of (app, env) that changed ``key`` or a key below it, newest first."""
+    """Every version of (app, env) that changed ``key`` or a key below it, newest first
+    (the pair's versions are read without their snapshots; their changes are filtered here)."""
+    below = key + "."
     q = (
-        select(m.Version, m.KeyChangeRow, m.Commit.author_name, m.Commit.author_email)
-        .join(m.KeyChangeRow, m.KeyChangeRow.version_id == m.Version.id)
+        select(
+            m.Version.number,
+            m.Version.changes,
+            m.Version.commit_sha,
+            m.Version.actor,
+            m.Version.reason,
+            m.Version.created_at,
+            m.Commit.author_name,
+            m.Commit.author_email,
+        )
         .outerjoin(m.Commit, m.Commit.sha == m.Version.commit_sha)
         .where(m.Version.app == app, m.Version.env == env)
-        .where(
-            (m.KeyChangeRow.key == key) | m.KeyChangeRow.key.startswith(key + ".", autoescape=True)
-        )
-        .order_by(m.Version.number.desc(), m.KeyChangeRow.key)
+        .order_by(m.Version.number.desc())
     )
     return [
         HistoryEntry(
-            app=v.app,
-            env=v.env,
+            app=app,
+            env=env,
             key=c.key,
-            version=v.number,
+            version=number,
             change=c.change,
-            old=c.old_value,
-            new=c.new_value,
-            commit_sha=v.commit_sha,
+            old=c.old,
+            new=c.new,
+            commit_sha=sha,
             author_name=author_name,
             author_email=author_email,
-            actor=v.actor,
-            reason=v.reason,
-            created_at=v.created_at,
+            actor=actor,
+            reason=reason,
+            created_at=created_at,
         )
-        for v, c, author_name, author_email in s.execute(q).all()
+        for number, items, sha, actor, reason, created_at, author_name, author_email in s.execute(q)
+        for c in stored_changes(i for i in items or () if i["key"] == key or i["key"].startswith(below))
     ]
