@@ -24,7 +24,7 @@ from datetime import UTC, datetime, timedelta
 
 from configctl.core.cache import CachedSnapshot, CacheKey
 from configctl.core.model import FileEntry
-from configctl.core.ports import Fence, RolloutHead
+from configctl.core.ports import Fence, ReadAhead, RolloutHead
 from configctl.core.records import (
     AuditRecord,
     ChangeKind,
@@ -369,12 +369,17 @@ class FakeStore:
         """Units of work committed: a test can prove that nothing was written."""
 
     @contextmanager
-    def unit_of_work(self, fence: Fence | None = None) -> Iterator[FakeUnitOfWork]:
+    def unit_of_work(
+        self, fence: Fence | None = None, *, reads: ReadAhead | None = None
+    ) -> Iterator[FakeUnitOfWork]:
         if fence is not None and self.epochs.get(fence[0]) != fence[1]:
             raise FencingError(f"epoch {fence[1]} of {fence[0]} is not current")
         saved = copy.deepcopy(self.state)
         try:
-            yield FakeUnitOfWork(self.state, self.clock)
+            uow = FakeUnitOfWork(self.state, self.clock)
+            if reads is not None:
+                uow.read_ahead(commits=reads.commits, cursors=reads.cursors, apps=reads.apps)
+            yield uow
         except BaseException:
             self.state = saved
             raise

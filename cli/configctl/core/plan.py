@@ -27,6 +27,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import chain
 
 from configctl.core import diff as diff_mod
 from configctl.core.gcpause import collection_paused
@@ -281,9 +282,13 @@ def changed_apps(base: Mapping[str, FileEntry], head: Mapping[str, FileEntry]) -
     such a change may reach every app, so the whole tree is evaluated.
     """
     out: set[str] = set()
-    for path in base.keys() | head.keys():
-        before, after = base.get(path), head.get(path)
-        if before == after:
+    # An incremental tree read keeps the entries of unchanged files: identity answers for
+    # most, equality for the rest (a file read again); base's paths not in head are gone.
+    changed = [path for path, after in head.items() if base.get(path) is not after]
+    kept = len(head) - sum(1 for path in changed if path not in base)
+    gone = [path for path in base if path not in head] if kept != len(base) else []
+    for path in chain(changed, gone):
+        if base.get(path) == head.get(path):
             continue
         app = _values_file_app(path)
         if app is None or f"apps/{app}/app.yaml" not in base or f"apps/{app}/app.yaml" not in head:
@@ -294,9 +299,8 @@ def changed_apps(base: Mapping[str, FileEntry], head: Mapping[str, FileEntry]) -
 
 def scoped(files: Mapping[str, FileEntry], apps: Collection[str]) -> dict[str, FileEntry]:
     """The snapshot without the folders of apps outside ``apps`` (shared files all kept)."""
-    return {
-        p: e for p, e in files.items() if not p.startswith("apps/") or p.split("/", 2)[1] in apps
-    }
+    folders = tuple(f"apps/{app}/" for app in apps)
+    return {p: e for p, e in files.items() if not p.startswith("apps/") or p.startswith(folders)}
 
 
 # --------------------------------------------------------------------------- rejection

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
@@ -50,6 +51,7 @@ __all__ = [
     "Leader",
     "OutboxPort",
     "PublisherPort",
+    "ReadAhead",
     "ReconcilerStorePort",
     "RolloutHead",
     "SnapshotCache",
@@ -63,6 +65,18 @@ __all__ = [
 
 Fence = tuple[str, int]
 """(lease name, epoch): the fencing token a reconciler's writes carry."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReadAhead:
+    """What a unit of work reads first, asked for when it opens (see
+    :meth:`UnitOfWork.read_ahead`): sent with its ``BEGIN`` and writer lock where the
+    backend allows, so the reads cost no round trip of their own."""
+
+    commits: Collection[str] = ()
+    cursors: Collection[str] = ()
+    apps: Collection[str] | None = None
+
 
 RolloutHead = tuple[int, str | None, tuple[JsonObject, ...]]
 """(version number, commit, rollouts) of a pair whose version in service has rollouts."""
@@ -228,9 +242,12 @@ class UnitOfWork(Protocol):
 class VersionStore(Protocol):
     """The version store as the write use cases see it: units of work."""
 
-    def unit_of_work(self, fence: Fence | None = None) -> AbstractContextManager[UnitOfWork]:
+    def unit_of_work(
+        self, fence: Fence | None = None, *, reads: ReadAhead | None = None
+    ) -> AbstractContextManager[UnitOfWork]:
         """A write transaction holding the writer lock; with ``fence``, the store checks
-        inside it that the epoch is still current (``FencingError`` otherwise)."""
+        inside it that the epoch is still current (``FencingError`` otherwise) before the
+        body runs; with ``reads``, :meth:`UnitOfWork.read_ahead` of them is done too."""
         ...
 
 
@@ -405,8 +422,11 @@ class CommentThread(Protocol):
 class ReconcilerStorePort(OutboxPort, Protocol):
     """The store as the reconcile pass sees it (``SqlStore``); raises ``StoreError``."""
 
-    def unit_of_work(self, fence: tuple[str, int] | None = None) -> AbstractContextManager[UnitOfWork]:
-        """One transaction, refused (``FencingError``) when ``fence`` is stale."""
+    def unit_of_work(
+        self, fence: Fence | None = None, *, reads: ReadAhead | None = None
+    ) -> AbstractContextManager[UnitOfWork]:
+        """One transaction, refused (``FencingError``) when ``fence`` is stale; see
+        :meth:`VersionStore.unit_of_work`."""
         ...
 
     def sync_state(self, name: str) -> object:

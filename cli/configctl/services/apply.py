@@ -34,7 +34,7 @@ from typing import Any
 
 from configctl.core import plan as plan_mod
 from configctl.core.model import FileEntry, Report
-from configctl.core.ports import ChangeLog, Fence, UnitOfWork, VersionStore
+from configctl.core.ports import ChangeLog, Fence, ReadAhead, UnitOfWork, VersionStore
 from configctl.core.records import (
     CommitInfo,
     CommitStatus,
@@ -188,14 +188,15 @@ def apply_snapshot(
 
     checksums = _checksums(checked)
 
-    with store.unit_of_work(fence=None if dry_run else fence) as uow:
-        # Everything read below up to the previous snapshots, at once (one round trip on
-        # PostgreSQL); with a baseline, the heads of the apps in scope only.
-        uow.read_ahead(
-            commits=[commit.sha],
-            cursors=[LAST_APPLIED],
-            apps=scope if scope is not None and baseline is not None else None,
-        )
+    # Everything read below up to the previous snapshots, at once, as the unit of work
+    # opens (with its BEGIN and lock: one round trip on PostgreSQL); with a baseline, the
+    # heads of the apps in scope only.
+    reads = ReadAhead(
+        commits=[commit.sha],
+        cursors=[LAST_APPLIED],
+        apps=scope if scope is not None and baseline is not None else None,
+    )
+    with store.unit_of_work(fence=None if dry_run else fence, reads=reads) as uow:
         previous_status = uow.commit_status(commit.sha)
         # Heads only (number, checksum): snapshots are read just for the pairs that change,
         # and with a baseline only the heads of the apps in scope.

@@ -106,6 +106,45 @@ def test_changed_apps_only_for_values_files() -> None:
     assert plan.changed_apps(base, base) == set()
 
 
+def test_changed_apps_sees_files_read_again_added_and_removed() -> None:
+    web, api = FileEntry(data=b"x"), FileEntry(data=b"x")
+    base = {
+        "apps/web/app.yaml": web,
+        "apps/web/values.yaml": FileEntry(data=b"a: 1"),
+        "apps/api/app.yaml": api,
+        "apps/api/envs/dev.yaml": FileEntry(data=b"a: 1"),
+    }
+    # equal entries that are other objects (a full read): nothing changed
+    assert plan.changed_apps(base, {p: FileEntry(data=e.data) for p, e in base.items()}) == set()
+    # one file goes and another comes: as many files as before, both apps changed
+    swapped = {p: e for p, e in base.items() if p != "apps/api/envs/dev.yaml"}
+    swapped["apps/web/envs/prod.yaml"] = FileEntry(data=b"a: 2")
+    assert plan.changed_apps(base, swapped) == {"api", "web"}
+    # a removed app.yaml may reach the whole app: everything is evaluated
+    assert (
+        plan.changed_apps(base, {p: e for p, e in base.items() if p != "apps/api/app.yaml"}) is None
+    )
+
+
+def test_scoped_keeps_shared_files_and_the_apps_asked_for() -> None:
+    files = {
+        p: FileEntry(data=b"")
+        for p in (
+            "configctl.yaml",
+            "global.yaml",
+            "apps/web/app.yaml",
+            "apps/web-2/app.yaml",
+            "apps/api/values.yaml",
+        )
+    }
+    assert sorted(plan.scoped(files, {"web"})) == [
+        "apps/web/app.yaml",
+        "configctl.yaml",
+        "global.yaml",
+    ]
+    assert sorted(plan.scoped(files, set())) == ["configctl.yaml", "global.yaml"]
+
+
 def test_rejection_reason_and_details() -> None:
     errors = tuple(
         Finding.at(SourceLocation(file="f.yaml", line=i, column=1), "dup", f"m{i}")

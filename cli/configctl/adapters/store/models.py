@@ -31,6 +31,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -109,14 +110,29 @@ class Commit(Base):
     recorded_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
 
 
+HELD_INDEX = "ix_versions_held"
+HELD_WHERE = "reason <> 'commit'"
+"""The partial index of the versions not made by a commit (rollbacks, releases)."""
+
+
 class Version(Base):
     """One version of one (app, env). ``commit_sha`` is deliberately not a foreign key:
     a version may be written before its commit row in the same unit of work, and a
     rollback carries the commit of the version it restores."""
 
     __tablename__ = "versions"
-    # The unique constraint is also the (app, env, number) index every lookup uses.
-    __table_args__ = (UniqueConstraint("app", "env", "number"),)
+    # The unique constraint is also the (app, env, number) index every lookup uses; the
+    # partial index finds the pairs a rollback or release wrote to (few) without a scan.
+    __table_args__ = (
+        UniqueConstraint("app", "env", "number"),
+        Index(
+            HELD_INDEX,
+            "app",
+            "env",
+            postgresql_where=text(HELD_WHERE),
+            sqlite_where=text(HELD_WHERE),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(IdType, primary_key=True, autoincrement=True)
     app: Mapped[str] = mapped_column(String(NAME_LENGTH), nullable=False)

@@ -10,12 +10,17 @@ its transaction (no compilation, no result wrapping; a driver error leaves as
 SQLAlchemy's, which the store turns into ``StoreError``):
 
 - :func:`lock` takes the writer lock, bounded by the lock timeout, and reads the fencing
-  epoch (``FOR SHARE``) in the same statement;
+  epoch (``FOR SHARE``) in the same statement; :func:`begin` sends the ``BEGIN`` with it,
+  in one round trip (psycopg's pipeline mode), where the driver would send it alone;
 - :func:`read_ahead` reads what a writer reads first: commit statuses, cursors, the heads
   of some apps (or all), every rollout state, pin and quarantine;
 - :func:`flush` writes what a unit of work queued: versions (key changes included), commit
   rows, audit rows, outbox messages (in order: the relay publishes by ascending id) and
-  cursors.
+  cursors, and sends the ``COMMIT`` with them.
+
+A unit of work is then three round trips, as many as the least transaction that writes
+one row (``BEGIN``, ``INSERT``, ``COMMIT``): ``BEGIN`` and the lock, the reads, the writes
+and ``COMMIT``.
 
 SQLite, in process, has no round trip to save and keeps the aggregate modules' statements;
 the store tests run every behaviour on both backends.
@@ -27,7 +32,7 @@ import json
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import Connection
 from sqlalchemy import exc as sa_exc
@@ -35,6 +40,9 @@ from sqlalchemy.orm import Session
 
 from configctl.adapters.store.versions import version_row
 from configctl.core.records import NewVersion, PinRecord, VersionHead, VersionRecord
+
+if TYPE_CHECKING:  # imported where used: SQLite users do not pay for it
+    import psycopg
 
 _JSON = json.JSONEncoder(ensure_ascii=False, allow_nan=False, default=lambda o: _iso(o))
 
@@ -49,27 +57,64 @@ def _doc(rows: Sequence[Mapping[str, Any]]) -> str:
     return _JSON.encode(list(rows))
 
 
+def _raw(s: Session | Connection) -> psycopg.Connection[tuple[Any, ...]]:
+    conn = s.connection() if isinstance(s, Session) else s
+    return cast("psycopg.Connection[tuple[Any, ...]]", conn.connection.driver_connection)
+
+
 def _run(s: Session | Connection, sql: str, params: Mapping[str, Any]) -> tuple[Any, ...] | None:
     """Run ``sql`` on the psycopg connection of ``s`` (a session or a connection), in its
     transaction; its first row (None if it returns none)."""
-    import psycopg
+    return _pipeline(s, [(sql, params)])[0]
 
-    conn = s.connection() if isinstance(s, Session) else s
-    raw = cast("psycopg.Connection[tuple[Any, ...]]", conn.connection.driver_connection)
-    try:
-        with raw.cursor() as cur:
-            cur.execute(sql.encode(), params)
-            return cur.fetchone() if cur.description is not None else None
-    except psycopg.Error as exc:
-        raise sa_exc.DBAPIError.instance(sql, params, exc, psycopg.Error) from exc
+
+def ended(s: Session | Connection) -> bool:
+    """Whether the transaction of ``s`` has ended (a :func:`flush` sent its ``COMMIT``)."""
+    from psycopg.pq import TransactionStatus
+
+    return _raw(s).info.transaction_status == TransactionStatus.IDLE
 
 
 def _one(s: Session | Connection, sql: str, params: Mapping[str, Any]) -> tuple[Any, ...]:
     """The one row of a ``SELECT`` without ``FROM`` filtering (always there)."""
-    row = _run(s, sql, params)
-    if row is None:  # pragma: no cover - such a SELECT always returns its row
-        raise sa_exc.InterfaceError(sql, params, RuntimeError("no row"))
+    return _present(_run(s, sql, params), sql)
+
+
+def _present(row: tuple[Any, ...] | None, sql: str) -> tuple[Any, ...]:
+    if row is None:  # pragma: no cover - a SELECT without FROM filtering returns its row
+        raise sa_exc.InterfaceError(sql, None, RuntimeError("no row"))
     return row
+
+
+def _pipeline(
+    s: Session | Connection, statements: Sequence[tuple[str, Mapping[str, Any] | None]]
+) -> list[tuple[Any, ...] | None]:
+    """Run ``statements`` in order on the psycopg connection of ``s``, sent together in one
+    round trip (psycopg's pipeline mode) when there are several; the first row of each
+    (None if it returns none). The first that fails fails the rest (the server skips
+    them) and its error is raised."""
+    import psycopg
+
+    raw = _raw(s)
+    try:
+        if len(statements) == 1:
+            with raw.cursor() as cur:
+                sql, params = statements[0]
+                cur.execute(sql.encode(), params)
+                return [cur.fetchone() if cur.description is not None else None]
+        cursors = [raw.cursor() for _ in statements]
+        try:
+            with raw.pipeline():
+                for cur, (sql, params) in zip(cursors, statements, strict=True):
+                    cur.execute(sql.encode(), params)
+            return [cur.fetchone() if cur.description is not None else None for cur in cursors]
+        finally:
+            for cur in cursors:
+                cur.close()
+    except psycopg.Error as exc:
+        raise sa_exc.DBAPIError.instance(
+            "; ".join(sql for sql, _ in statements), None, exc, psycopg.Error
+        ) from exc
 
 
 # --------------------------------------------------------------------------- lock
@@ -87,16 +132,44 @@ _LOCK = (
 _FENCE = ", (SELECT epoch FROM leader_lease WHERE name = %(n)s FOR SHARE) AS epoch"
 
 
-def lock(s: Session | Connection, key: int, timeout_ms: int, fence: str | None) -> int | None:
-    """Take the writer lock for the rest of the transaction, waiting at most
-    ``timeout_ms``; with ``fence`` (a lease name) return its epoch, read ``FOR SHARE`` once
+@dataclass(frozen=True, slots=True)
+class WriterLock:
+    """The writer lock of a store: its advisory-lock key, how long to wait for it, and the
+    lease whose epoch to read with it (fencing), if any."""
+
+    key: int
+    timeout_ms: int
+    fence: str | None = None
+
+    def statement(self) -> tuple[str, dict[str, Any]]:
+        params: dict[str, Any] = {"k": self.key, "t": f"{max(1, self.timeout_ms)}ms"}
+        if self.fence is not None:
+            params["n"] = self.fence
+        return _LOCK.format(fence=_FENCE if self.fence else ""), params
+
+    def epoch(self, row: tuple[Any, ...] | None) -> int | None:
+        """The epoch in the lock statement's row (None without a fence)."""
+        if self.fence is None or row is None or row[1] is None:
+            return None
+        return int(row[1])
+
+
+_BEGIN: tuple[str, None] = ("BEGIN", None)
+
+
+def lock(s: Session | Connection, writer: WriterLock) -> int | None:
+    """Take the writer lock for the rest of the transaction (begun by the driver), waiting
+    at most its timeout; with a fence return the lease's epoch, read ``FOR SHARE`` once
     the lock is held (acquiring an epoch takes the writer lock too, so it cannot move
     between the two), else None."""
-    params: dict[str, Any] = {"k": key, "t": f"{max(1, timeout_ms)}ms"}
-    if fence is not None:
-        params["n"] = fence
-    row = _one(s, _LOCK.format(fence=_FENCE if fence else ""), params)
-    return int(row[1]) if fence is not None and row[1] is not None else None
+    sql, params = writer.statement()
+    return writer.epoch(_one(s, sql, params))
+
+
+def begin(s: Session | Connection, writer: WriterLock) -> int | None:
+    """``BEGIN`` and :func:`lock`, in one round trip, on a session in autocommit mode (the
+    driver sends no ``BEGIN`` of its own); the epoch as :func:`lock` gives it."""
+    return writer.epoch(_pipeline(s, [_BEGIN, writer.statement()])[1])
 
 
 # --------------------------------------------------------------------------- reads
@@ -112,16 +185,33 @@ class WriterReads:
     rollout_states: dict[tuple[str, str], dict[str, dict[str, Any]]]
     pins: list[PinRecord]
     quarantines: dict[tuple[str, str], dict[str, Any]]
+    epoch: int | None = None
+    """The fencing epoch, when the reads began the transaction (``read_ahead(begin=...)``)."""
 
 
-_READ_AHEAD = """
+# The heads: of every pair (a scan, as the whole store is asked for), or of the apps in
+# scope and the pairs a rollback holds, through the indexes: (app, env, number) for the
+# apps and the newest version of each pair, the partial ``ix_versions_held`` for the
+# pairs a rollback or release ever wrote to. Two statements, not one with a flag: a
+# generic plan of "flag OR condition" cannot use an index.
+_HEADS_ALL = """
 WITH head AS (
   SELECT v.* FROM versions v
-  JOIN (SELECT app, env, max(number) AS number FROM versions
-        WHERE %(all)s OR %(rollbacks)s OR app = ANY(%(apps)s) GROUP BY app, env) h
+  JOIN (SELECT app, env, max(number) AS number FROM versions GROUP BY app, env) h
     ON v.app = h.app AND v.env = h.env AND v.number = h.number
-  WHERE %(all)s OR v.app = ANY(%(apps)s) OR (%(rollbacks)s AND v.reason <> 'commit')
-)
+)"""
+_HEADS_SCOPED = """
+WITH pairs AS (
+  SELECT DISTINCT app, env FROM versions WHERE app = ANY(%(apps)s)
+  UNION
+  SELECT DISTINCT app, env FROM versions WHERE reason <> 'commit'
+), head AS (
+  SELECT v.* FROM pairs p
+  CROSS JOIN LATERAL (SELECT * FROM versions v WHERE v.app = p.app AND v.env = p.env
+                      ORDER BY v.number DESC LIMIT 1) v
+  WHERE v.app = ANY(%(apps)s) OR v.reason <> 'commit'
+)"""
+_READ_AHEAD = """
 SELECT
   (SELECT coalesce(json_object_agg(sha, status), '{}'::json) FROM commits WHERE sha = ANY(%(shas)s)),
   (SELECT coalesce(json_object_agg(name, value), '{}'::json) FROM sync_state WHERE name = ANY(%(names)s)),
@@ -141,23 +231,32 @@ SELECT
 
 
 def read_ahead(
-    s: Session, *, commits: Collection[str], cursors: Collection[str], apps: Collection[str] | None
+    s: Session | Connection,
+    *,
+    commits: Collection[str],
+    cursors: Collection[str],
+    apps: Collection[str] | None,
+    begin: WriterLock | None = None,
 ) -> WriterReads:
     """In one statement: the status of ``commits``, the values of ``cursors``, the heads of
     ``apps`` with every pair a rollback holds (every pair when None) and the snapshots of
     the apps' heads (none when None), every rollout state, pin and quarantine, as the
-    aggregate modules' reads give them."""
-    every = apps is None
-    params = {
-        "shas": list(commits),
-        "names": list(cursors),
-        "all": every,
-        "rollbacks": not every,
-        "apps": sorted(apps or ()),
-    }
-    statuses_raw, cursors_raw, heads_raw, versions_raw, states_raw, pins_raw, quarantines_raw = (
-        _one(s, _READ_AHEAD, params)
-    )
+    aggregate modules' reads give them.
+
+    With ``begin`` the reads open the transaction: ``BEGIN``, the writer lock and the
+    reads in one round trip (on a session in autocommit mode, as :func:`begin`). Each
+    statement takes its own snapshot (READ COMMITTED), so the reads see what committed
+    before the lock was held; the lock's epoch comes back in ``epoch``, for the caller
+    to check before it uses the reads."""
+    params = {"shas": list(commits), "names": list(cursors), "apps": sorted(apps or ())}
+    sql = (_HEADS_ALL if apps is None else _HEADS_SCOPED) + _READ_AHEAD
+    epoch: int | None = None
+    if begin is None:
+        row = _one(s, sql, params)
+    else:
+        _, locked, read = _pipeline(s, [_BEGIN, begin.statement(), (sql, params)])
+        epoch, row = begin.epoch(locked), _present(read, sql)
+    statuses_raw, cursors_raw, heads_raw, versions_raw, states_raw, pins_raw, quarantines_raw = row
     states: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
     for app, env, key, state in states_raw:
         states.setdefault((app, env), {})[key] = dict(state or {})
@@ -203,6 +302,7 @@ def read_ahead(
             (app, env): {"commit": commit, "checksum": digest, "version": version}
             for app, env, commit, digest, version in quarantines_raw
         },
+        epoch=epoch,
     )
 
 
@@ -261,8 +361,15 @@ SELECT 1
 """
 
 
+ANALYZE_AFTER = 1000
+"""A flush that writes this many versions or more (a first apply) analyzes ``versions``:
+the writer's reads are prepared with generic plans, made once per connection, and a plan
+made before the planner knows the rows would scan the table where an index answers
+(autovacuum analyzes too, but later)."""
+
+
 def flush(
-    s: Session,
+    s: Session | Connection,
     *,
     versions: Sequence[tuple[NewVersion, int, datetime]] = (),
     commits: Sequence[Mapping[str, Any]] = (),
@@ -270,16 +377,18 @@ def flush(
     outbox: Sequence[Mapping[str, Any]] = (),
     cursors: Mapping[str, Any] | None = None,
     now: datetime,
+    commit: bool = False,
 ) -> None:
     """Write, in one statement: ``versions`` (each ``(version, number, made at)``,
     numbered by the caller under the writer lock; key changes included), commit rows
     (upserts; one row per sha), audit rows and outbox messages (in order) and ``cursors``
-    (``None`` deletes one)."""
+    (``None`` deletes one); ``ANALYZE versions`` after many versions (``ANALYZE_AFTER``).
+    With ``commit`` the statement and ``COMMIT`` go in one round trip (nothing to write:
+    nothing is sent)."""
     cursors = cursors or {}
     if not (versions or commits or audit or outbox or cursors):
         return
-    _run(
-        s,
+    statement = (
         _FLUSH,
         {
             "versions": _doc(
@@ -293,3 +402,9 @@ def flush(
             "now": now,
         },
     )
+    statements: list[tuple[str, Mapping[str, Any] | None]] = [statement]
+    if len(versions) >= ANALYZE_AFTER:
+        statements.append(("ANALYZE versions", None))
+    if commit:
+        statements.append(("COMMIT", None))
+    _pipeline(s, statements)

@@ -71,6 +71,7 @@ from configctl.adapters.store.engine import (
     normalize_url,
     parse_url,
 )
+from configctl.core.ports import ReadAhead
 from configctl.core.records import (
     AuditRecord,
     CommitInfo,
@@ -125,6 +126,9 @@ class UnitOfWork:
         self, session: Session, *, clock: Clock, errors: Callable[[], Any], postgres: bool
     ) -> None:
         self._s = session
+        # PostgreSQL: the session's connection, fetched once (pg_batch runs on its driver
+        # connection; asking the session each time costs as much as a small statement).
+        self._pg: Connection | None = session.connection() if postgres else None
         self._clock = clock
         self._errors = errors
         self._postgres = postgres
@@ -157,22 +161,24 @@ class UnitOfWork:
         return self._s
 
     def _flush(self) -> None:
-        """Write the queued rows (before the commit): one statement on PostgreSQL."""
+        """Write the queued rows and end the transaction: on PostgreSQL one statement,
+        sent with ``COMMIT`` (one round trip; the commit that follows is a no-op)."""
         cursors = {n: self._sync[n] for n in sorted(self._sync_dirty)}
         commits = list(self._commits.values())
         if not self._postgres:
             self._write_pending()
         with self._errors():
             s = self._session()
-            if self._postgres:
+            if self._pg is not None:
                 pg_batch.flush(
-                    s,
+                    self._pg,
                     versions=self._pending,
                     commits=commits,
                     audit=self._audit,
                     outbox=self._outbox,
                     cursors=cursors,
                     now=self._clock(),
+                    commit=True,
                 )
             else:
                 commits_sql.add_commit_rows(s, commits)
@@ -188,6 +194,37 @@ class UnitOfWork:
     def _close(self) -> None:
         self._open = False
 
+    def _begin(
+        self,
+        writer: pg_batch.WriterLock,
+        fence: tuple[str, int] | None,
+        reads: ReadAhead | None,
+    ) -> None:
+        """Open this unit of work: on PostgreSQL ``BEGIN``, the writer lock and ``reads``
+        (if any) in one round trip, then the fence check, before anything else happens in
+        it. SQLite holds the lock since ``BEGIN IMMEDIATE`` and has checked the fence."""
+        if self._pg is None:
+            if reads is not None:
+                self.read_ahead(commits=reads.commits, cursors=reads.cursors, apps=reads.apps)
+            return
+        got: pg_batch.WriterReads | None = None
+        with self._errors():
+            if reads is None:
+                epoch = pg_batch.begin(self._pg, writer)
+            else:
+                got = pg_batch.read_ahead(
+                    self._pg,
+                    commits=reads.commits,
+                    cursors=reads.cursors,
+                    apps=reads.apps,
+                    begin=writer,
+                )
+                epoch = got.epoch
+        if fence is not None:
+            leases_sql.require_epoch(*fence, epoch)
+        if got is not None and reads is not None:
+            self._keep(got, reads.apps)
+
     # -- reads inside the transaction ---------------------------------------------------
 
     def read_ahead(
@@ -197,27 +234,13 @@ class UnitOfWork:
         :meth:`commit_status` of ``commits``, :meth:`get_sync_state` of ``cursors``,
         :meth:`latest_heads` of ``apps`` ``with_rollbacks`` (of every pair when None), and
         every rollout state, pin and quarantine. One statement on PostgreSQL."""
-        key = (None if apps is None else frozenset(apps), apps is not None)
         self._write_pending()
-        with self._errors():
-            s = self._session()
-            if self._postgres:
-                got = pg_batch.read_ahead(s, commits=commits, cursors=cursors, apps=apps)
-                for sha, status in got.statuses.items():
-                    self._statuses.setdefault(sha, status)
-                for name, value in got.cursors.items():
-                    self._sync.setdefault(name, value)
-                self._heads[key] = got.heads
-                self._note_heads(got.heads, apps)
-                for (app, env), record in got.versions.items():
-                    self._versions[(app, env, record.number)] = record
-                if self._all_rollout_states is None:
-                    self._all_rollout_states = got.rollout_states
-                if self._pins is None:
-                    self._pins = got.pins
-                if self._quarantines is None:
-                    self._quarantines = got.quarantines
-                return
+        if self._pg is not None:
+            self._session()
+            with self._errors():
+                got = pg_batch.read_ahead(self._pg, commits=commits, cursors=cursors, apps=apps)
+            self._keep(got, apps)
+            return
         for sha in commits:
             self.commit_status(sha)
         for name in cursors:
@@ -226,6 +249,23 @@ class UnitOfWork:
         self.rollout_states()
         self.get_pins()
         self.quarantines()
+
+    def _keep(self, got: pg_batch.WriterReads, apps: Collection[str] | None) -> None:
+        """Keep what :func:`pg_batch.read_ahead` read for the reads that follow."""
+        for sha, status in got.statuses.items():
+            self._statuses.setdefault(sha, status)
+        for name, value in got.cursors.items():
+            self._sync.setdefault(name, value)
+        self._heads[(None if apps is None else frozenset(apps), apps is not None)] = got.heads
+        self._note_heads(got.heads, apps)
+        for (app, env), record in got.versions.items():
+            self._versions[(app, env, record.number)] = record
+        if self._all_rollout_states is None:
+            self._all_rollout_states = got.rollout_states
+        if self._pins is None:
+            self._pins = got.pins
+        if self._quarantines is None:
+            self._quarantines = got.quarantines
 
     def latest_versions(self) -> dict[tuple[str, str], VersionRecord]:
         """The newest version of every (app, env), as this transaction sees it."""
@@ -660,18 +700,27 @@ class SqlStore:
         cfg.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
         return cfg
 
-    def _lock(self, s: Session | Connection, fence: tuple[str, int] | None = None) -> None:
+    def _lock(
+        self, s: Session | Connection, fence: tuple[str, int] | None = None, *, begin: bool = False
+    ) -> None:
         """Take the writer lock for the rest of the transaction (PostgreSQL; SQLite already
         holds it since ``BEGIN IMMEDIATE``), waiting at most ``lock_timeout`` seconds; with
-        ``fence`` check the leader epoch (in the same round trip on PostgreSQL)."""
+        ``fence`` check the leader epoch (in the same round trip on PostgreSQL); ``begin``:
+        send the ``BEGIN`` too (a session in autocommit mode)."""
         if self.is_postgres:
-            # One round trip: the lock, its timeout and the fence (``pg_batch.lock``).
-            timeout_ms = int(self.lock_timeout * 1000)
-            epoch = pg_batch.lock(s, WRITER_LOCK_KEY, timeout_ms, fence[0] if fence else None)
+            # One round trip: the lock, its timeout and the fence (``pg_batch.lock``), with
+            # the BEGIN when the session is in autocommit mode (``pg_batch.begin``).
+            writer = self._writer_lock(fence)
+            epoch = pg_batch.begin(s, writer) if begin else pg_batch.lock(s, writer)
             if fence is not None:
                 leases_sql.require_epoch(*fence, epoch)
         elif fence is not None:
             leases_sql.check_fence(s, *fence, postgres=False)
+
+    def _writer_lock(self, fence: tuple[str, int] | None) -> pg_batch.WriterLock:
+        return pg_batch.WriterLock(
+            WRITER_LOCK_KEY, int(self.lock_timeout * 1000), fence[0] if fence else None
+        )
 
     def upgrade(self) -> None:
         """Migrate the schema to the newest revision (idempotent; concurrent calls queue)."""
@@ -764,7 +813,12 @@ class SqlStore:
 
     @contextlib.contextmanager
     def _transaction(
-        self, *, write: bool, lock: bool, fence: tuple[str, int] | None = None
+        self,
+        *,
+        write: bool,
+        lock: bool,
+        fence: tuple[str, int] | None = None,
+        begun_by_caller: bool = False,
     ) -> Iterator[Session]:
         """A session in one transaction: committed on normal exit, rolled back otherwise.
 
@@ -775,21 +829,31 @@ class SqlStore:
         On PostgreSQL a read runs in autocommit mode: at READ COMMITTED each statement
         sees its own snapshot inside a transaction too, so ``BEGIN`` and ``COMMIT`` would
         only add two round trips. On SQLite a read is one transaction, one snapshot.
+
+        On PostgreSQL a transaction that takes the writer lock runs in autocommit mode too,
+        with a ``BEGIN`` of its own sent with the lock in one round trip (the driver would
+        send it alone); the driver's commit and rollback still end it. ``begun_by_caller``:
+        the same, but the caller sends the ``BEGIN`` and the lock (a unit of work, with its
+        first reads). A unit of work sends its ``COMMIT`` with its last statement
+        (``pg_batch.flush``): the commit here then finds nothing to do.
         """
         self._require_schema()
         with self._errors():
             session = Session(self.engine, expire_on_commit=False, autoflush=False)
         options: dict[str, str] = {SQLITE_BEGIN: "IMMEDIATE" if write else "DEFERRED"}
-        if not write and self.is_postgres:
+        if (lock or begun_by_caller or not write) and self.is_postgres:
             options["isolation_level"] = "AUTOCOMMIT"
         try:
             with self._errors():
                 session.connection(execution_options=options)
                 if lock:
-                    self._lock(session, fence)
+                    self._lock(session, fence, begin=self.is_postgres)
             yield session
             with self._errors():
-                session.commit()
+                # A unit of work that sent its COMMIT with its writes has ended: the
+                # session's commit would only do its own bookkeeping (close does it).
+                if not (begun_by_caller and pg_batch.ended(session)):
+                    session.commit()
         except BaseException:
             with contextlib.suppress(sa_exc.SQLAlchemyError, sqlite3.Error):
                 session.rollback()
@@ -799,17 +863,24 @@ class SqlStore:
                 session.close()
 
     @contextlib.contextmanager
-    def unit_of_work(self, fence: tuple[str, int] | None = None) -> Iterator[UnitOfWork]:
+    def unit_of_work(
+        self, fence: tuple[str, int] | None = None, *, reads: ReadAhead | None = None
+    ) -> Iterator[UnitOfWork]:
         """One write transaction holding the writer lock: commit on exit, roll back on error.
 
         With ``fence=(name, epoch)`` the leader epoch ``name`` must still be ``epoch``
-        inside the transaction, else :class:`FencingError` is raised and nothing is written.
+        inside the transaction, else :class:`FencingError` is raised before the body runs
+        and nothing is written. With ``reads`` the unit of work reads them ahead
+        (:meth:`UnitOfWork.read_ahead`) as it opens: on PostgreSQL ``BEGIN``, the lock and
+        the reads are one round trip.
         """
-        with self._transaction(write=True, lock=True, fence=fence) as session:
-            uow = UnitOfWork(
-                session, clock=self._clock, errors=self._errors, postgres=self.is_postgres
-            )
+        pg = self.is_postgres
+        with self._transaction(
+            write=True, lock=not pg, fence=None if pg else fence, begun_by_caller=pg
+        ) as session:
+            uow = UnitOfWork(session, clock=self._clock, errors=self._errors, postgres=pg)
             try:
+                uow._begin(self._writer_lock(fence), fence, reads)
                 yield uow
                 uow._flush()
             finally:

@@ -13,6 +13,10 @@ columns held them).
 
 The upgrade moves every row into its version's array (versions without rows get ``[]``)
 and drops the table; the downgrade makes the rows again from the arrays.
+
+It also adds ``ix_versions_held``, a partial index of the versions a rollback or release
+made (``reason <> 'commit'``): a writer looks at the pairs such a version holds at every
+apply, and found them by grouping every version (a scan that grew with the store).
 """
 
 from __future__ import annotations
@@ -31,6 +35,8 @@ branch_labels = None
 depends_on = None
 
 _BATCH = 1000
+HELD_INDEX = "ix_versions_held"
+HELD_WHERE = "reason <> 'commit'"
 
 _versions = sa.table("versions", sa.column("id", IdType), sa.column("changes", JsonType))
 _key_changes = sa.table(
@@ -93,17 +99,27 @@ def upgrade() -> None:
     if batch_rows:
         bind.execute(update, batch_rows)
     bind.execute(
-        sa.update(_versions).where(_versions.c.changes.is_(None)).values(changes=sa.literal([], JsonType))
+        sa.update(_versions)
+        .where(_versions.c.changes.is_(None))
+        .values(changes=sa.literal([], JsonType))
     )
     with op.batch_alter_table("versions") as batch:
         batch.alter_column("changes", existing_type=JsonType, nullable=False)
     op.drop_index("ix_key_changes_key_version_id", table_name="key_changes")
     op.drop_index("ix_key_changes_version_id", table_name="key_changes")
     op.drop_table("key_changes")
+    op.create_index(
+        HELD_INDEX,
+        "versions",
+        ["app", "env"],
+        postgresql_where=sa.text(HELD_WHERE),
+        sqlite_where=sa.text(HELD_WHERE),
+    )
 
 
 def downgrade() -> None:
     bind = op.get_bind()
+    op.drop_index(HELD_INDEX, table_name="versions")
     rows = [
         {
             "version_id": version_id,
