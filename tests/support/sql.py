@@ -22,10 +22,8 @@ TABLES = ("commits", "versions", "key_changes", "audit_log", "outbox", "pins")
 """The tables a write may touch, for before/after row counts. ``key_changes`` counts the
 key changes the versions carry (``versions.changes``, a JSON array since revision 0004)."""
 
-_KEY_CHANGES = {
-    "sqlite": "SELECT coalesce(sum(json_array_length(changes)), 0) FROM versions",
-    "postgresql": "SELECT coalesce(sum(jsonb_array_length(changes)), 0) FROM versions",
-}
+_KEY_CHANGES = "SELECT coalesce(sum(json_array_length(changes)), 0) FROM versions"
+"""Both backends: ``versions.changes`` is JSON text on PostgreSQL too (``json``)."""
 
 
 @dataclass
@@ -59,7 +57,7 @@ class StoreProbe:
         with self._conn() as conn:
             if table == "key_changes":
                 table = "versions"
-                sql = _KEY_CHANGES[conn.dialect.name]
+                sql = _KEY_CHANGES
             else:
                 sql = f"SELECT count(*) FROM {table}"  # noqa: S608 - fixed names
             if not inspect(conn).has_table(table):

@@ -33,6 +33,7 @@ from datetime import datetime
 from typing import Any
 
 from configctl.core import plan as plan_mod
+from configctl.core.gcpause import collection_paused
 from configctl.core.model import FileEntry, Report
 from configctl.core.ports import ChangeLog, Fence, ReadAhead, UnitOfWork, VersionStore
 from configctl.core.records import (
@@ -153,6 +154,7 @@ def _checksums(checked: Checked) -> dict[PairKey, str]:
     return out
 
 
+@collection_paused()  # the whole apply keeps what it builds: see core.gcpause
 def apply_snapshot(
     *,
     store: VersionStore,

@@ -23,11 +23,11 @@ backend-error backoff).
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
 
+import orjson
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL, Connection, make_url
@@ -46,10 +46,13 @@ PG_CONNECT_TIMEOUT_S = 10
 PING_AFTER_IDLE_S = 1.0
 _IDLE_SINCE = "configctl_idle_since"
 
-_JSON = json.JSONEncoder(ensure_ascii=False, allow_nan=False)
-# One encoder for every JSON column: json.dumps with arguments builds a new encoder per
-# call, which was a tenth of a first apply (600,000 key-change values).
-json_dumps = _JSON.encode
+
+def json_dumps(value: object) -> str:
+    """The text of every JSON column (both engines, and ``pg_batch``'s documents): orjson,
+    about ten times the standard encoder, which was a tenth of a first apply (the values
+    and key changes of 3,000 versions). UTF-8 as is, datetimes in ISO 8601; NaN and
+    infinities never get here (the parser refuses them)."""
+    return orjson.dumps(value).decode()
 
 
 def normalize_url(url: str) -> str:

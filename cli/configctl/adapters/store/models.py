@@ -8,6 +8,7 @@ migrated schema on both backends, so the two cannot drift apart.
 Portable types, chosen once here:
 
 - :data:`JsonType` is ``JSON`` everywhere and ``JSONB`` on PostgreSQL;
+- :data:`JsonTextType` is ``JSON`` everywhere (``json``, text, on PostgreSQL);
 - :class:`UtcDateTime` stores timezone-aware UTC: ``timestamptz`` on PostgreSQL, and on
   SQLite (which has no time zones) the UTC wall time as text, given back as aware UTC;
 - :data:`IdType` is ``BIGINT`` on PostgreSQL and ``INTEGER`` on SQLite, where only an
@@ -50,6 +51,9 @@ NAMING_CONVENTION = {
 }
 
 JsonType = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
+JsonTextType = JSON(none_as_null=True)
+"""JSON kept as text on PostgreSQL too (``json``): for documents only ever read whole,
+where parsing into ``jsonb`` on the way in would be work for nothing."""
 IdType = BigInteger().with_variant(Integer(), "sqlite")
 SHA_LENGTH = 64  # SHA-1 repositories use 40 hex digits, SHA-256 repositories 64
 NAME_LENGTH = 63  # app and environment names are DNS labels
@@ -147,7 +151,7 @@ class Version(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
     rollouts: Mapped[Any] = mapped_column(JsonType, nullable=True)
     """The JSON form of the pair's rollouts (state folded in); NULL when it has none."""
-    changes: Mapped[Any] = mapped_column(JsonType, nullable=False)
+    changes: Mapped[Any] = mapped_column(JsonTextType, nullable=False)
     """The dotted keys this version changed, in key order: ``[{"key", "change", "old",
     "new"}]`` (values redacted by the caller; ``old``/``new`` absent when None). They travel
     with their version (revision 0004): they are read by version, or by key within one

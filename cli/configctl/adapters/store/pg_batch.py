@@ -14,13 +14,15 @@ SQLAlchemy's, which the store turns into ``StoreError``):
   in one round trip (psycopg's pipeline mode), where the driver would send it alone;
 - :func:`read_ahead` reads what a writer reads first: commit statuses, cursors, the heads
   of some apps (or all), every rollout state, pin and quarantine;
-- :func:`flush` writes what a unit of work queued: versions (key changes included), commit
+- :func:`flush` writes what a unit of work queued: versions (key changes included; their
+  document is read as ``json``, not ``jsonb``: only the snapshots are parsed, and the key
+  changes, a ``json`` column, are kept as the text they came as), commit
   rows, audit rows, outbox messages (in order: the relay publishes by ascending id) and
-  cursors, and sends the ``COMMIT`` with them.
+  cursors.
 
 A unit of work is then three round trips, as many as the least transaction that writes
-one row (``BEGIN``, ``INSERT``, ``COMMIT``): ``BEGIN`` and the lock, the reads, the writes
-and ``COMMIT``.
+one row (``BEGIN``, ``INSERT``, ``COMMIT``): ``BEGIN`` with the lock and the reads
+(``read_ahead(begin=...)``), the writes, and ``COMMIT`` (alone: see ``UnitOfWork._flush``).
 
 SQLite, in process, has no round trip to save and keeps the aggregate modules' statements;
 the store tests run every behaviour on both backends.
@@ -28,7 +30,6 @@ the store tests run every behaviour on both backends.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -38,23 +39,16 @@ from sqlalchemy import Connection
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session
 
-from configctl.adapters.store.versions import version_row
+from configctl.adapters.store.engine import json_dumps
+from configctl.adapters.store.versions import version_rows
 from configctl.core.records import NewVersion, PinRecord, VersionHead, VersionRecord
 
 if TYPE_CHECKING:  # imported where used: SQLite users do not pay for it
     import psycopg
 
-_JSON = json.JSONEncoder(ensure_ascii=False, allow_nan=False, default=lambda o: _iso(o))
-
-
-def _iso(value: object) -> str:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
-
 
 def _doc(rows: Sequence[Mapping[str, Any]]) -> str:
-    return _JSON.encode(list(rows))
+    return json_dumps(list(rows))
 
 
 def _raw(s: Session | Connection) -> psycopg.Connection[tuple[Any, ...]]:
@@ -66,13 +60,6 @@ def _run(s: Session | Connection, sql: str, params: Mapping[str, Any]) -> tuple[
     """Run ``sql`` on the psycopg connection of ``s`` (a session or a connection), in its
     transaction; its first row (None if it returns none)."""
     return _pipeline(s, [(sql, params)])[0]
-
-
-def ended(s: Session | Connection) -> bool:
-    """Whether the transaction of ``s`` has ended (a :func:`flush` sent its ``COMMIT``)."""
-    from psycopg.pq import TransactionStatus
-
-    return _raw(s).info.transaction_status == TransactionStatus.IDLE
 
 
 def _one(s: Session | Connection, sql: str, params: Mapping[str, Any]) -> tuple[Any, ...]:
@@ -315,10 +302,10 @@ WITH v AS (
                         actor, created_at, rollouts, changes)
   SELECT app, env, number, "values", checksum, commit_sha, reason, rolled_back_to, actor,
          created_at, rollouts, changes
-  FROM jsonb_to_recordset(%(versions)s::jsonb) AS r(
+  FROM json_to_recordset(%(versions)s::json) AS r(
     o int, app text, env text, number int, "values" jsonb, checksum text, commit_sha text,
     reason text, rolled_back_to int, actor text, created_at timestamptz, rollouts jsonb,
-    changes jsonb)
+    changes json)
   ORDER BY o
 ), c AS (
   INSERT INTO commits (sha, parents, author_name, author_email, authored_at, committer_name,
@@ -377,23 +364,19 @@ def flush(
     outbox: Sequence[Mapping[str, Any]] = (),
     cursors: Mapping[str, Any] | None = None,
     now: datetime,
-    commit: bool = False,
 ) -> None:
     """Write, in one statement: ``versions`` (each ``(version, number, made at)``,
     numbered by the caller under the writer lock; key changes included), commit rows
     (upserts; one row per sha), audit rows and outbox messages (in order) and ``cursors``
-    (``None`` deletes one); ``ANALYZE versions`` after many versions (``ANALYZE_AFTER``).
-    With ``commit`` the statement and ``COMMIT`` go in one round trip (nothing to write:
-    nothing is sent)."""
+    (``None`` deletes one); ``ANALYZE versions`` after many versions (``ANALYZE_AFTER``),
+    in the same round trip."""
     cursors = cursors or {}
     if not (versions or commits or audit or outbox or cursors):
         return
     statement = (
         _FLUSH,
         {
-            "versions": _doc(
-                [{**version_row(v, n, at), "o": o} for o, (v, n, at) in enumerate(versions)]
-            ),
+            "versions": _doc([{**row, "o": o} for o, row in enumerate(version_rows(versions))]),
             "commits": _doc(commits),
             "audit": _doc([{**row, "o": i} for i, row in enumerate(audit)]),
             "outbox": _doc([{**row, "o": i} for i, row in enumerate(outbox)]),
@@ -405,6 +388,4 @@ def flush(
     statements: list[tuple[str, Mapping[str, Any] | None]] = [statement]
     if len(versions) >= ANALYZE_AFTER:
         statements.append(("ANALYZE versions", None))
-    if commit:
-        statements.append(("COMMIT", None))
     _pipeline(s, statements)

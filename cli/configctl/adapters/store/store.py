@@ -161,8 +161,11 @@ class UnitOfWork:
         return self._s
 
     def _flush(self) -> None:
-        """Write the queued rows and end the transaction: on PostgreSQL one statement,
-        sent with ``COMMIT`` (one round trip; the commit that follows is a no-op)."""
+        """Write the queued rows (before the commit): one statement on PostgreSQL.
+
+        Not sent with the ``COMMIT``, though it would save a round trip: once both are
+        sent the server commits even if this process dies before it hears back, and a
+        writer killed before its commit must leave nothing (the kill proofs)."""
         cursors = {n: self._sync[n] for n in sorted(self._sync_dirty)}
         commits = list(self._commits.values())
         if not self._postgres:
@@ -178,7 +181,6 @@ class UnitOfWork:
                     outbox=self._outbox,
                     cursors=cursors,
                     now=self._clock(),
-                    commit=True,
                 )
             else:
                 commits_sql.add_commit_rows(s, commits)
@@ -834,8 +836,7 @@ class SqlStore:
         with a ``BEGIN`` of its own sent with the lock in one round trip (the driver would
         send it alone); the driver's commit and rollback still end it. ``begun_by_caller``:
         the same, but the caller sends the ``BEGIN`` and the lock (a unit of work, with its
-        first reads). A unit of work sends its ``COMMIT`` with its last statement
-        (``pg_batch.flush``): the commit here then finds nothing to do.
+        first reads).
         """
         self._require_schema()
         with self._errors():
@@ -850,10 +851,7 @@ class SqlStore:
                     self._lock(session, fence, begin=self.is_postgres)
             yield session
             with self._errors():
-                # A unit of work that sent its COMMIT with its writes has ended: the
-                # session's commit would only do its own bookkeeping (close does it).
-                if not (begun_by_caller and pg_batch.ended(session)):
-                    session.commit()
+                session.commit()
         except BaseException:
             with contextlib.suppress(sa_exc.SQLAlchemyError, sqlite3.Error):
                 session.rollback()

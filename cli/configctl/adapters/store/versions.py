@@ -163,12 +163,17 @@ def check_versions(versions: Sequence[NewVersion]) -> None:
 _BY_KEY = attrgetter("key")
 
 
-def change_items(changes: Sequence[KeyChange]) -> list[dict[str, Any]]:
+def change_items(
+    changes: Sequence[KeyChange], made: dict[int, dict[str, Any]] | None = None
+) -> list[dict[str, Any]]:
     """The JSON form of a version's key changes (``versions.changes``): in key order, each
     ``{"key", "change", "old", "new"}`` with ``old``/``new`` left out when None.
 
-    Pairs share equal key changes (``core.plan``): each object is made into an item once."""
-    made: dict[int, dict[str, Any]] = {}
+    Pairs share equal key changes (``core.plan``): each object is made into an item once
+    (``made``, by object id, shared by the versions of one write; the objects outlive
+    it, so an id is not reused meanwhile)."""
+    if made is None:
+        made = {}
     out: list[dict[str, Any]] = []
     for c in sorted(changes, key=_BY_KEY):
         item = made.get(id(c))
@@ -190,7 +195,15 @@ def stored_changes(items: Iterable[Mapping[str, Any]] | None) -> tuple[KeyChange
     )
 
 
-def version_row(v: NewVersion, number: int, now: datetime) -> dict[str, Any]:
+def version_rows(pending: Sequence[tuple[NewVersion, int, datetime]]) -> list[dict[str, Any]]:
+    """The rows of ``(version, number, made at)`` (key changes shared: :func:`change_items`)."""
+    made: dict[int, dict[str, Any]] = {}
+    return [version_row(v, n, at, made) for v, n, at in pending]
+
+
+def version_row(
+    v: NewVersion, number: int, now: datetime, made: dict[int, dict[str, Any]] | None = None
+) -> dict[str, Any]:
     """The row of version ``number`` of ``v``'s pair, made at ``now``."""
     return {
         "app": v.app,
@@ -204,7 +217,7 @@ def version_row(v: NewVersion, number: int, now: datetime) -> dict[str, Any]:
         "actor": v.actor,
         "created_at": now,
         "rollouts": [dict(r) for r in v.rollouts] or None,
-        "changes": change_items(v.changes),
+        "changes": change_items(v.changes, made),
     }
 
 
@@ -213,7 +226,7 @@ def write_versions(s: Session, pending: Sequence[tuple[NewVersion, int, datetime
     the caller under the writer lock; the ``(app, env, number)`` constraint is the
     backstop), key changes included: one ``executemany`` whatever their number."""
     if pending:
-        s.execute(insert(_VERSIONS), [version_row(v, n, at) for v, n, at in pending])
+        s.execute(insert(_VERSIONS), version_rows(pending))
 
 
 def list_versions(s: Session, app: str, env: str, limit: int | None) -> list[VersionEntry]:

@@ -11,6 +11,7 @@ import typer
 from configctl.cli import context, sources
 from configctl.cli.exit_codes import ExitCode
 from configctl.cli.output import Format, OutputOption
+from configctl.core.gcpause import collection_paused
 
 if TYPE_CHECKING:
     from configctl.adapters.git import GitSource
@@ -74,6 +75,7 @@ def _check_direction(git: GitSource, *, last: object, target: str, allow_backwar
     )
 )
 @context.boundary
+@collection_paused()  # reading, applying and printing a whole tree: see core.gcpause
 def apply(
     *,
     rev: Annotated[str, typer.Option("--rev", help="The git revision to apply.")] = "HEAD",

@@ -27,7 +27,7 @@ from typing import Any
 import sqlalchemy as sa
 from alembic import op
 
-from configctl.adapters.store.models import IdType, JsonType
+from configctl.adapters.store.models import IdType, JsonTextType, JsonType
 
 revision = "0004"
 down_revision = "0003"
@@ -38,7 +38,7 @@ _BATCH = 1000
 HELD_INDEX = "ix_versions_held"
 HELD_WHERE = "reason <> 'commit'"
 
-_versions = sa.table("versions", sa.column("id", IdType), sa.column("changes", JsonType))
+_versions = sa.table("versions", sa.column("id", IdType), sa.column("changes", JsonTextType))
 _key_changes = sa.table(
     "key_changes",
     sa.column("id", IdType),
@@ -83,12 +83,12 @@ def _by_key(item: dict[str, Any]) -> str:
 
 def upgrade() -> None:
     with op.batch_alter_table("versions") as batch:
-        batch.add_column(sa.Column("changes", JsonType, nullable=True))
+        batch.add_column(sa.Column("changes", JsonTextType, nullable=True))
     bind = op.get_bind()
     update = (
         sa.update(_versions)
         .where(_versions.c.id == sa.bindparam("vid"))
-        .values(changes=sa.bindparam("items", type_=JsonType))
+        .values(changes=sa.bindparam("items", type_=JsonTextType))
     )
     batch_rows: list[dict[str, Any]] = []
     for version_id, items in list(_grouped(bind)):
@@ -101,10 +101,10 @@ def upgrade() -> None:
     bind.execute(
         sa.update(_versions)
         .where(_versions.c.changes.is_(None))
-        .values(changes=sa.literal([], JsonType))
+        .values(changes=sa.literal([], JsonTextType))
     )
     with op.batch_alter_table("versions") as batch:
-        batch.alter_column("changes", existing_type=JsonType, nullable=False)
+        batch.alter_column("changes", existing_type=JsonTextType, nullable=False)
     op.drop_index("ix_key_changes_key_version_id", table_name="key_changes")
     op.drop_index("ix_key_changes_version_id", table_name="key_changes")
     op.drop_table("key_changes")
