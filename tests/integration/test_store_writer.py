@@ -288,17 +288,25 @@ def test_migration_0004_moves_key_changes_onto_their_versions_and_back(store_url
         by_version = {e.number: list(e.changes) for e in store.list_versions("web", "prod")}
         expected = {
             n: sorted(
-                (KeyChange(key=k, change=c, old=o, new=new) for v, k, c, o, new in legacy if v == n),
+                (
+                    KeyChange(key=k, change=c, old=o, new=new)
+                    for v, k, c, o, new in legacy
+                    if v == n
+                ),
                 key=lambda c: c.key,
             )
             for n in (1, 2, 3)
         }
         assert by_version == expected
-        assert [(h.version, h.change, h.old, h.new) for h in store.key_history("web", "prod", "svc")] == [
+        assert [
+            (h.version, h.change, h.old, h.new) for h in store.key_history("web", "prod", "svc")
+        ] == [
             (2, "changed", 8080, 8081),
             (1, "added", None, 8080),
         ]
-        assert [h.key for h in store.key_history("web", "prod", "x")] == [f"x.k{i}" for i in range(len(odd))]
+        assert [h.key for h in store.key_history("web", "prod", "x")] == [
+            f"x.k{i}" for i in range(len(odd))
+        ]
         with store.engine.begin() as conn:
             cfg.attributes["connection"] = conn
             command.downgrade(cfg, "0003")
@@ -311,3 +319,40 @@ def test_migration_0004_moves_key_changes_onto_their_versions_and_back(store_url
             ).all()  # fmt: skip
             assert "changes" not in {c["name"] for c in sa.inspect(conn).get_columns("versions")}
         assert sorted(map(tuple, back), key=repr) == sorted(legacy, key=repr)
+
+
+def test_a_big_flush_goes_in_parts_and_keeps_every_row_in_order(
+    store: SqlStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Many versions are sent in a few statements (the server inserts one part while the
+    next is encoded; ``pg_batch.SPLIT_AFTER``) and then analyzed: ids follow the queue,
+    every version keeps its key changes, and the rows queued with them are all there."""
+    from configctl.adapters.store import pg_batch
+
+    monkeypatch.setattr(pg_batch, "SPLIT_AFTER", 5)
+    monkeypatch.setattr(pg_batch, "ANALYZE_AFTER", 5)
+    sent: list[str] = []
+    real = pg_batch._flush_statements
+
+    def spy(*args: Any) -> Any:
+        for statement in real(*args):
+            sent.append(statement[0].split()[0])
+            yield statement
+
+    monkeypatch.setattr(pg_batch, "_flush_statements", spy)
+    apps = [f"app-{i:02d}" for i in range(11)]
+    change = [KeyChange(key="k", change="added", new=1)]
+    with store.unit_of_work() as uow:
+        uow.add_versions([new_version(app, "prod", 1, change) for app in apps])
+        uow.record_commit(commit_info("a" * 40, at=T0), "applied", None)
+        uow.add_outbox(event_id="e1", routing_key="r", payload={"n": 1})
+        uow.set_sync_state("last_applied_commit", "a" * 40)
+    with store.engine.connect() as conn:
+        written = [row[0] for row in conn.execute(text("SELECT app FROM versions ORDER BY id"))]
+    assert written == apps
+    if store.is_postgres:  # 11 versions in parts of 3, then the rest; SQLite: executemany
+        assert sent == ["WITH", "WITH", "WITH", "WITH", "ANALYZE"]
+    assert all(list(store.list_versions(app, "prod")[0].changes) == change for app in apps)
+    assert store.get_commit("a" * 40) is not None
+    assert [m.event_id for m in store.pending_outbox(10)] == ["e1"]
+    assert store.sync_state("last_applied_commit") == "a" * 40

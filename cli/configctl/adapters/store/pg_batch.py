@@ -30,7 +30,7 @@ the store tests run every behaviour on both backends.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, cast
@@ -74,34 +74,40 @@ def _present(row: tuple[Any, ...] | None, sql: str) -> tuple[Any, ...]:
 
 
 def _pipeline(
-    s: Session | Connection, statements: Sequence[tuple[str, Mapping[str, Any] | None]]
+    s: Session | Connection, statements: Iterable[tuple[str, Mapping[str, Any] | None]]
 ) -> list[tuple[Any, ...] | None]:
     """Run ``statements`` in order on the psycopg connection of ``s``, sent together in one
     round trip (psycopg's pipeline mode) when there are several; the first row of each
     (None if it returns none). The first that fails fails the rest (the server skips
-    them) and its error is raised."""
+    them) and its error is raised.
+
+    Each statement is sent as soon as the iterable gives it: the server works on one
+    while the next is made (see :func:`flush`)."""
     import psycopg
 
     raw = _raw(s)
+    sent: list[str] = []
     try:
-        if len(statements) == 1:
+        if isinstance(statements, Sequence) and len(statements) == 1:
             with raw.cursor() as cur:
                 sql, params = statements[0]
+                sent.append(sql)
                 cur.execute(sql.encode(), params)
                 return [cur.fetchone() if cur.description is not None else None]
-        cursors = [raw.cursor() for _ in statements]
+        cursors: list[psycopg.Cursor[tuple[Any, ...]]] = []
         try:
             with raw.pipeline():
-                for cur, (sql, params) in zip(cursors, statements, strict=True):
+                for sql, params in statements:
+                    sent.append(sql)
+                    cur = raw.cursor()
+                    cursors.append(cur)
                     cur.execute(sql.encode(), params)
             return [cur.fetchone() if cur.description is not None else None for cur in cursors]
         finally:
             for cur in cursors:
                 cur.close()
     except psycopg.Error as exc:
-        raise sa_exc.DBAPIError.instance(
-            "; ".join(sql for sql, _ in statements), None, exc, psycopg.Error
-        ) from exc
+        raise sa_exc.DBAPIError.instance("; ".join(sent), None, exc, psycopg.Error) from exc
 
 
 # --------------------------------------------------------------------------- lock
@@ -352,7 +358,8 @@ ANALYZE_AFTER = 1000
 """A flush that writes this many versions or more (a first apply) analyzes ``versions``:
 the writer's reads are prepared with generic plans, made once per connection, and a plan
 made before the planner knows the rows would scan the table where an index answers
-(autovacuum analyzes too, but later)."""
+(autovacuum analyzes too, but later). Only the columns the writer's reads filter on: the
+snapshots and key changes are most of the bytes, and their statistics serve no plan."""
 
 
 def flush(
@@ -365,7 +372,8 @@ def flush(
     cursors: Mapping[str, Any] | None = None,
     now: datetime,
 ) -> None:
-    """Write, in one statement: ``versions`` (each ``(version, number, made at)``,
+    """Write, in one statement (a few for many versions: ``SPLIT_AFTER``) and one round
+    trip: ``versions`` (each ``(version, number, made at)``,
     numbered by the caller under the writer lock; key changes included), commit rows
     (upserts; one row per sha), audit rows and outbox messages (in order) and ``cursors``
     (``None`` deletes one); ``ANALYZE versions`` after many versions (``ANALYZE_AFTER``),
@@ -373,19 +381,51 @@ def flush(
     cursors = cursors or {}
     if not (versions or commits or audit or outbox or cursors):
         return
-    statement = (
-        _FLUSH,
-        {
-            "versions": _doc([{**row, "o": o} for o, row in enumerate(version_rows(versions))]),
-            "commits": _doc(commits),
-            "audit": _doc([{**row, "o": i} for i, row in enumerate(audit)]),
-            "outbox": _doc([{**row, "o": i} for i, row in enumerate(outbox)]),
-            "cursors": _doc([{"name": n, "value": v} for n, v in cursors.items() if v is not None]),
-            "gone": [n for n, v in cursors.items() if v is None],
-            "now": now,
-        },
-    )
-    statements: list[tuple[str, Mapping[str, Any] | None]] = [statement]
+    _pipeline(s, _flush_statements(versions, commits, audit, outbox, cursors, now))
+
+
+SPLIT_AFTER = 1000
+"""A flush of this many versions or more sends them in ``SPLIT_PARTS`` statements, each
+as soon as its document is made, so the server inserts one part while the next is
+encoded; fewer go with the rest in one statement."""
+SPLIT_PARTS = 4
+
+
+def _flush_statements(
+    versions: Sequence[tuple[NewVersion, int, datetime]],
+    commits: Sequence[Mapping[str, Any]],
+    audit: Sequence[Mapping[str, Any]],
+    outbox: Sequence[Mapping[str, Any]],
+    cursors: Mapping[str, Any],
+    now: datetime,
+) -> Iterator[tuple[str, Mapping[str, Any] | None]]:
+    rows = version_rows(versions)
+    parts = [rows]
+    if len(rows) >= SPLIT_AFTER:
+        size = -(-len(rows) // SPLIT_PARTS)
+        parts = [rows[i : i + size] for i in range(0, len(rows), size)]
+    empty = _doc([])
+    base = 0
+    for n, part in enumerate(parts):
+        last = n == len(parts) - 1
+        yield (
+            _FLUSH,
+            {
+                "versions": _doc([{**row, "o": base + o} for o, row in enumerate(part)]),
+                "commits": _doc(commits) if last else empty,
+                "audit": _doc([{**row, "o": i} for i, row in enumerate(audit)]) if last else empty,
+                "outbox": _doc([{**row, "o": i} for i, row in enumerate(outbox)])
+                if last
+                else empty,
+                "cursors": _doc(
+                    [{"name": k, "value": v} for k, v in cursors.items() if v is not None]
+                )
+                if last
+                else empty,
+                "gone": [k for k, v in cursors.items() if v is None] if last else [],
+                "now": now,
+            },
+        )
+        base += len(part)
     if len(versions) >= ANALYZE_AFTER:
-        statements.append(("ANALYZE versions", None))
-    _pipeline(s, statements)
+        yield ("ANALYZE versions (app, env, number, reason)", None)

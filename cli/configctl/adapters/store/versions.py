@@ -302,5 +302,7 @@ def key_history(s: Session, app: str, env: str, key: str) -> list[HistoryEntry]:
             created_at=created_at,
         )
         for number, items, sha, actor, reason, created_at, author_name, author_email in s.execute(q)
-        for c in stored_changes(i for i in items or () if i["key"] == key or i["key"].startswith(below))
+        for c in stored_changes(
+            i for i in items or () if i["key"] == key or i["key"].startswith(below)
+        )
     ]
