@@ -389,6 +389,13 @@ SPLIT_AFTER = 1000
 as soon as its document is made, so the server inserts one part while the next is
 encoded; fewer go with the rest in one statement."""
 SPLIT_PARTS = 4
+_QUEUED = ("commits", "audit", "outbox", "cursors")
+"""The documents of :data:`_FLUSH` besides the versions (empty in all but the last part)."""
+
+
+def _ordered(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """``rows`` numbered (``o``) in order, for the ``ORDER BY o`` that keeps ids in order."""
+    return [{**row, "o": o} for o, row in enumerate(rows)]
 
 
 def _flush_statements(
@@ -400,32 +407,31 @@ def _flush_statements(
     now: datetime,
 ) -> Iterator[tuple[str, Mapping[str, Any] | None]]:
     rows = version_rows(versions)
-    parts = [rows]
-    if len(rows) >= SPLIT_AFTER:
-        size = -(-len(rows) // SPLIT_PARTS)
-        parts = [rows[i : i + size] for i in range(0, len(rows), size)]
-    empty = _doc([])
-    base = 0
-    for n, part in enumerate(parts):
-        last = n == len(parts) - 1
+    size = -(-len(rows) // SPLIT_PARTS) if len(rows) >= SPLIT_AFTER else len(rows)
+    # Parts run in order, so ``o`` (the id order within a statement) restarts with each.
+    parts = [rows[i : i + size] for i in range(0, len(rows), size)] if rows else [rows]
+    nothing = _doc([])
+    for part in parts[:-1]:
         yield (
             _FLUSH,
             {
-                "versions": _doc([{**row, "o": base + o} for o, row in enumerate(part)]),
-                "commits": _doc(commits) if last else empty,
-                "audit": _doc([{**row, "o": i} for i, row in enumerate(audit)]) if last else empty,
-                "outbox": _doc([{**row, "o": i} for i, row in enumerate(outbox)])
-                if last
-                else empty,
-                "cursors": _doc(
-                    [{"name": k, "value": v} for k, v in cursors.items() if v is not None]
-                )
-                if last
-                else empty,
-                "gone": [k for k, v in cursors.items() if v is None] if last else [],
+                **dict.fromkeys(_QUEUED, nothing),
+                "gone": [],
                 "now": now,
+                "versions": _doc(_ordered(part)),
             },
         )
-        base += len(part)
+    yield (
+        _FLUSH,
+        {
+            "versions": _doc(_ordered(parts[-1])),
+            "commits": _doc(commits),
+            "audit": _doc(_ordered(audit)),
+            "outbox": _doc(_ordered(outbox)),
+            "cursors": _doc([{"name": k, "value": v} for k, v in cursors.items() if v is not None]),
+            "gone": [k for k, v in cursors.items() if v is None],
+            "now": now,
+        },
+    )
     if len(versions) >= ANALYZE_AFTER:
         yield ("ANALYZE versions (app, env, number, reason)", None)

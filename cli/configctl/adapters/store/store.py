@@ -131,7 +131,6 @@ class UnitOfWork:
         self._pg: Connection | None = session.connection() if postgres else None
         self._clock = clock
         self._errors = errors
-        self._postgres = postgres
         self._open = True
         self._audit: list[dict[str, Any]] = []
         self._outbox: list[dict[str, Any]] = []
@@ -168,7 +167,7 @@ class UnitOfWork:
         writer killed before its commit must leave nothing (the kill proofs)."""
         cursors = {n: self._sync[n] for n in sorted(self._sync_dirty)}
         commits = list(self._commits.values())
-        if not self._postgres:
+        if self._pg is None:
             self._write_pending()
         with self._errors():
             s = self._session()
@@ -461,8 +460,8 @@ class UnitOfWork:
             return
         with self._errors():
             s = self._session()
-            if self._postgres:
-                pg_batch.flush(s, versions=self._pending, now=self._clock())
+            if self._pg is not None:
+                pg_batch.flush(self._pg, versions=self._pending, now=self._clock())
             else:
                 versions_sql.write_versions(s, self._pending)
         self._pending.clear()

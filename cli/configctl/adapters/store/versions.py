@@ -164,7 +164,7 @@ _BY_KEY = attrgetter("key")
 
 
 def change_items(
-    changes: Sequence[KeyChange], made: dict[int, dict[str, Any]] | None = None
+    changes: Sequence[KeyChange], made: dict[int, dict[str, Any]]
 ) -> list[dict[str, Any]]:
     """The JSON form of a version's key changes (``versions.changes``): in key order, each
     ``{"key", "change", "old", "new"}`` with ``old``/``new`` left out when None.
@@ -172,8 +172,6 @@ def change_items(
     Pairs share equal key changes (``core.plan``): each object is made into an item once
     (``made``, by object id, shared by the versions of one write; the objects outlive
     it, so an id is not reused meanwhile)."""
-    if made is None:
-        made = {}
     out: list[dict[str, Any]] = []
     for c in sorted(changes, key=_BY_KEY):
         item = made.get(id(c))
@@ -202,7 +200,7 @@ def version_rows(pending: Sequence[tuple[NewVersion, int, datetime]]) -> list[di
 
 
 def version_row(
-    v: NewVersion, number: int, now: datetime, made: dict[int, dict[str, Any]] | None = None
+    v: NewVersion, number: int, now: datetime, made: dict[int, dict[str, Any]]
 ) -> dict[str, Any]:
     """The row of version ``number`` of ``v``'s pair, made at ``now``."""
     return {
