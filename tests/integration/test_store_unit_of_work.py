@@ -2,10 +2,12 @@
 
 Each test that takes ``store`` runs on a fresh SQLite file and a fresh PostgreSQL database.
 
-- On PostgreSQL, the apply of a one-app commit is three round trips, as many as the least
+- On PostgreSQL, the apply of a one-app commit is two round trips, one less than the least
   transaction that writes a row: ``BEGIN`` with the writer lock, the fence and the
-  read-ahead, one write of everything, and ``COMMIT`` (it was sixteen statements and
-  eighteen round trips, then five);
+  read-ahead, then one write of everything with the ``COMMIT`` (it was sixteen statements
+  and eighteen round trips, then five, then three); the read-ahead leaves out the
+  snapshots of the heads whose checksum the writer already has (their pairs do not
+  change);
 - ``read_ahead`` answers exactly what the individual reads answer (heads of the apps in
   scope and of every pair a rollback holds, snapshots, statuses, cursors, rollout states,
   pins, quarantines), and writes of the same unit of work are seen by the reads after them;
@@ -30,6 +32,7 @@ from configctl.adapters import schemas
 from configctl.adapters.filesystem import read_tree
 from configctl.adapters.store import SqlStore
 from configctl.adapters.store import engine as engine_mod
+from configctl.core.ports import ReadAhead
 from configctl.core.records import CommitStatus, KeyChange
 from configctl.services.apply import Baseline, apply_snapshot
 from configctl.services.resolution import Evaluator
@@ -92,7 +95,7 @@ class RoundTrips:
         monkeypatch.setattr(psycopg.Connection, "rollback", ending(rollback))
 
 
-def test_a_one_app_commit_is_three_round_trips_on_postgresql(
+def test_a_one_app_commit_is_two_round_trips_on_postgresql(
     pg_store: SqlStore, tmp_path: Path
 ) -> None:
     store = pg_store
@@ -116,8 +119,8 @@ def test_a_one_app_commit_is_three_round_trips_on_postgresql(
         ("app-003", "dev", 2),
         ("app-003", "prod", 2),
     ]
-    assert trips.count == 3, trips.statements
-    assert [s.split()[0] for s in trips.statements] == ["BEGIN", "SELECT", "WITH", "WITH"]
+    assert trips.count == 2, trips.statements
+    assert [s.split()[0] for s in trips.statements] == ["BEGIN", "SELECT", "WITH", "WITH", "COMMIT"]
     assert store.sync_state("reconciler_cursor") == "b" * 40
     assert store.get_commit("b" * 40) is not None
     assert [e.number for e in store.list_versions("app-003", "prod")] == [2, 1]
@@ -172,6 +175,26 @@ def test_read_ahead_answers_what_the_reads_answer(store: SqlStore) -> None:
     assert heads[("c", "prod")].number == 3
 
 
+def test_read_ahead_leaves_out_the_snapshots_the_writer_has(
+    pg_store: SqlStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with pg_store.unit_of_work() as uow:
+        uow.add_versions([new_version("a", env, n) for env in ("dev", "prod") for n in (1, 2)])
+    with pg_store.unit_of_work() as uow:
+        expected = uow.get_versions([("a", "dev", 2), ("a", "prod", 2)])
+    # the writer has a/dev's checksum (c2): only a/prod's snapshot comes with the heads
+    reads = ReadAhead(apps=["a"], checksums={("a", "dev"): "c2", ("a", "prod"): "other"})
+    with pg_store.unit_of_work(reads=reads) as uow:
+        trips = RoundTrips(monkeypatch)
+        assert uow.get_versions([("a", "prod", 2)]) == {("a", "prod"): expected[("a", "prod")]}
+        assert trips.count == 0, trips.statements
+        # a snapshot left out is still read when asked for
+        assert uow.get_versions([("a", "dev", 2)]) == {("a", "dev"): expected[("a", "dev")]}
+        assert trips.count == 1, trips.statements
+        assert uow.latest_heads(["a"], with_rollbacks=True)[("a", "dev")].checksum == "c2"
+        monkeypatch.undo()
+
+
 def test_writes_of_a_unit_of_work_are_seen_by_its_reads(store: SqlStore) -> None:
     with store.unit_of_work() as uow:
         uow.add_versions([new_version("a", "prod", 1)])
@@ -224,6 +247,33 @@ def test_a_unit_of_work_that_fails_writes_none_of_its_queued_rows(store: SqlStor
     assert store.latest_heads() == {}
     assert store.get_commit("a" * 40) is None
     assert store.sync_state("last_applied_commit") is None
+
+
+def test_writes_that_fail_with_their_commit_leave_nothing_and_the_store_works_on(
+    store: SqlStore,
+) -> None:
+    """On PostgreSQL a small unit of work sends its writes and ``COMMIT`` together: when a
+    write fails, the server skips the ``COMMIT`` and nothing of it stays."""
+    from configctl.errors import StoreError
+
+    def write() -> None:
+        with store.unit_of_work() as uow:
+            uow.add_versions([new_version("a", "prod", 1)])
+            uow.record_commit(commit_info("a" * 40, at=T0), CommitStatus.APPLIED, None)
+            uow.set_sync_state("last_applied_commit", "a" * 40)
+            uow.add_outbox(event_id="same", routing_key="a.prod", payload={})
+            uow.add_outbox(event_id="same", routing_key="a.prod", payload={})
+
+    with pytest.raises(StoreError, match="refused a write"):
+        write()
+    assert store.latest_heads() == {}
+    assert store.get_commit("a" * 40) is None
+    assert store.sync_state("last_applied_commit") is None
+    for _ in range(3):  # on every pooled connection: none is left inside a transaction
+        with store.unit_of_work() as uow:
+            number = uow.add_versions([new_version("a", "prod", 1)])[0]
+        assert store.latest_heads()[("a", "prod")].number == number
+    assert [e.number for e in store.list_versions("a", "prod")] == [3, 2, 1]
 
 
 def test_a_read_ends_with_commit_so_prepared_statements_survive(pg_store: SqlStore) -> None:

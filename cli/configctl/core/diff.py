@@ -147,7 +147,14 @@ def diff_values(
     after = _flat(new or {}, "", {})
     secret_keys = tuple(secrets)
     out: list[KeyDiff] = []
-    for key in sorted(before.keys() | after.keys()):
+    # Only the keys that differ are sorted: a new version usually changes a few of many.
+    differ = before.keys() ^ after.keys()
+    differ.update(
+        key
+        for key, value in after.items()
+        if key in before and ((was := before[key]) != value or type(was) is not type(value))
+    )
+    for key in sorted(differ):
         secret = bool(secret_keys) and _is_secret(key, secret_keys)
         if key not in after:
             out.append(

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
@@ -76,6 +76,10 @@ class ReadAhead:
     commits: Collection[str] = ()
     cursors: Collection[str] = ()
     apps: Collection[str] | None = None
+    checksums: Mapping[PairKey, str] = field(default_factory=dict)
+    """The checksums the writer will compare the heads of ``apps`` with: a backend that
+    reads the heads' snapshots ahead may leave out those of the heads that match (their
+    pairs do not change; a snapshot left out is read when asked for)."""
 
 
 RolloutHead = tuple[int, str | None, tuple[JsonObject, ...]]

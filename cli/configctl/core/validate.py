@@ -364,6 +364,7 @@ def evaluate(
     schema_cache: dict[str, tuple[CompiledSchema | None, list[Finding]]] | None = None,
     pair_cache: dict[tuple[str, str], PairResult] | None = None,
     memo: tree_mod.Memo | None = None,
+    partial: bool = False,
 ) -> Evaluation:
     """Validate a tree and resolve every (app, env).
 
@@ -371,7 +372,9 @@ def evaluate(
     adapter loads them from the package). A long-running caller passes ``schema_cache``
     (compiled app schemas by content hash) and ``pair_cache`` (per-pair results, reused
     while the pair's layer documents are the very same objects, as a per-blob parse cache
-    returns them): then the work of a commit follows the size of its change.
+    returns them): then the work of a commit follows the size of its change. The cache
+    then holds the pairs of this tree only, unless the tree is ``partial`` (some apps of a
+    snapshot, the others unchanged: their pairs stay, for the next commit that changes one).
     """
     findings: list[Finding] = list(tree.findings)
     broken_files = {f.file for f in tree.findings if f.severity is Severity.ERROR}
@@ -460,7 +463,8 @@ def evaluate(
         if app.rollouts is not None and app.rollouts.ok and app.rollouts.file not in broken_files:
             findings.extend(_rollout_findings(app, tree, live, compiled, rollouts_validator))
     if pair_cache is not None:
-        pair_cache.clear()
+        if not partial:
+            pair_cache.clear()
         pair_cache.update(live)
     for group in grouped.values():
         f = group.finding

@@ -123,7 +123,7 @@ def _evaluate(evaluator: Evaluator, files: Mapping[str, FileEntry], scope: set[s
     Whether a commit is rejected is always decided, and reported, on the whole tree.
     """
     if scope is not None:
-        checked = evaluator.check(plan_mod.scoped(files, scope))
+        checked = evaluator.check(plan_mod.scoped(files, scope), partial=True)
         if checked.report.valid:
             return checked, scope
     return evaluator.check(files), None
@@ -197,6 +197,8 @@ def apply_snapshot(
         commits=[commit.sha],
         cursors=[LAST_APPLIED],
         apps=scope if scope is not None and baseline is not None else None,
+        # the snapshots of the heads these match are not needed: those pairs do not change
+        checksums=checksums if scope is not None and baseline is not None else {},
     )
     with store.unit_of_work(fence=None if dry_run else fence, reads=reads) as uow:
         previous_status = uow.commit_status(commit.sha)

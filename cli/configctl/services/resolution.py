@@ -59,7 +59,11 @@ class Evaluator:
             self._parsed[key] = doc
         return doc
 
-    def check(self, files: Mapping[str, FileEntry], *, keep_pairs: bool = True) -> Checked:
+    def check(
+        self, files: Mapping[str, FileEntry], *, keep_pairs: bool = True, partial: bool = False
+    ) -> Checked:
+        """Validate and resolve ``files``; ``partial``: they are some apps of a snapshot
+        (``core.plan.scoped``), the others unchanged: their cached pairs are kept."""
         # Every file parsed and every pair resolved is kept: see core.gcpause.
         with collection_paused():
             tree = tree_mod.build(files, parse_file=self.parse, memo=self._memo)
@@ -71,6 +75,7 @@ class Evaluator:
                 schema_cache=self._schemas,
                 pair_cache=pair_cache,
                 memo=self._memo,
+                partial=partial,
             )
         return Checked(
             tree=tree, report=evaluation.report, values=evaluation.values, pairs=evaluation.pairs

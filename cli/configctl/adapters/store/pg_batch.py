@@ -33,6 +33,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import chain
 from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import Connection
@@ -44,25 +45,36 @@ from configctl.adapters.store.versions import version_rows
 from configctl.core.records import NewVersion, PinRecord, VersionHead, VersionRecord
 
 if TYPE_CHECKING:  # imported where used: SQLite users do not pay for it
+    from typing import TypeAlias
+
     import psycopg
+
+    Target: TypeAlias = Session | Connection | psycopg.Connection[tuple[Any, ...]]
+    """Where the statements run: a session, a connection, or the psycopg connection under
+    one (a unit of work keeps it: asking SQLAlchemy each time costs a small statement)."""
 
 
 def _doc(rows: Sequence[Mapping[str, Any]]) -> str:
     return json_dumps(list(rows))
 
 
-def _raw(s: Session | Connection) -> psycopg.Connection[tuple[Any, ...]]:
+def driver(s: Session | Connection) -> psycopg.Connection[tuple[Any, ...]]:
+    """The psycopg connection under ``s``, in its transaction."""
     conn = s.connection() if isinstance(s, Session) else s
     return cast("psycopg.Connection[tuple[Any, ...]]", conn.connection.driver_connection)
 
 
-def _run(s: Session | Connection, sql: str, params: Mapping[str, Any]) -> tuple[Any, ...] | None:
+def _raw(s: Target) -> psycopg.Connection[tuple[Any, ...]]:
+    return driver(s) if isinstance(s, (Session, Connection)) else s
+
+
+def _run(s: Target, sql: str, params: Mapping[str, Any]) -> tuple[Any, ...] | None:
     """Run ``sql`` on the psycopg connection of ``s`` (a session or a connection), in its
     transaction; its first row (None if it returns none)."""
     return _pipeline(s, [(sql, params)])[0]
 
 
-def _one(s: Session | Connection, sql: str, params: Mapping[str, Any]) -> tuple[Any, ...]:
+def _one(s: Target, sql: str, params: Mapping[str, Any]) -> tuple[Any, ...]:
     """The one row of a ``SELECT`` without ``FROM`` filtering (always there)."""
     return _present(_run(s, sql, params), sql)
 
@@ -74,7 +86,7 @@ def _present(row: tuple[Any, ...] | None, sql: str) -> tuple[Any, ...]:
 
 
 def _pipeline(
-    s: Session | Connection, statements: Iterable[tuple[str, Mapping[str, Any] | None]]
+    s: Target, statements: Iterable[tuple[str, Mapping[str, Any] | None]]
 ) -> list[tuple[Any, ...] | None]:
     """Run ``statements`` in order on the psycopg connection of ``s``, sent together in one
     round trip (psycopg's pipeline mode) when there are several; the first row of each
@@ -150,7 +162,7 @@ class WriterLock:
 _BEGIN: tuple[str, None] = ("BEGIN", None)
 
 
-def lock(s: Session | Connection, writer: WriterLock) -> int | None:
+def lock(s: Target, writer: WriterLock) -> int | None:
     """Take the writer lock for the rest of the transaction (begun by the driver), waiting
     at most its timeout; with a fence return the lease's epoch, read ``FOR SHARE`` once
     the lock is held (acquiring an epoch takes the writer lock too, so it cannot move
@@ -159,7 +171,7 @@ def lock(s: Session | Connection, writer: WriterLock) -> int | None:
     return writer.epoch(_one(s, sql, params))
 
 
-def begin(s: Session | Connection, writer: WriterLock) -> int | None:
+def begin(s: Target, writer: WriterLock) -> int | None:
     """``BEGIN`` and :func:`lock`, in one round trip, on a session in autocommit mode (the
     driver sends no ``BEGIN`` of its own); the epoch as :func:`lock` gives it."""
     return writer.epoch(_pipeline(s, [_BEGIN, writer.statement()])[1])
@@ -212,7 +224,9 @@ SELECT
      FROM head),
   (SELECT coalesce(json_agg(json_build_array(app, env, number, "values", checksum, commit_sha, reason,
                                                actor, created_at, rolled_back_to, rollouts)), '[]'::json)
-     FROM head WHERE app = ANY(%(apps)s)),
+     FROM head h WHERE app = ANY(%(apps)s) AND NOT EXISTS (
+       SELECT FROM unnest(%(same_apps)s::text[], %(same_envs)s::text[], %(same_sums)s::text[]) AS s(app, env, checksum)
+       WHERE s.app = h.app AND s.env = h.env AND s.checksum = h.checksum)),
   (SELECT coalesce(json_agg(json_build_array(app, env, key, state) ORDER BY app, env, key), '[]'::json)
      FROM rollout_state),
   (SELECT coalesce(json_agg(json_build_array(app, env, version, reason, actor, created_at, quarantined_commit)
@@ -224,12 +238,13 @@ SELECT
 
 
 def read_ahead(
-    s: Session | Connection,
+    s: Target,
     *,
     commits: Collection[str],
     cursors: Collection[str],
     apps: Collection[str] | None,
     begin: WriterLock | None = None,
+    unchanged: Mapping[tuple[str, str], str] | None = None,
 ) -> WriterReads:
     """In one statement: the status of ``commits``, the values of ``cursors``, the heads of
     ``apps`` with every pair a rollback holds (every pair when None) and the snapshots of
@@ -240,8 +255,19 @@ def read_ahead(
     reads in one round trip (on a session in autocommit mode, as :func:`begin`). Each
     statement takes its own snapshot (READ COMMITTED), so the reads see what committed
     before the lock was held; the lock's epoch comes back in ``epoch``, for the caller
-    to check before it uses the reads."""
-    params = {"shas": list(commits), "names": list(cursors), "apps": sorted(apps or ())}
+    to check before it uses the reads.
+
+    ``unchanged``: checksums of pairs of ``apps`` the caller has: the snapshot of a head
+    that has that checksum is not read (its pair does not change; nor is it sent back)."""
+    same = sorted((app, env, digest) for (app, env), digest in (unchanged or {}).items())
+    params = {
+        "shas": list(commits),
+        "names": list(cursors),
+        "apps": sorted(apps or ()),
+        "same_apps": [app for app, _, _ in same],
+        "same_envs": [env for _, env, _ in same],
+        "same_sums": [digest for _, _, digest in same],
+    }
     sql = (_HEADS_ALL if apps is None else _HEADS_SCOPED) + _READ_AHEAD
     epoch: int | None = None
     if begin is None:
@@ -363,7 +389,7 @@ snapshots and key changes are most of the bytes, and their statistics serve no p
 
 
 def flush(
-    s: Session | Connection,
+    s: Target,
     *,
     versions: Sequence[tuple[NewVersion, int, datetime]] = (),
     commits: Sequence[Mapping[str, Any]] = (),
@@ -371,17 +397,35 @@ def flush(
     outbox: Sequence[Mapping[str, Any]] = (),
     cursors: Mapping[str, Any] | None = None,
     now: datetime,
-) -> None:
+    commit: bool = False,
+) -> bool:
     """Write, in one statement (a few for many versions: ``SPLIT_AFTER``) and one round
     trip: ``versions`` (each ``(version, number, made at)``,
     numbered by the caller under the writer lock; key changes included), commit rows
     (upserts; one row per sha), audit rows and outbox messages (in order) and ``cursors``
     (``None`` deletes one); ``ANALYZE versions`` after many versions (``ANALYZE_AFTER``),
-    in the same round trip."""
+    in the same round trip.
+
+    With ``commit`` (the last writes of a transaction) a small flush sends the ``COMMIT``
+    with them (``COMMIT_WITH_AT_MOST``); True when it did, and the transaction has ended
+    (the server skips the ``COMMIT`` if a write fails: the error is raised, nothing is
+    committed)."""
     cursors = cursors or {}
     if not (versions or commits or audit or outbox or cursors):
-        return
-    _pipeline(s, _flush_statements(versions, commits, audit, outbox, cursors, now))
+        return False
+    statements = _flush_statements(versions, commits, audit, outbox, cursors, now)
+    commit = commit and len(versions) <= COMMIT_WITH_AT_MOST
+    _pipeline(s, chain(statements, [_COMMIT]) if commit else statements)
+    return commit
+
+
+COMMIT_WITH_AT_MOST = 20
+"""A flush of at most this many versions (a commit that changed an app or a few) sends the
+``COMMIT`` with its writes, one round trip less: a sixth of a one-app apply. A bigger one
+sends it after: the round trip is nothing beside the server's writes, and a writer killed
+while the server writes many versions then leaves nothing (the kill proofs catch a big
+apply inside its transaction and see it leave nothing)."""
+_COMMIT: tuple[str, None] = ("COMMIT", None)
 
 
 SPLIT_AFTER = 1000

@@ -46,7 +46,7 @@ import sqlite3
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from sqlalchemy import Connection, Engine, inspect, text
 from sqlalchemy import exc as sa_exc
@@ -87,6 +87,9 @@ from configctl.core.records import (
 )
 from configctl.errors import StoreError, UsageError
 
+if TYPE_CHECKING:
+    import psycopg
+
 __all__ = [
     "WRITER_LOCK_KEY",
     "SqlStore",
@@ -123,12 +126,20 @@ class UnitOfWork:
     """
 
     def __init__(
-        self, session: Session, *, clock: Clock, errors: Callable[[], Any], postgres: bool
+        self,
+        session: Session | Callable[[], Session],
+        *,
+        clock: Clock,
+        errors: Callable[[], Any],
+        driver: psycopg.Connection[tuple[Any, ...]] | None = None,
     ) -> None:
-        self._s = session
-        # PostgreSQL: the session's connection, fetched once (pg_batch runs on its driver
-        # connection; asking the session each time costs as much as a small statement).
-        self._pg: Connection | None = session.connection() if postgres else None
+        # A session, or (PostgreSQL) how to make one on the unit of work's connection
+        # when a read or write needs SQLAlchemy: most units of work never do.
+        self._s = session if isinstance(session, Session) else None
+        self._make_session = session if callable(session) else lambda: session
+        # PostgreSQL: the driver connection pg_batch runs on, fetched once (asking
+        # SQLAlchemy for it each time costs as much as a small statement).
+        self._pg = driver
         self._clock = clock
         self._errors = errors
         self._open = True
@@ -154,24 +165,29 @@ class UnitOfWork:
         self._all_numbers = False
         self._quarantines: dict[tuple[str, str], dict[str, Any]] | None = None
 
-    def _session(self) -> Session:
+    def _check_open(self) -> None:
         if not self._open:
             raise StoreError("this unit of work has ended; open a new one")
+
+    def _session(self) -> Session:
+        self._check_open()
+        if self._s is None:
+            self._s = self._make_session()
         return self._s
 
     def _flush(self) -> None:
-        """Write the queued rows (before the commit): one statement on PostgreSQL.
-
-        Not sent with the ``COMMIT``, though it would save a round trip: once both are
-        sent the server commits even if this process dies before it hears back, and a
-        writer killed before its commit must leave nothing (the kill proofs)."""
+        """Write the queued rows as the unit of work ends: one statement on PostgreSQL,
+        sent with the ``COMMIT`` when it is small (``pg_batch.COMMIT_WITH_AT_MOST``; the
+        driver's commit then has nothing left to do)."""
         cursors = {n: self._sync[n] for n in sorted(self._sync_dirty)}
         commits = list(self._commits.values())
         if self._pg is None:
             self._write_pending()
         with self._errors():
-            s = self._session()
+            self._check_open()
             if self._pg is not None:
+                if self._s is not None:
+                    self._s.flush()  # anything a session queued goes before the COMMIT
                 pg_batch.flush(
                     self._pg,
                     versions=self._pending,
@@ -180,8 +196,10 @@ class UnitOfWork:
                     outbox=self._outbox,
                     cursors=cursors,
                     now=self._clock(),
+                    commit=True,
                 )
             else:
+                s = self._session()
                 commits_sql.add_commit_rows(s, commits)
                 audit_sql.add_audit_rows(s, self._audit)
                 outbox_sql.add_outbox_rows(s, self._outbox)
@@ -218,6 +236,7 @@ class UnitOfWork:
                     commits=reads.commits,
                     cursors=reads.cursors,
                     apps=reads.apps,
+                    unchanged=reads.checksums,
                     begin=writer,
                 )
                 epoch = got.epoch
@@ -237,7 +256,7 @@ class UnitOfWork:
         every rollout state, pin and quarantine. One statement on PostgreSQL."""
         self._write_pending()
         if self._pg is not None:
-            self._session()
+            self._check_open()
             with self._errors():
                 got = pg_batch.read_ahead(self._pg, commits=commits, cursors=cursors, apps=apps)
             self._keep(got, apps)
@@ -327,11 +346,11 @@ class UnitOfWork:
 
     def get_sync_state(self, name: str) -> Any:
         """The JSON value stored under ``name``, or None (as set in this unit of work)."""
-        with self._errors():
-            s = self._session()
-            if name not in self._sync:
-                self._sync[name] = commits_sql.sync_state(s, name)
-            return self._sync[name]
+        self._check_open()
+        if name not in self._sync:
+            with self._errors():
+                self._sync[name] = commits_sql.sync_state(self._session(), name)
+        return self._sync[name]
 
     def get_quarantine(self, app: str, env: str) -> dict[str, Any] | None:
         """The quarantine of (app, env): ``{"commit", "checksum", "version"}``, or None."""
@@ -372,7 +391,7 @@ class UnitOfWork:
     def record_commit(self, info: CommitInfo, status: str, reason: str | None) -> None:
         """Insert or update the commit row (a rejected commit may be recorded again later);
         written, with the others, when the unit of work ends."""
-        self._session()
+        self._check_open()
         self._commits[info.sha] = commits_sql.commit_row(
             info, status, reason, recorded_at=self._clock()
         )
@@ -418,7 +437,7 @@ class UnitOfWork:
         costs one query for all such pairs.
         """
         versions_sql.check_versions(versions)
-        self._session()
+        self._check_open()
         unknown = {(v.app, v.env) for v in versions} - self._numbers.keys()
         unknown = {pair for pair in unknown if not self._known(pair[0])}
         if unknown:
@@ -459,11 +478,11 @@ class UnitOfWork:
         if not self._pending:
             return
         with self._errors():
-            s = self._session()
+            self._check_open()
             if self._pg is not None:
                 pg_batch.flush(self._pg, versions=self._pending, now=self._clock())
             else:
-                versions_sql.write_versions(s, self._pending)
+                versions_sql.write_versions(self._session(), self._pending)
         self._pending.clear()
 
     def add_audit(
@@ -480,7 +499,7 @@ class UnitOfWork:
     ) -> None:
         """Append one audit row (``details`` is JSON; no secret values in it); written
         with the others when the unit of work ends."""
-        self._session()
+        self._check_open()
         self._audit.append(
             audit_sql.audit_row(
                 at=self._clock(),
@@ -497,7 +516,7 @@ class UnitOfWork:
 
     def add_outbox(self, *, event_id: str, routing_key: str, payload: Mapping[str, Any]) -> None:
         """Queue a notification; the relay publishes it after this transaction commits."""
-        self._session()
+        self._check_open()
         self._outbox.append(
             outbox_sql.outbox_row(
                 event_id=event_id,
@@ -571,7 +590,7 @@ class UnitOfWork:
     def set_sync_state(self, name: str, value: Any) -> None:
         """Store a JSON value under ``name``; ``None`` removes it. Written, with the other
         cursors, in one statement when the unit of work ends."""
-        self._session()
+        self._check_open()
         self._sync[name] = value
         self._sync_dirty.add(name)
 
@@ -819,7 +838,6 @@ class SqlStore:
         write: bool,
         lock: bool,
         fence: tuple[str, int] | None = None,
-        begun_by_caller: bool = False,
     ) -> Iterator[Session]:
         """A session in one transaction: committed on normal exit, rolled back otherwise.
 
@@ -833,15 +851,14 @@ class SqlStore:
 
         On PostgreSQL a transaction that takes the writer lock runs in autocommit mode too,
         with a ``BEGIN`` of its own sent with the lock in one round trip (the driver would
-        send it alone); the driver's commit and rollback still end it. ``begun_by_caller``:
-        the same, but the caller sends the ``BEGIN`` and the lock (a unit of work, with its
-        first reads).
+        send it alone); the driver's commit and rollback still end it. A unit of work does
+        the same without a session (:meth:`_pg_transaction`).
         """
         self._require_schema()
         with self._errors():
             session = Session(self.engine, expire_on_commit=False, autoflush=False)
         options: dict[str, str] = {SQLITE_BEGIN: "IMMEDIATE" if write else "DEFERRED"}
-        if (lock or begun_by_caller or not write) and self.is_postgres:
+        if (lock or not write) and self.is_postgres:
             options["isolation_level"] = "AUTOCOMMIT"
         try:
             with self._errors():
@@ -871,17 +888,64 @@ class SqlStore:
         (:meth:`UnitOfWork.read_ahead`) as it opens: on PostgreSQL ``BEGIN``, the lock and
         the reads are one round trip.
         """
-        pg = self.is_postgres
-        with self._transaction(
-            write=True, lock=not pg, fence=None if pg else fence, begun_by_caller=pg
-        ) as session:
-            uow = UnitOfWork(session, clock=self._clock, errors=self._errors, postgres=pg)
+        with contextlib.ExitStack() as stack:
+            if self.is_postgres:
+                conn = stack.enter_context(self._pg_transaction())
+                uow = UnitOfWork(
+                    lambda: stack.enter_context(self._joined_session(conn)),
+                    clock=self._clock,
+                    errors=self._errors,
+                    driver=pg_batch.driver(conn),
+                )
+            else:
+                session = stack.enter_context(self._transaction(write=True, lock=True, fence=fence))
+                uow = UnitOfWork(session, clock=self._clock, errors=self._errors)
             try:
                 uow._begin(self._writer_lock(fence), fence, reads)
                 yield uow
                 uow._flush()
             finally:
                 uow._close()
+
+    @contextlib.contextmanager
+    def _pg_transaction(self) -> Iterator[Connection]:
+        """PostgreSQL: a connection in autocommit mode, in a transaction whose ``BEGIN`` the
+        caller sends with its first statements (one round trip, where the driver would
+        send it alone); committed on normal exit (the driver sends the ``COMMIT`` unless
+        the caller sent it with its last writes), rolled back otherwise.
+
+        A plain connection, not a session: a unit of work runs on the driver connection
+        (``pg_batch``) and makes a session only when a read or write needs one
+        (:meth:`_joined_session`); a session's own bookkeeping cost a tenth of a one-app
+        apply."""
+        self._require_schema()
+        with self._errors():
+            conn = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+        try:
+            with self._errors():
+                transaction = conn.begin()
+            yield conn
+            with self._errors():
+                transaction.commit()
+        except BaseException:
+            with contextlib.suppress(sa_exc.SQLAlchemyError):
+                conn.rollback()
+            raise
+        finally:
+            with contextlib.suppress(sa_exc.SQLAlchemyError):
+                conn.close()
+
+    @contextlib.contextmanager
+    def _joined_session(self, conn: Connection) -> Iterator[Session]:
+        """A session on ``conn``, in its transaction (committing or rolling back stays the
+        transaction's); the unit of work writes what it queued before its own writes."""
+        with self._errors():
+            session = Session(bind=conn, expire_on_commit=False, autoflush=False)
+        try:
+            yield session
+        finally:
+            with contextlib.suppress(sa_exc.SQLAlchemyError):
+                session.close()
 
     @contextlib.contextmanager
     def _read(self) -> Iterator[Session]:
