@@ -170,11 +170,13 @@ def _audit(uow: UnitOfWork, deps: Deps, action: str, sha: str, details: JsonObje
     uow.add_audit(action=action, actor=ACTOR, host=deps.host, commit_sha=sha, details=details)
 
 
-def _count_applied(deps: Deps, result: PassResult, sha: str, files: dict[str, FileEntry], new_versions: int) -> None:
+def _count_applied(
+    deps: Deps, result: PassResult, sha: str, files: dict[str, FileEntry], applied: apply_service.ApplyResult
+) -> None:
     """Book an applied commit: the next apply's baseline, the pass result, the metric."""
-    deps.last_applied = apply_service.Baseline(commit=sha, files=files)
+    deps.last_applied = applied.baseline or apply_service.Baseline(commit=sha, files=files)
     result.applied.append(sha)
-    result.new_versions += new_versions
+    result.new_versions += applied.new_versions
     if deps.metrics is not None:
         deps.metrics.commit_applied()
 
@@ -336,7 +338,7 @@ def apply_files(p: Pass, c: CommitRun) -> Outcome:
         )
         _reject(result, deps, commit, "validation", why)
         return Outcome.STALL
-    _count_applied(deps, result, commit.sha, c.files, outcome.new_versions)
+    _count_applied(deps, result, commit.sha, c.files, outcome)
     c.notifications = [(m["app"], m["env"]) for m in outcome.notifications]
     c.versions = outcome.versions
     return Outcome.DONE
@@ -623,7 +625,7 @@ def serve_newest_valid(
                 "rejected_head": head,
                 "reason": "first start: the head is rejected and nothing was served",
             })  # fmt: skip
-        _count_applied(deps, result, commit.sha, files, outcome.new_versions)
+        _count_applied(deps, result, commit.sha, files, outcome)
         result.fallback = commit.sha
         log.warning(
             "nothing was served and the head %s is rejected: serving %s, its newest valid ancestor",

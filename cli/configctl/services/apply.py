@@ -98,6 +98,9 @@ class ApplyResult:
     versions: tuple[VersionRecord, ...] = ()
     """The versions written, as the store now serves them (so a cache can be warmed
     without reading them back)."""
+    baseline: Baseline | None = None
+    """This commit's tree, once applied, as the next apply's :class:`Baseline` (with the
+    file index the next scoped apply finds its apps' files with)."""
 
     @property
     def written(self) -> tuple[PairOutcome, ...]:
@@ -115,15 +118,25 @@ class Baseline:
 
     commit: str
     files: Mapping[str, FileEntry]
+    index: plan_mod.FileIndex | None = None
+    """The paths of ``files`` by app (``core.plan.FileIndex``), when known: the next
+    apply's index then follows the paths its commit changed, no walk over every path."""
 
 
-def _evaluate(evaluator: Evaluator, files: Mapping[str, FileEntry], scope: set[str] | None) -> tuple[Checked, set[str] | None]:
+def _evaluate(
+    evaluator: Evaluator,
+    files: Mapping[str, FileEntry],
+    scope: set[str] | None,
+    index: plan_mod.FileIndex | None = None,
+) -> tuple[Checked, set[str] | None]:
     """Evaluate ``scope``'s apps (all when None); an invalid scoped tree is judged whole.
+    ``index``: the file index of ``files``, to find the apps' files with.
 
     Whether a commit is rejected is always decided, and reported, on the whole tree.
     """
     if scope is not None:
-        checked = evaluator.check(plan_mod.scoped(files, scope), partial=True)
+        part = index.scoped(files, scope) if index is not None else plan_mod.scoped(files, scope)
+        checked = evaluator.check(part, partial=True)
         if checked.report.valid:
             return checked, scope
     return evaluator.check(files), None
@@ -180,8 +193,18 @@ def apply_snapshot(
     unit of work (applied or rejected; not on a dry run), so the commit and the cursor
     move together.
     """
-    scope = plan_mod.changed_apps(baseline.files, files) if baseline is not None else None
-    checked, scope = _evaluate(evaluator, files, scope)
+    scope: set[str] | None = None
+    index: plan_mod.FileIndex | None = None
+    if baseline is not None:
+        paths = plan_mod.differing_paths(baseline.files, files)
+        scope = plan_mod.changed_apps(baseline.files, files, paths=paths)
+        # The index follows the commit (made once, the first time; then at the cost of
+        # the paths the commit changed), for this apply's scope and the next one's.
+        if baseline.index is not None:
+            index = baseline.index.moved(paths, files)
+        if scope is not None and (index is None or index.size != len(files)):
+            index = plan_mod.FileIndex.of(files)  # the first time (or one that lost count)
+    checked, scope = _evaluate(evaluator, files, scope, index)
     if not checked.report.valid:
         if not dry_run:
             with store.unit_of_work(fence=fence) as uow:
@@ -221,7 +244,7 @@ def apply_snapshot(
                 widened = scope | {app for (app, _env), v in latest.items() if v.reason != VersionReason.COMMIT}
             if widened != scope:
                 latest = uow.latest_heads(widened) if widened is not None else uow.latest_heads()
-                checked, scope = _evaluate(evaluator, files, widened)
+                checked, scope = _evaluate(evaluator, files, widened, index)
                 if not checked.report.valid:  # only if the baseline was not valid after all
                     if not dry_run:
                         _reject(uow, commit=commit, report=checked.report, actor=actor, host=host, cursor=cursor)
@@ -342,6 +365,7 @@ def apply_snapshot(
         new_versions=len(messages),
         notifications=tuple(messages),
         versions=written,
+        baseline=Baseline(commit=commit.sha, files=files, index=index),
     )
 
 

@@ -145,6 +145,42 @@ def test_scoped_keeps_shared_files_and_the_apps_asked_for() -> None:
     assert sorted(plan.scoped(files, set())) == ["configctl.yaml", "global.yaml"]
 
 
+def test_a_file_index_scopes_as_a_walk_does_and_follows_every_kind_of_change() -> None:
+    def files(*paths: str) -> dict[str, FileEntry]:
+        return {p: FileEntry(data=p.encode()) for p in paths}
+
+    base = files(
+        "configctl.yaml",
+        "global.yaml",
+        "environments/prod.yaml",
+        "apps/web/app.yaml",
+        "apps/web/values.yaml",
+        "apps/web-2/app.yaml",
+        "apps/api/app.yaml",
+        "apps/api/envs/dev.yaml",
+        "apps/api/envs/prod.yaml",
+    )
+    index = plan.FileIndex.of(base)
+    for apps in (set(), {"web"}, {"api", "web-2"}, {"nope"}):
+        assert index.scoped(base, apps) == plan.scoped(base, apps)
+    changes = [
+        # a values file added, one changed, one gone; a shared file added; an app gone
+        {**base, "apps/web/envs/prod.yaml": FileEntry(data=b"a: 1")},
+        {**base, "apps/web/values.yaml": FileEntry(data=b"a: 2")},
+        {p: e for p, e in base.items() if p != "apps/api/envs/dev.yaml"},
+        {**base, "environments/dev.yaml": FileEntry(data=b"")},
+        {p: e for p, e in base.items() if not p.startswith("apps/api/")},
+        {**base, "apps/new/app.yaml": FileEntry(data=b"")},
+    ]
+    for head in changes:
+        paths = plan.differing_paths(base, head)
+        moved = index.moved(paths, head)
+        assert moved == plan.FileIndex.of(head), paths
+        assert plan.changed_apps(base, head, paths=paths) == plan.changed_apps(base, head)
+        for apps in ({"web"}, {"api"}, {"new", "web-2"}):
+            assert moved.scoped(head, apps) == plan.scoped(head, apps)
+
+
 def test_rejection_reason_and_details() -> None:
     errors = tuple(
         Finding.at(SourceLocation(file="f.yaml", line=i, column=1), "dup", f"m{i}")

@@ -13,6 +13,7 @@ from jsonschema import Draft202012Validator
 from tests.fakes import FakeGit, FakeStore
 
 from configctl.adapters.schemas import file_schemas
+from configctl.core import plan
 from configctl.core.records import VersionReason
 from configctl.errors import FencingError
 from configctl.services import apply as apply_service
@@ -283,6 +284,26 @@ def test_a_baseline_limits_the_work_to_the_apps_that_changed(world: World) -> No
         ("web", "dev", 2),
         ("web", "prod", 2),
     ]
+
+
+def test_an_applied_commit_is_the_next_baseline_with_its_file_index(world: World) -> None:
+    """The next apply finds the files of the apps it changes through the index its
+    predecessor left, at the cost of the paths the commit changed, and answers the same
+    as with a plain baseline."""
+    two_apps = {**tree(), "apps/api/app.yaml": APP, "apps/api/values.yaml": "workers: 1\n"}
+    world.apply("a" * 40, two_apps)
+    plain = Baseline(commit="a" * 40, files=world.git.read_tree("a" * 40))
+    second = world.apply("b" * 40, {**two_apps, "apps/api/values.yaml": "workers: 2\n"}, baseline=plain)
+    assert second.baseline is not None
+    assert second.baseline.commit == "b" * 40
+    assert second.baseline.index == plan.FileIndex.of(world.git.read_tree("b" * 40))
+    third_tree = {**two_apps, "apps/api/values.yaml": "workers: 2\n", "apps/web/envs/prod.yaml": "replicas: 7\n"}
+    third = world.apply("c" * 40, third_tree, baseline=second.baseline)
+    assert [(p.app, p.env, p.version) for p in third.pairs] == [("web", "prod", 2)]
+    assert world.store.versions("web", "prod")[-1].values["replicas"] == 7
+    assert third.baseline is not None
+    assert third.baseline.index == plan.FileIndex.of(world.git.read_tree("c" * 40))
+    assert world.apply("d" * 40, tree(), dry_run=True).baseline is None
 
 
 def test_a_fenced_apply_by_a_deposed_leader_writes_nothing(world: World) -> None:
