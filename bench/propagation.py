@@ -14,8 +14,8 @@ implementation must do for one commit -- is timed:
 * one Redis ``SET`` of that snapshot,
 * one RabbitMQ publish with publisher confirm, until a consumer holds it.
 
-Both are printed as p50 / p90 / p99 / max. Goals: reconciler p50 within 2x of the floor
-p50, reconciler p99 under 250 ms.
+Both are printed as p50 / p90 / p99 / max. Goals: reconciler p50 within 1.5x of the floor
+p50 (issue 8; it was 2x), reconciler p99 under 250 ms.
 
 Part 2 -- scale. In process, with the reconciler's own wiring (``runner.Reconciler.build``)
 and the real servers: the cost of a pass *after the fetch* (list commits, read the tree,
@@ -380,11 +380,15 @@ def propagation(n_commits: int, n_apps: int, warmup: int) -> bool:
     for name, xs in parts.items():
         print(Stats(f"  floor part: {name}", xs).row())
     ratio = rec.q(0.5) / flo.q(0.5)
-    ok_p50 = ratio <= 2.0
+    ok_p50 = ratio <= P50_GOAL
     ok_p99 = rec.q(0.99) < 0.250
-    print(f"\np50 ratio reconciler/floor: {ratio:.2f} (goal <= 2.0: {'met' if ok_p50 else 'NOT met'}); "
+    print(f"\np50 ratio reconciler/floor: {ratio:.2f} (goal <= {P50_GOAL}: {'met' if ok_p50 else 'NOT met'}); "
           f"p99 {rec.q(0.99) * 1000:.1f} ms (goal < 250 ms: {'met' if ok_p99 else 'NOT met'})")  # fmt: skip
     return ok_p50 and ok_p99
+
+
+P50_GOAL = 1.5
+"""The reconciler's p50 beside the floor's (issue 8)."""
 
 
 def _delete_exchange(name: str) -> None:
