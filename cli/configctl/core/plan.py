@@ -310,10 +310,13 @@ def changed_apps(
     return out
 
 
-def scoped(files: Mapping[str, FileEntry], apps: Collection[str]) -> dict[str, FileEntry]:
-    """The snapshot without the folders of apps outside ``apps`` (shared files all kept)."""
-    folders = tuple(f"apps/{app}/" for app in apps)
-    return {p: e for p, e in files.items() if not p.startswith("apps/") or p.startswith(folders)}
+def scoped(
+    files: Mapping[str, FileEntry], apps: Collection[str], index: FileIndex | None = None
+) -> dict[str, FileEntry]:
+    """The snapshot without the folders of apps outside ``apps`` (shared files all kept);
+    ``index``: the :class:`FileIndex` of ``files``, when the caller keeps one (then this
+    costs the files of ``apps``, not a walk over every path)."""
+    return (index if index is not None else FileIndex.of(files)).scoped(files, apps)
 
 
 def _app_folder(path: str) -> str | None:
@@ -351,7 +354,7 @@ class FileIndex:
         return cls(frozenset(shared), {app: frozenset(p) for app, p in apps.items()}, size)
 
     def scoped(self, files: Mapping[str, FileEntry], apps: Collection[str]) -> dict[str, FileEntry]:
-        """:func:`scoped` of the snapshot this index was made for."""
+        """The files of ``apps`` and the shared ones, of the snapshot this index was made for."""
         wanted = chain(self.shared, *(self.apps.get(app, ()) for app in apps))
         return {path: files[path] for path in wanted}
 

@@ -135,8 +135,7 @@ def _evaluate(
     Whether a commit is rejected is always decided, and reported, on the whole tree.
     """
     if scope is not None:
-        part = index.scoped(files, scope) if index is not None else plan_mod.scoped(files, scope)
-        checked = evaluator.check(part, partial=True)
+        checked = evaluator.check(plan_mod.scoped(files, scope, index), partial=True)
         if checked.report.valid:
             return checked, scope
     return evaluator.check(files), None
@@ -219,9 +218,9 @@ def apply_snapshot(
     reads = ReadAhead(
         commits=[commit.sha],
         cursors=[LAST_APPLIED],
-        apps=scope if scope is not None and baseline is not None else None,
+        apps=scope,
         # the snapshots of the heads these match are not needed: those pairs do not change
-        checksums=checksums if scope is not None and baseline is not None else {},
+        checksums=checksums if scope is not None else {},
     )
     with store.unit_of_work(fence=None if dry_run else fence, reads=reads) as uow:
         previous_status = uow.commit_status(commit.sha)

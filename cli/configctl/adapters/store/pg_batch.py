@@ -398,7 +398,7 @@ def flush(
     cursors: Mapping[str, Any] | None = None,
     now: datetime,
     commit: bool = False,
-) -> bool:
+) -> None:
     """Write, in one statement (a few for many versions: ``SPLIT_AFTER``) and one round
     trip: ``versions`` (each ``(version, number, made at)``,
     numbered by the caller under the writer lock; key changes included), commit rows
@@ -407,16 +407,16 @@ def flush(
     in the same round trip.
 
     With ``commit`` (the last writes of a transaction) a small flush sends the ``COMMIT``
-    with them (``COMMIT_WITH_AT_MOST``); True when it did, and the transaction has ended
-    (the server skips the ``COMMIT`` if a write fails: the error is raised, nothing is
-    committed)."""
+    with them (``COMMIT_WITH_AT_MOST``), ending the transaction; the server skips it if a
+    write fails: the error is raised, nothing is committed. A bigger one leaves the
+    ``COMMIT`` to the caller's driver."""
     cursors = cursors or {}
     if not (versions or commits or audit or outbox or cursors):
-        return False
+        return
     statements = _flush_statements(versions, commits, audit, outbox, cursors, now)
-    commit = commit and len(versions) <= COMMIT_WITH_AT_MOST
-    _pipeline(s, chain(statements, [_COMMIT]) if commit else statements)
-    return commit
+    if commit and len(versions) <= COMMIT_WITH_AT_MOST:
+        statements = chain(statements, [_COMMIT])
+    _pipeline(s, statements)
 
 
 COMMIT_WITH_AT_MOST = 20

@@ -372,21 +372,28 @@ class SqlStore:
         options: dict[str, str] = {SQLITE_BEGIN: "IMMEDIATE" if write else "DEFERRED"}
         if (lock or not write) and self.is_postgres:
             options["isolation_level"] = "AUTOCOMMIT"
-        try:
+        with self._committed(session):
             with self._errors():
                 session.connection(execution_options=options)
                 if lock:
                     self._lock(session, fence, begin=self.is_postgres)
             yield session
+
+    @contextlib.contextmanager
+    def _committed(self, tx: Session | Connection) -> Iterator[None]:
+        """Commit ``tx`` when the block ends normally, roll it back otherwise; close it
+        either way (a failure to roll back or close hides nothing: the first error leaves)."""
+        try:
+            yield
             with self._errors():
-                session.commit()
+                tx.commit()
         except BaseException:
             with contextlib.suppress(sa_exc.SQLAlchemyError, sqlite3.Error):
-                session.rollback()
+                tx.rollback()
             raise
         finally:
             with contextlib.suppress(sa_exc.SQLAlchemyError, sqlite3.Error):
-                session.close()
+                tx.close()
 
     @contextlib.contextmanager
     def unit_of_work(
@@ -433,19 +440,10 @@ class SqlStore:
         self._require_schema()
         with self._errors():
             conn = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
-        try:
+        with self._committed(conn):
             with self._errors():
-                transaction = conn.begin()
+                conn.begin()  # so that the commit reaches the driver (it sends COMMIT if due)
             yield conn
-            with self._errors():
-                transaction.commit()
-        except BaseException:
-            with contextlib.suppress(sa_exc.SQLAlchemyError):
-                conn.rollback()
-            raise
-        finally:
-            with contextlib.suppress(sa_exc.SQLAlchemyError):
-                conn.close()
 
     @contextlib.contextmanager
     def _joined_session(self, conn: Connection) -> Iterator[Session]:
