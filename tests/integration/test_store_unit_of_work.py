@@ -18,6 +18,8 @@ Each test that takes ``store`` runs on a fresh SQLite file and a fresh PostgreSQ
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -34,6 +36,7 @@ from configctl.adapters.store import SqlStore
 from configctl.adapters.store import engine as engine_mod
 from configctl.core.ports import ReadAhead
 from configctl.core.records import CommitStatus, KeyChange
+from configctl.errors import StoreError
 from configctl.services.apply import Baseline, apply_snapshot
 from configctl.services.resolution import Evaluator
 
@@ -315,6 +318,99 @@ def test_a_pooled_connection_is_pinged_only_after_being_idle(
         admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
     assert store.latest_heads() == {}  # the dead connection was replaced, not used
     assert len(pings) == 1
+
+
+def _backends(url: str) -> list[int]:
+    """The server processes connected to the database of ``url``, ours aside."""
+    with psycopg.connect(libpq_url(url), autocommit=True) as admin:
+        rows = admin.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        ).fetchall()
+    return [pid for (pid,) in rows]
+
+
+def _terminate_backends(url: str) -> None:
+    with psycopg.connect(libpq_url(url), autocommit=True) as admin:
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+
+
+def test_units_of_work_keep_one_connection_between_them(pg_store: SqlStore, pg_db_url: str) -> None:
+    """A pool checkout and checkin (with autocommit switched on and back) cost a tenth of a
+    one-app apply: the writer keeps its connection from one unit of work to the next."""
+    store = pg_store
+    with store.unit_of_work() as uow:
+        uow.set_sync_state("x", 0)
+    checkouts: list[object] = []
+    event.listen(store.engine, "checkout", lambda *_args: checkouts.append(1))
+    for i in range(1, 4):
+        with store.unit_of_work() as uow:
+            uow.set_sync_state("x", i)
+    assert checkouts == []
+    assert store.sync_state("x") == 3
+    store.close()  # hands it back with the rest
+    assert _backends(pg_db_url) == []
+
+
+def test_a_kept_writer_connection_lost_while_idle_is_replaced(
+    pg_store: SqlStore, pg_db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = pg_store
+    with store.unit_of_work() as uow:
+        uow.set_sync_state("x", 1)
+    _terminate_backends(pg_db_url)  # a server restart while the writer was idle
+    monkeypatch.setattr(engine_mod, "PING_AFTER_IDLE_S", 0.0)  # idle long enough for a ping
+    with store.unit_of_work() as uow:
+        uow.set_sync_state("x", 2)
+    assert store.sync_state("x") == 2
+
+
+def test_a_kept_writer_connection_lost_just_after_use_fails_one_unit_of_work_only(
+    pg_store: SqlStore, pg_db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Within the ping-free second a lost connection fails its transaction (the caller
+    retries, as with a pooled one); the next unit of work runs on a new connection."""
+    store = pg_store
+    monkeypatch.setattr(engine_mod, "PING_AFTER_IDLE_S", 3600.0)
+    with store.unit_of_work() as uow:
+        uow.set_sync_state("x", 1)
+    _terminate_backends(pg_db_url)
+    with pytest.raises(StoreError), store.unit_of_work() as uow:
+        uow.set_sync_state("x", 2)
+    with store.unit_of_work() as uow:
+        uow.set_sync_state("x", 3)
+    assert store.sync_state("x") == 3
+
+
+def test_a_unit_of_work_on_another_thread_gets_a_connection_of_its_own(pg_store: SqlStore) -> None:
+    store = pg_store
+    with store.unit_of_work() as uow:
+        uow.set_sync_state("a", 0)
+    checkouts: list[object] = []
+    event.listen(store.engine, "checkout", lambda *_args: checkouts.append(1))
+    inside, leave = threading.Event(), threading.Event()
+
+    def first() -> None:
+        with store.unit_of_work() as uow:
+            uow.set_sync_state("a", 1)
+            inside.set()
+            assert leave.wait(30)
+
+    def second() -> None:
+        with store.unit_of_work() as uow:  # waits for the writer lock
+            uow.set_sync_state("b", 2)
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        one = pool.submit(first)
+        assert inside.wait(30)
+        two = pool.submit(second)
+        leave.set()
+        one.result(timeout=30)
+        two.result(timeout=30)
+    assert checkouts == [1]  # the second thread's; the first used the kept connection
+    assert (store.sync_state("a"), store.sync_state("b")) == (1, 2)
 
 
 def test_a_read_on_postgresql_is_not_wrapped_in_begin_and_commit(pg_store: SqlStore) -> None:

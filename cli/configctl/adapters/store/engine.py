@@ -150,19 +150,31 @@ def _ping_when_idle(engine: Engine) -> None:
 
     @event.listens_for(engine, "checkin")
     def _on_checkin(_dbapi_connection: Any, record: Any) -> None:
-        record.info[_IDLE_SINCE] = time.monotonic()
+        mark_idle(record.info)
 
     @event.listens_for(engine, "checkout")
     def _on_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
-        since = record.info.get(_IDLE_SINCE)
-        if since is None or time.monotonic() - since <= PING_AFTER_IDLE_S:
-            return
-        try:
-            engine.dialect.do_ping(dbapi_connection)
-        except engine.dialect.loaded_dbapi.Error as exc:
-            # the server went away while this connection was idle: replace it and every
-            # connection pooled before it
-            raise sa_exc.InvalidatePoolError(str(exc)) from exc
+        ping_if_idle(engine, dbapi_connection, record.info)
+
+
+def mark_idle(info: dict[Any, Any]) -> None:
+    """Note in a connection's ``info`` that it is idle from now on (see :func:`ping_if_idle`)."""
+    info[_IDLE_SINCE] = time.monotonic()
+
+
+def ping_if_idle(engine: Engine, dbapi_connection: Any, info: dict[Any, Any]) -> None:
+    """Ping ``dbapi_connection`` if it has been idle (:func:`mark_idle`) for more than
+    :data:`PING_AFTER_IDLE_S`; ``InvalidatePoolError`` if the server has gone (at a pool
+    checkout it replaces the connection and every one pooled before it)."""
+    since = info.get(_IDLE_SINCE)
+    if since is None or time.monotonic() - since <= PING_AFTER_IDLE_S:
+        return
+    try:
+        engine.dialect.do_ping(dbapi_connection)
+    except engine.dialect.loaded_dbapi.Error as exc:
+        # the server went away while this connection was idle: replace it and every
+        # connection pooled before it
+        raise sa_exc.InvalidatePoolError(str(exc)) from exc
 
 
 def _sqlite_engine(parsed: URL, *, echo: bool, busy_timeout_ms: int) -> Engine:

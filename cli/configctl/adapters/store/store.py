@@ -44,6 +44,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import sqlite3
+import threading
 from collections.abc import Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -69,8 +70,10 @@ from configctl.adapters.store.engine import (
     default_sqlite_url,
     describe_url,
     make_engine,
+    mark_idle,
     normalize_url,
     parse_url,
+    ping_if_idle,
 )
 from configctl.adapters.store.unit_of_work import UnitOfWork
 from configctl.core.ports import ReadAhead
@@ -130,6 +133,10 @@ class SqlStore:
         self.lock_timeout = lock_timeout
         self._engine: Engine | None = None
         self._schema_checked = False
+        # PostgreSQL: the connection units of work run on, kept between them (see
+        # _writer_connection); the lock says whether a unit of work is using it.
+        self._writer: Connection | None = None
+        self._writer_free = threading.Lock()
 
     def __repr__(self) -> str:
         return f"SqlStore({self.where})"
@@ -173,6 +180,11 @@ class SqlStore:
 
     def close(self) -> None:
         """Close every pooled connection; the store can be used again afterwards."""
+        if self._writer_free.acquire(blocking=False):  # else a unit of work is using it
+            try:
+                self._drop_writer()
+            finally:
+                self._writer_free.release()
         if self._engine is not None:
             self._engine.dispose()
             self._engine = None
@@ -380,9 +392,10 @@ class SqlStore:
             yield session
 
     @contextlib.contextmanager
-    def _committed(self, tx: Session | Connection) -> Iterator[None]:
+    def _committed(self, tx: Session | Connection, *, close: bool = True) -> Iterator[None]:
         """Commit ``tx`` when the block ends normally, roll it back otherwise; close it
-        either way (a failure to roll back or close hides nothing: the first error leaves)."""
+        either way unless not ``close`` (a failure to roll back or close hides nothing: the
+        first error leaves)."""
         try:
             yield
             with self._errors():
@@ -392,8 +405,9 @@ class SqlStore:
                 tx.rollback()
             raise
         finally:
-            with contextlib.suppress(sa_exc.SQLAlchemyError, sqlite3.Error):
-                tx.close()
+            if close:
+                with contextlib.suppress(sa_exc.SQLAlchemyError, sqlite3.Error):
+                    tx.close()
 
     @contextlib.contextmanager
     def unit_of_work(
@@ -438,12 +452,68 @@ class SqlStore:
         (:meth:`_joined_session`); a session's own bookkeeping cost a tenth of a one-app
         apply."""
         self._require_schema()
-        with self._errors():
-            conn = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
-        with self._committed(conn):
+        with self._writer_connection() as conn, self._committed(conn, close=False):
             with self._errors():
                 conn.begin()  # so that the commit reaches the driver (it sends COMMIT if due)
             yield conn
+
+    @contextlib.contextmanager
+    def _writer_connection(self) -> Iterator[Connection]:
+        """PostgreSQL: the connection a unit of work runs on, in autocommit mode.
+
+        One is kept from one unit of work to the next (not handed back to the pool): a
+        pool checkout and checkin, with the switch to autocommit and back, cost a tenth of
+        a one-app apply's transaction (``bench/propagation.py``, part 2). It keeps the
+        pool's rule: pinged before use after :data:`~engine.PING_AFTER_IDLE_S` idle, and
+        replaced if the server has gone. A unit of work that fails drops it (the next
+        takes a fresh one), as does :meth:`close`. While one thread's unit of work uses
+        it, another thread's gets a pooled connection of its own."""
+        if not self._writer_free.acquire(blocking=False):
+            conn = self._autocommit_connection()
+            try:
+                yield conn
+            finally:
+                with contextlib.suppress(sa_exc.SQLAlchemyError):
+                    conn.close()
+            return
+        try:
+            conn = self._kept_writer()
+            try:
+                yield conn
+            except BaseException:
+                self._drop_writer()  # a failed transaction may have left it in any state
+                raise
+            mark_idle(conn.info)
+        finally:
+            self._writer_free.release()
+
+    def _kept_writer(self) -> Connection:
+        """The kept writer connection (:meth:`_writer_connection`), pinged if it sat idle,
+        or a new one from the pool."""
+        conn = self._writer
+        if conn is not None and not (conn.invalidated or conn.closed) and conn.engine is self._engine:
+            try:
+                ping_if_idle(self.engine, conn.connection.dbapi_connection, conn.info)
+                return conn
+            except sa_exc.InvalidatePoolError:
+                self._drop_writer(invalidate=True)  # the server went away while it was idle
+        self._drop_writer()
+        self._writer = conn = self._autocommit_connection()
+        return conn
+
+    def _autocommit_connection(self) -> Connection:
+        with self._errors():
+            return self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+
+    def _drop_writer(self, *, invalidate: bool = False) -> None:
+        """Hand the kept writer connection back to the pool (or, ``invalidate``, close it)."""
+        conn, self._writer = self._writer, None
+        if conn is None:
+            return
+        with contextlib.suppress(sa_exc.SQLAlchemyError):
+            if invalidate:
+                conn.invalidate()
+            conn.close()
 
     @contextlib.contextmanager
     def _joined_session(self, conn: Connection) -> Iterator[Session]:
