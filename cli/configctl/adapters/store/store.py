@@ -489,14 +489,15 @@ class SqlStore:
 
     def _kept_writer(self) -> Connection:
         """The kept writer connection (:meth:`_writer_connection`), pinged if it sat idle,
-        or a new one from the pool."""
+        or a new one from the pool (also after :meth:`close`, which disposed of its engine)."""
         conn = self._writer
-        if conn is not None and not (conn.invalidated or conn.closed) and conn.engine is self._engine:
+        if conn is not None and conn.engine is self._engine:
             try:
                 ping_if_idle(self.engine, conn.connection.dbapi_connection, conn.info)
                 return conn
-            except sa_exc.InvalidatePoolError:
-                self._drop_writer(invalidate=True)  # the server went away while it was idle
+            except sa_exc.InvalidatePoolError:  # the server went away while it was idle
+                with contextlib.suppress(sa_exc.SQLAlchemyError):
+                    conn.invalidate()
         self._drop_writer()
         self._writer = conn = self._autocommit_connection()
         return conn
@@ -505,15 +506,12 @@ class SqlStore:
         with self._errors():
             return self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
 
-    def _drop_writer(self, *, invalidate: bool = False) -> None:
-        """Hand the kept writer connection back to the pool (or, ``invalidate``, close it)."""
+    def _drop_writer(self) -> None:
+        """Hand the kept writer connection back to the pool (an invalidated one is closed)."""
         conn, self._writer = self._writer, None
-        if conn is None:
-            return
-        with contextlib.suppress(sa_exc.SQLAlchemyError):
-            if invalidate:
-                conn.invalidate()
-            conn.close()
+        if conn is not None:
+            with contextlib.suppress(sa_exc.SQLAlchemyError):
+                conn.close()
 
     @contextlib.contextmanager
     def _joined_session(self, conn: Connection) -> Iterator[Session]:
