@@ -43,7 +43,7 @@ from configctl.core.records import (
     VersionReason,
     VersionRecord,
 )
-from configctl.errors import BrokerError, FencingError, StoreError
+from configctl.errors import BrokerError, FencingError, StoreError, StoreMovedOn
 
 __all__ = [
     "FakeCache",
@@ -367,6 +367,10 @@ class FakeStore:
         self.epochs: dict[str, int] = {}
         self.transactions = 0
         """Units of work committed: a test can prove that nothing was written."""
+        self.moved_on = 0
+        """How many of the next units of work opened with reads end in
+        :class:`StoreMovedOn` (nothing written), as a PostgreSQL writer's does when it
+        answered its reads from memory and another writer had written since."""
 
     @contextmanager
     def unit_of_work(
@@ -380,6 +384,9 @@ class FakeStore:
             if reads is not None:
                 uow.read_ahead(commits=reads.commits, cursors=reads.cursors, apps=reads.apps)
             yield uow
+            if reads is not None and self.moved_on > 0:
+                self.moved_on -= 1
+                raise StoreMovedOn("the store moved on (fake): nothing was written")
         except BaseException:
             self.state = saved
             raise

@@ -77,6 +77,12 @@ class FencingError(StoreError):
     """A write carried a stale leader epoch: another replica has taken over."""
 
 
+class StoreMovedOn(StoreError):
+    """A writer that answered its reads from what it remembered of the store found, under
+    the writer lock, that another writer had written since: nothing was written. Run the
+    unit of work again: the store has forgotten, and the next one reads under the lock."""
+
+
 class CacheError(BackendError):
     """Redis (or the snapshot directory) failed or is unreachable."""
 

@@ -7,7 +7,9 @@ Each test that takes ``store`` runs on a fresh SQLite file and a fresh PostgreSQ
   read-ahead, then one write of everything with the ``COMMIT`` (it was sixteen statements
   and eighteen round trips, then five, then three); the read-ahead leaves out the
   snapshots of the heads whose checksum the writer already has (their pairs do not
-  change);
+  change). A writer that remembers what it read and wrote (``adapters.store.memory``)
+  makes it one: ``BEGIN``, the lock, the writes ended by the guard, ``COMMIT``; when
+  another writer wrote since, the guard fails it whole and it runs again, reading;
 - ``read_ahead`` answers exactly what the individual reads answer (heads of the apps in
   scope and of every pair a rollback holds, snapshots, statuses, cursors, rollout states,
   pins, quarantines), and writes of the same unit of work are seen by the reads after them;
@@ -36,7 +38,7 @@ from configctl.adapters.store import SqlStore
 from configctl.adapters.store import engine as engine_mod
 from configctl.core.ports import ReadAhead
 from configctl.core.records import CommitStatus, KeyChange
-from configctl.errors import StoreError
+from configctl.errors import FencingError, StoreError, StoreMovedOn
 from configctl.services.apply import Baseline, apply_snapshot
 from configctl.services.resolution import Evaluator
 
@@ -122,12 +124,44 @@ def test_a_one_app_commit_is_two_round_trips_on_postgresql(
         ("app-003", "dev", 2),
         ("app-003", "prod", 2),
     ]
-    assert trips.count == 2, trips.statements
-    assert [s.split()[0] for s in trips.statements] == ["BEGIN", "SELECT", "WITH", "WITH", "COMMIT"]
+    # The writer remembers what it read and wrote (adapters.store.memory): BEGIN, the lock,
+    # the writes ended by the guard, and COMMIT go in one round trip.
+    assert trips.count == 1, trips.statements
+    assert [s.split()[0] for s in trips.statements] == ["BEGIN", "SELECT", "WITH", "COMMIT"]
     assert store.sync_state("reconciler_cursor") == "b" * 40
     assert store.get_commit("b" * 40) is not None
     assert [e.number for e in store.list_versions("app-003", "prod")] == [2, 1]
     assert store.outbox_backlog() == 12
+
+
+def test_a_writer_that_remembers_nothing_reads_under_the_lock_first(
+    pg_store: SqlStore, tmp_path: Path
+) -> None:
+    """Another store on the same database (a restarted reconciler, the CLI) remembers
+    nothing: BEGIN, the lock and the reads, then the writes and COMMIT: two round trips."""
+    store = pg_store
+    epoch = store.acquire_epoch("reconciler", "me")
+    evaluator = Evaluator(file_schemas=schemas.file_schemas())
+    first = read_tree(_tree(tmp_path / "t", 5, 1))
+    apply_snapshot(
+        store=store, files=first, commit=commit_info("a" * 40, at=T0), evaluator=evaluator,
+        actor="t", host="h", now=lambda: T0, fence=("reconciler", epoch),
+    )  # fmt: skip
+    second = read_tree(_tree(tmp_path / "t", 5, 2, changed=3))
+    with SqlStore(store.url) as other, pytest.MonkeyPatch.context() as patch:
+        assert other.sync_state("last_applied_commit") == "a" * 40  # connected
+        trips = RoundTrips(patch)
+        result = apply_snapshot(
+            store=other, files=second, commit=commit_info("b" * 40, parents=("a" * 40,), at=T0),
+            evaluator=evaluator, actor="t", host="h", now=lambda: T0, fence=("reconciler", epoch),
+            baseline=Baseline(commit="a" * 40, files=first),
+        )  # fmt: skip
+    assert [(p.app, p.env, p.version) for p in result.written] == [
+        ("app-003", "dev", 2),
+        ("app-003", "prod", 2),
+    ]
+    assert trips.count == 2, trips.statements
+    assert [s.split()[0] for s in trips.statements] == ["BEGIN", "SELECT", "WITH", "WITH", "COMMIT"]
 
 
 def test_read_ahead_answers_what_the_reads_answer(store: SqlStore) -> None:
@@ -431,3 +465,154 @@ def test_a_read_on_postgresql_is_not_wrapped_in_begin_and_commit(pg_store: SqlSt
     with store.unit_of_work() as uow:
         uow.set_sync_state("x", 1)
     assert store.sync_state("x") == 1
+
+
+# --------------------------------------------------------------------------- memory
+
+
+def _generation(store: SqlStore) -> str:
+    with psycopg.connect(libpq_url(store.url), autocommit=True) as conn:
+        row = conn.execute("SELECT token || ':' || n FROM writer_generation WHERE id = 1").fetchone()
+    assert row is not None
+    return str(row[0])
+
+
+def _applied(store: SqlStore, tmp_path: Path, evaluator: Evaluator) -> tuple[int, dict[str, Any]]:
+    """``store`` applies a first commit (5 apps) and remembers it; the epoch and the tree."""
+    epoch = store.acquire_epoch("reconciler", "me")
+    first = read_tree(_tree(tmp_path / "t", 5, 1))
+    apply_snapshot(
+        store=store, files=first, commit=commit_info("a" * 40, at=T0), evaluator=evaluator,
+        actor="t", host="h", now=lambda: T0, fence=("reconciler", epoch),
+    )  # fmt: skip
+    return epoch, dict(first)
+
+
+def test_the_remembered_generation_is_the_stores(pg_store: SqlStore, tmp_path: Path) -> None:
+    evaluator = Evaluator(file_schemas=schemas.file_schemas())
+    epoch, first = _applied(pg_store, tmp_path, evaluator)
+    assert pg_store._memory is not None
+    assert pg_store._memory.generation == _generation(pg_store)
+    second = read_tree(_tree(tmp_path / "t", 5, 2, changed=3))
+    apply_snapshot(
+        store=pg_store, files=second, commit=commit_info("b" * 40, parents=("a" * 40,), at=T0),
+        evaluator=evaluator, actor="t", host="h", now=lambda: T0, fence=("reconciler", epoch),
+        baseline=Baseline(commit="a" * 40, files=first),
+    )  # fmt: skip
+    assert pg_store._memory is not None
+    assert pg_store._memory.generation == _generation(pg_store)
+
+
+def test_another_writer_in_between_is_seen_and_counted(pg_store: SqlStore, tmp_path: Path) -> None:
+    """Another writer adds a version of a pair the remembering writer is about to change:
+    the guard fails its one-round-trip unit of work (nothing written), and it runs again
+    reading under the lock, so the numbers stay dense and nothing is lost."""
+    evaluator = Evaluator(file_schemas=schemas.file_schemas())
+    epoch, first = _applied(pg_store, tmp_path, evaluator)
+    with SqlStore(pg_store.url) as other, other.unit_of_work() as uow:
+        uow.add_versions([new_version("app-003", "prod", 7)])
+    second = read_tree(_tree(tmp_path / "t", 5, 2, changed=3))
+    with pytest.MonkeyPatch.context() as patch:
+        trips = RoundTrips(patch)
+        result = apply_snapshot(
+            store=pg_store, files=second, commit=commit_info("b" * 40, parents=("a" * 40,), at=T0),
+            evaluator=evaluator, actor="t", host="h", now=lambda: T0, fence=("reconciler", epoch),
+            baseline=Baseline(commit="a" * 40, files=first),
+        )  # fmt: skip
+    # one failed round trip (rolled back by the driver), then the ordinary two
+    assert [s.split()[0] for s in trips.statements][:4] == ["BEGIN", "SELECT", "WITH", "COMMIT"]
+    assert [s.split()[0] for s in trips.statements][-5:] == ["BEGIN", "SELECT", "WITH", "WITH", "COMMIT"]
+    assert [(p.app, p.env, p.version) for p in result.written] == [
+        ("app-003", "dev", 2),
+        ("app-003", "prod", 3),
+    ]
+    assert [e.number for e in pg_store.list_versions("app-003", "prod")] == [3, 2, 1]
+    assert pg_store.get_commit("b" * 40) is not None
+    assert pg_store._memory is not None
+    assert pg_store._memory.generation == _generation(pg_store)
+
+
+def test_a_commit_recorded_before_the_memory_is_not_taken_as_new(pg_store: SqlStore) -> None:
+    """A commit the memory never saw is taken as never recorded, and the guard checks
+    that: recorded by another writer before, the unit of work fails whole."""
+    with SqlStore(pg_store.url) as other, other.unit_of_work() as uow:
+        uow.record_commit(commit_info("c" * 40, at=T0), CommitStatus.REJECTED, "bad tree")
+    with pg_store.unit_of_work(reads=ReadAhead(commits=["a" * 40], cursors=["x"], apps=None)) as uow:
+        uow.set_sync_state("x", 1)
+    assert pg_store._memory is not None  # remembered: the next unit of work reads nothing
+    seen: list[str | None] = []
+
+    def take_it_as_new() -> None:
+        with pg_store.unit_of_work(reads=ReadAhead(commits=["c" * 40], cursors=["x"], apps=None)) as uow:
+            seen.append(uow.commit_status("c" * 40))  # taken as new, from memory
+            uow.record_commit(commit_info("c" * 40, at=T0), CommitStatus.APPLIED, None)
+            uow.set_sync_state("x", 2)
+
+    with pytest.raises(StoreMovedOn):
+        take_it_as_new()
+    assert seen == [None]
+    assert pg_store._memory is None  # forgotten
+    assert pg_store.sync_state("x") == 1  # nothing written
+    with pg_store.unit_of_work(reads=ReadAhead(commits=["c" * 40], cursors=["x"], apps=None)) as uow:
+        assert uow.commit_status("c" * 40) == CommitStatus.REJECTED
+
+
+def test_a_remembering_writer_replaced_as_leader_writes_nothing(pg_store: SqlStore, tmp_path: Path) -> None:
+    """The guard checks the fence too: a new leader's epoch fails the remembering writer
+    (fenced out, as one that reads under the lock is) and nothing is written."""
+    evaluator = Evaluator(file_schemas=schemas.file_schemas())
+    epoch, first = _applied(pg_store, tmp_path, evaluator)
+    with SqlStore(pg_store.url) as other:
+        assert other.acquire_epoch("reconciler", "them") == epoch + 1
+    second = read_tree(_tree(tmp_path / "t", 5, 2, changed=3))
+    with pytest.raises(FencingError):
+        apply_snapshot(
+            store=pg_store, files=second, commit=commit_info("b" * 40, parents=("a" * 40,), at=T0),
+            evaluator=evaluator, actor="t", host="h", now=lambda: T0, fence=("reconciler", epoch),
+            baseline=Baseline(commit="a" * 40, files=first),
+        )  # fmt: skip
+    assert pg_store.get_commit("b" * 40) is None
+    assert [e.number for e in pg_store.list_versions("app-003", "prod")] == [1]
+
+
+def test_a_write_the_memory_does_not_follow_forgets_it(pg_store: SqlStore) -> None:
+    """A pin, a quarantine, a rollout state: written through a session, not followed; the
+    next unit of work reads under the lock (and sees the pin)."""
+    reads = ReadAhead(commits=["a" * 40], cursors=["x"], apps=None)
+    with pg_store.unit_of_work(reads=reads) as uow:
+        uow.add_versions([new_version("web", "prod", 1)])
+    assert pg_store._memory is not None
+    with pg_store.unit_of_work(reads=reads) as uow:
+        uow.set_pin(app="web", env="prod", version=1, reason="hold", actor="t")
+    assert pg_store._memory is None
+    with pg_store.unit_of_work(reads=reads) as uow:
+        assert [(p.app, p.env) for p in uow.get_pins()] == [("web", "prod")]
+
+
+def test_every_write_to_what_a_writer_reads_moves_the_generation_on(pg_store: SqlStore) -> None:
+    """Any writer, any statement (migration 0005): once per transaction, whatever it
+    changed; the audit log and the outbox are not read ahead and move nothing."""
+    pg_store.ensure_schema()
+    statements = {
+        "versions": "DELETE FROM versions",
+        "commits": "DELETE FROM commits",
+        "sync_state": "INSERT INTO sync_state (name, value, updated_at) VALUES ('k', '1', now())",
+        "rollout_state": "DELETE FROM rollout_state",
+        "pins": "DELETE FROM pins",
+        "quarantines": "TRUNCATE quarantines",
+    }
+    with psycopg.connect(libpq_url(pg_store.url), autocommit=True) as conn:
+        for table, sql in statements.items():
+            before = _generation(pg_store)
+            conn.execute(sql)
+            assert _generation(pg_store) != before, table
+        before = _generation(pg_store)
+        conn.execute("DELETE FROM audit_log")
+        conn.execute("DELETE FROM outbox")
+        assert _generation(pg_store) == before
+        with conn.transaction():
+            conn.execute("DELETE FROM versions")
+            conn.execute("DELETE FROM pins")
+            conn.execute("DELETE FROM sync_state")
+        token, _, n = before.rpartition(":")
+        assert _generation(pg_store) == f"{token}:{int(n) + 1}"

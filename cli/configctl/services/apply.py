@@ -47,6 +47,7 @@ from configctl.core.records import (
     VersionRecord,
     checksum,
 )
+from configctl.errors import StoreMovedOn
 from configctl.services import rollouts as rollouts_service
 from configctl.services.attribution import attribute
 from configctl.services.record import (
@@ -210,6 +211,42 @@ def apply_snapshot(
                 _reject(uow, commit=commit, report=checked.report, actor=actor, host=host, cursor=cursor)
         return ApplyResult(commit=commit.sha, status="rejected", report=checked.report)
 
+    def attempt() -> ApplyResult:
+        return _apply_checked(
+            store=store, files=files, commit=commit, evaluator=evaluator, actor=actor, host=host, now=now,
+            fence=fence, dry_run=dry_run, only=only, baseline=baseline, changelog=changelog, cursor=cursor,
+            checked=checked, scope=scope, index=index,
+        )  # fmt: skip
+
+    try:
+        return attempt()
+    except StoreMovedOn:
+        # The store's writer answered the reads from memory (adapters.store.memory) and
+        # another writer had written since: nothing was written. Once more, reading under
+        # the writer lock (the store has forgotten what it remembered).
+        return attempt()
+
+
+def _apply_checked(
+    *,
+    store: VersionStore,
+    files: Mapping[str, FileEntry],
+    commit: CommitInfo,
+    evaluator: Evaluator,
+    actor: str,
+    host: str,
+    now: Callable[[], datetime],
+    fence: Fence | None,
+    dry_run: bool,
+    only: PairKey | None,
+    baseline: Baseline | None,
+    changelog: ChangeLog | None,
+    cursor: str | None,
+    checked: Checked,
+    scope: set[str] | None,
+    index: plan_mod.FileIndex | None,
+) -> ApplyResult:
+    """The rest of :func:`apply_snapshot` once the tree is valid: one unit of work."""
     checksums = _checksums(checked)
 
     # Everything read below up to the previous snapshots, at once, as the unit of work

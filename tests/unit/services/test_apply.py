@@ -15,7 +15,7 @@ from tests.fakes import FakeGit, FakeStore
 from configctl.adapters.schemas import file_schemas
 from configctl.core import plan
 from configctl.core.records import VersionReason
-from configctl.errors import FencingError
+from configctl.errors import FencingError, StoreMovedOn
 from configctl.services import apply as apply_service
 from configctl.services import rollback as rollback_service
 from configctl.services.apply import ApplyResult, Baseline, apply_snapshot
@@ -348,3 +348,29 @@ def test_a_force_push_is_audited_and_deletes_nothing(world: World) -> None:
 def test_version_reasons_are_the_closed_set(world: World) -> None:
     world.apply("a" * 40, tree())
     assert {v.reason for v in world.store.versions("web", "prod")} <= set(VersionReason)
+
+
+def test_a_unit_of_work_that_finds_the_store_moved_on_is_run_again(world: World) -> None:
+    """A PostgreSQL writer that answered its reads from memory fails whole when another
+    writer wrote since (StoreMovedOn: nothing written); apply runs it once more and the
+    result is the one a writer that read under the lock gets."""
+    world.apply("a" * 40, tree())
+    world.store.moved_on = 1
+    before = world.store.transactions
+    result = world.apply("b" * 40, tree(replicas=3))
+    assert world.store.moved_on == 0
+    assert world.store.transactions == before + 1  # the failed one committed nothing
+    assert (result.status, result.new_versions) == ("applied", 2)
+    assert [v.number for v in world.store.versions("web", "prod")] == [1, 2]
+    assert world.actions().count("commit.applied") == 2
+    assert len(world.store.outbox) == 4
+
+
+def test_a_store_that_moves_on_twice_running_is_an_error(world: World) -> None:
+    """The second run reads under the lock and cannot find the store moved on; if it
+    did, the error leaves (no loop)."""
+    world.apply("a" * 40, tree())
+    world.store.moved_on = 2
+    with pytest.raises(StoreMovedOn):
+        world.apply("b" * 40, tree(replicas=3))
+    assert [v.number for v in world.store.versions("web", "prod")] == [1]

@@ -28,6 +28,7 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    SmallInteger,
     String,
     Text,
     TypeDecorator,
@@ -39,7 +40,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 #: The alembic revision this code reads and writes; ``SqlStore`` refuses other revisions.
 #: A test checks it is the head of ``migrations/versions``.
-SCHEMA_REVISION = "0004"
+SCHEMA_REVISION = "0005"
 
 #: Deterministic constraint and index names on both backends (alembic can then alter them).
 NAMING_CONVENTION = {
@@ -254,3 +255,17 @@ class LeaderLease(Base):
     epoch: Mapped[int] = mapped_column(BigInteger, nullable=False)
     acquired_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
     renewed_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
+
+
+class WriterGeneration(Base):
+    """One row: the generation of what a writer reads (revision 0005). On PostgreSQL every
+    write to those tables moves ``n`` on (a trigger), so a writer that remembers them can
+    tell, under the writer lock, whether anyone wrote since (``adapters.store.memory``);
+    ``token`` tells two databases apart. SQLite keeps the row and no trigger (its writer
+    reads in process and remembers nothing)."""
+
+    __tablename__ = "writer_generation"
+
+    id: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    token: Mapped[str] = mapped_column(Text, nullable=False)
+    n: Mapped[int] = mapped_column(BigInteger, nullable=False)

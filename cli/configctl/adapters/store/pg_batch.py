@@ -192,6 +192,8 @@ class WriterReads:
     quarantines: dict[tuple[str, str], dict[str, Any]]
     epoch: int | None = None
     """The fencing epoch, when the reads began the transaction (``read_ahead(begin=...)``)."""
+    generation: str | None = None
+    """The store's generation the reads saw (migration 0005; ``adapters.store.memory``)."""
 
 
 # The heads: of every pair (a scan, as the whole store is asked for), or of the apps in
@@ -233,7 +235,8 @@ SELECT
                              ORDER BY app, env), '[]'::json)
      FROM pins),
   (SELECT coalesce(json_agg(json_build_array(app, env, commit_sha, checksum, version) ORDER BY app, env), '[]'::json)
-     FROM quarantines)
+     FROM quarantines),
+  (SELECT token || ':' || n FROM writer_generation WHERE id = 1)
 """
 
 
@@ -275,7 +278,7 @@ def read_ahead(
     else:
         _, locked, read = _pipeline(s, [_BEGIN, begin.statement(), (sql, params)])
         epoch, row = begin.epoch(locked), _present(read, sql)
-    statuses_raw, cursors_raw, heads_raw, versions_raw, states_raw, pins_raw, quarantines_raw = row
+    statuses_raw, cursors_raw, heads_raw, versions_raw, states_raw, pins_raw, quarantines_raw, generation = row
     states: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
     for app, env, key, state in states_raw:
         states.setdefault((app, env), {})[key] = dict(state or {})
@@ -322,13 +325,81 @@ def read_ahead(
             for app, env, commit, digest, version in quarantines_raw
         },
         epoch=epoch,
+        generation=generation,
     )
+
+
+# --------------------------------------------------------------------------- the guard
+
+
+MOVED_ON = "CC001"
+"""The SQLSTATE the guard raises when the store moved on (migration 0005)."""
+
+# The guard: a statement that begins after the lock is held (a statement's snapshot is
+# taken as it begins, so not the lock's own); ``configctl_moved_on`` raises CC001 and the
+# server skips what follows. It ends the writes' statement (:func:`flush`), or stands
+# alone before a unit of work's first other statement (:func:`opening`).
+_GUARD = """
+SELECT CASE
+  WHEN NOT EXISTS (SELECT FROM writer_generation WHERE id = 1 AND token || ':' || n = %(g)s)
+    THEN configctl_moved_on('generation')
+  WHEN EXISTS (SELECT FROM commits WHERE sha = ANY(%(absent)s))
+    THEN configctl_moved_on('commits')
+  WHEN %(lease)s::text IS NOT NULL AND NOT EXISTS (
+      SELECT FROM leader_lease WHERE name = %(lease)s AND epoch = %(epoch)s FOR SHARE)
+    THEN configctl_moved_on('epoch')
+  ELSE true
+END"""
+
+
+@dataclass(frozen=True, slots=True)
+class Guard:
+    """What a unit of work answered from memory (``adapters.store.memory``) takes for
+    granted, checked under the writer lock before anything it wrote can commit: the store
+    is at ``generation``, no commit of ``absent`` is recorded, and the lease of ``fence``
+    still has its epoch."""
+
+    writer: WriterLock
+    generation: str
+    absent: Sequence[str] = ()
+    fence: tuple[str, int] | None = None
+
+    def params(self) -> dict[str, Any]:
+        return {
+            "g": self.generation,
+            "absent": list(self.absent),
+            "lease": None if self.fence is None else self.fence[0],
+            "epoch": None if self.fence is None else self.fence[1],
+        }
+
+    def lock(self) -> tuple[str, dict[str, Any]]:
+        """The writer lock alone: the guard checks the fence."""
+        return WriterLock(self.writer.key, self.writer.timeout_ms).statement()
+
+
+def opening(guard: Guard) -> list[tuple[str, Mapping[str, Any] | None]]:
+    """``BEGIN``, the writer lock and the guard, to send before anything else a unit of
+    work answered from memory sends, when that is not its writes (:func:`flush` takes the
+    guard with them)."""
+    return [_BEGIN, guard.lock(), (_GUARD, guard.params())]
+
+
+def next_generation(generation: str) -> str:
+    """The generation after one transaction's writes (the triggers move it on once per
+    transaction that writes: migration 0005)."""
+    token, _, n = generation.rpartition(":")
+    return f"{token}:{int(n) + 1}"
+
+
+def run(s: Target, statements: Sequence[tuple[str, Mapping[str, Any] | None]]) -> None:
+    """Run ``statements`` in one round trip (see :func:`_pipeline`)."""
+    _pipeline(s, statements)
 
 
 # --------------------------------------------------------------------------- writes
 
 
-_FLUSH = """
+_WRITES = """
 WITH v AS (
   INSERT INTO versions (app, env, number, "values", checksum, commit_sha, reason, rolled_back_to,
                         actor, created_at, rollouts, changes)
@@ -376,8 +447,10 @@ WITH v AS (
 ), gone AS (
   DELETE FROM sync_state WHERE name = ANY(%(gone)s)
 )
-SELECT 1
 """
+_FLUSH = _WRITES + "SELECT 1"
+_FLUSH_GUARDED = _WRITES + _GUARD
+"""The writes ending with the guard: if it raises, the statement (the writes) fails whole."""
 
 
 ANALYZE_AFTER = 1000
@@ -398,6 +471,7 @@ def flush(
     cursors: Mapping[str, Any] | None = None,
     now: datetime,
     commit: bool = False,
+    guard: Guard | None = None,
 ) -> None:
     """Write, in one statement (a few for many versions: ``SPLIT_AFTER``) and one round
     trip: ``versions`` (each ``(version, number, made at)``,
@@ -409,11 +483,22 @@ def flush(
     With ``commit`` (the last writes of a transaction) a small flush sends the ``COMMIT``
     with them (``COMMIT_WITH_AT_MOST``), ending the transaction; the server skips it if a
     write fails: the error is raised, nothing is committed. A bigger one leaves the
-    ``COMMIT`` to the caller's driver."""
+    ``COMMIT`` to the caller's driver.
+
+    With ``guard`` (a unit of work answered from memory) the ``BEGIN`` and the writer lock
+    go first, and the guard ends the (last) writes' statement: if the store moved on, that
+    statement fails and nothing is written (with nothing to write, the guard alone)."""
     cursors = cursors or {}
-    if not (versions or commits or audit or outbox or cursors):
+    writes = bool(versions or commits or audit or outbox or cursors)
+    if not (writes or guard):
         return
-    statements = _flush_statements(versions, commits, audit, outbox, cursors, now)
+    statements: Iterable[tuple[str, Mapping[str, Any] | None]]
+    if guard is None:
+        statements = _flush_statements(versions, commits, audit, outbox, cursors, now)
+    elif writes:
+        statements = chain([_BEGIN, guard.lock()], _flush_statements(versions, commits, audit, outbox, cursors, now, guard))
+    else:
+        statements = opening(guard)
     if commit and len(versions) <= COMMIT_WITH_AT_MOST:
         statements = chain(statements, [_COMMIT])
     _pipeline(s, statements)
@@ -449,6 +534,7 @@ def _flush_statements(
     outbox: Sequence[Mapping[str, Any]],
     cursors: Mapping[str, Any],
     now: datetime,
+    guard: Guard | None = None,
 ) -> Iterator[tuple[str, Mapping[str, Any] | None]]:
     rows = version_rows(versions)
     size = -(-len(rows) // SPLIT_PARTS) if len(rows) >= SPLIT_AFTER else len(rows)
@@ -466,8 +552,9 @@ def _flush_statements(
             },
         )
     yield (
-        _FLUSH,
+        _FLUSH if guard is None else _FLUSH_GUARDED,
         {
+            **({} if guard is None else guard.params()),
             "versions": _doc(_ordered(parts[-1])),
             "commits": _doc(commits),
             "audit": _doc(_ordered(audit)),

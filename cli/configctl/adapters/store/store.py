@@ -75,6 +75,8 @@ from configctl.adapters.store.engine import (
     parse_url,
     ping_if_idle,
 )
+from configctl.adapters.store.memory import WriterMemory
+from configctl.adapters.store.pg_batch import MOVED_ON
 from configctl.adapters.store.unit_of_work import UnitOfWork
 from configctl.core.ports import ReadAhead
 from configctl.core.records import (
@@ -87,7 +89,7 @@ from configctl.core.records import (
     VersionHead,
     VersionRecord,
 )
-from configctl.errors import StoreError, UsageError
+from configctl.errors import StoreError, StoreMovedOn, UsageError
 
 if TYPE_CHECKING:
     pass
@@ -136,6 +138,8 @@ class SqlStore:
         # PostgreSQL: the connection units of work run on, kept between them (see
         # _writer_connection); the lock says whether a unit of work is using it.
         self._writer: Connection | None = None
+        # PostgreSQL: what the writer remembers of the store (adapters.store.memory).
+        self._memory: WriterMemory | None = None
         self._writer_free = threading.Lock()
 
     def __repr__(self) -> str:
@@ -180,6 +184,7 @@ class SqlStore:
 
     def close(self) -> None:
         """Close every pooled connection; the store can be used again afterwards."""
+        self._memory = None
         if self._writer_free.acquire(blocking=False):  # else a unit of work is using it
             try:
                 self._drop_writer()
@@ -203,6 +208,12 @@ class SqlStore:
         if self._parsed.password:
             detail = detail.replace(str(self._parsed.password), "***")
         lowered = detail.lower()
+        if getattr(orig, "sqlstate", None) == MOVED_ON:
+            raise StoreMovedOn(
+                f"the store at {self.where} changed since this writer last read it: "
+                "nothing was written",
+                hint="run it again: the next unit of work reads under the writer lock",
+            ) from exc
         if "no such table" in lowered or ("relation" in lowered and "does not exist" in lowered):
             raise StoreError(f"{NOT_MIGRATED} ({self.where})") from exc
         if not self.is_postgres and (
@@ -421,24 +432,37 @@ class SqlStore:
         (:meth:`UnitOfWork.read_ahead`) as it opens: on PostgreSQL ``BEGIN``, the lock and
         the reads are one round trip.
         """
-        with contextlib.ExitStack() as stack:
-            if self.is_postgres:
-                conn = stack.enter_context(self._pg_transaction())
-                uow = UnitOfWork(
-                    lambda: stack.enter_context(self._joined_session(conn)),
-                    clock=self._clock,
-                    errors=self._errors,
-                    driver=pg_batch.driver(conn),
-                )
-            else:
-                session = stack.enter_context(self._transaction(write=True, lock=True, fence=fence))
-                uow = UnitOfWork(session, clock=self._clock, errors=self._errors)
-            try:
-                uow._begin(self._writer_lock(fence), fence, reads)
-                yield uow
-                uow._flush()
-            finally:
-                uow._close()
+        kept = False
+        try:
+            with contextlib.ExitStack() as stack:
+                if self.is_postgres:
+                    conn = stack.enter_context(self._pg_transaction())
+                    kept = conn is self._writer
+                    uow = UnitOfWork(
+                        lambda: stack.enter_context(self._joined_session(conn)),
+                        clock=self._clock,
+                        errors=self._errors,
+                        driver=pg_batch.driver(conn),
+                        memory=self._memory if kept else None,
+                    )
+                else:
+                    session = stack.enter_context(
+                        self._transaction(write=True, lock=True, fence=fence)
+                    )
+                    uow = UnitOfWork(session, clock=self._clock, errors=self._errors)
+                try:
+                    uow._begin(self._writer_lock(fence), fence, reads)
+                    yield uow
+                    uow._flush()
+                finally:
+                    uow._close()
+        except BaseException:
+            self._memory = None  # whatever happened, the next writer reads under the lock
+            raise
+        if kept:
+            self._memory = uow._memory_after()
+        elif uow._wrote():
+            self._memory = None  # another thread's unit of work wrote
 
     @contextlib.contextmanager
     def _pg_transaction(self) -> Iterator[Connection]:

@@ -20,6 +20,7 @@ from configctl.adapters.store import pins as pins_sql
 from configctl.adapters.store import rollouts as rollouts_sql
 from configctl.adapters.store import versions as versions_sql
 from configctl.adapters.store._sql import Clock
+from configctl.adapters.store.memory import WriterMemory
 from configctl.core.ports import ReadAhead
 from configctl.core.records import (
     CommitInfo,
@@ -58,6 +59,7 @@ class UnitOfWork:
         clock: Clock,
         errors: Callable[[], Any],
         driver: psycopg.Connection[tuple[Any, ...]] | None = None,
+        memory: WriterMemory | None = None,
     ) -> None:
         # A session, or (PostgreSQL) how to make one on the unit of work's connection
         # when a read or write needs SQLAlchemy: most units of work never do.
@@ -90,6 +92,22 @@ class UnitOfWork:
         self._numbered_apps: set[str] = set()
         self._all_numbers = False
         self._quarantines: dict[tuple[str, str], dict[str, Any]] | None = None
+        # PostgreSQL: what the store remembers (``adapters.store.memory``). When it answered
+        # the reads, BEGIN, the lock and the guard wait (``_deferred``) to go with the
+        # writes, or before anything else this unit of work sends (``_begun``).
+        self._memory = memory
+        self._deferred: pg_batch.WriterLock | None = None
+        self._fence: tuple[str, int] | None = None
+        self._absent: list[str] = []
+        self._flushed = False  # a writes' statement ran: the generation moved on (once)
+        # The generation this transaction began at, when known (read, or checked by the
+        # guard), the one it ended at, and what it wrote that a memory follows; a write
+        # it cannot follow (through a session) forgets the memory.
+        self._generation: str | None = None
+        self._written: list[tuple[NewVersion, int, datetime]] = []
+        self._written_statuses: dict[str, str | None] = {}
+        self._written_cursors: dict[str, Any] = {}
+        self._untracked = False
 
     def _check_open(self) -> None:
         if not self._open:
@@ -98,8 +116,26 @@ class UnitOfWork:
     def _session(self) -> Session:
         self._check_open()
         if self._s is None:
+            self._begun()
             self._s = self._make_session()
         return self._s
+
+    def _begun(self) -> None:
+        """Send what a unit of work answered from memory left waiting (``BEGIN``, the lock
+        and the guard) before anything else it sends; the guard raises
+        :class:`~configctl.errors.StoreMovedOn` if the store moved on (nothing written)."""
+        if self._deferred is None or self._pg is None:
+            return
+        guard, self._deferred = self._guard(), None
+        if guard is not None:
+            with self._errors():
+                pg_batch.run(self._pg, pg_batch.opening(guard))
+
+    def _guard(self) -> pg_batch.Guard | None:
+        """The guard of what this unit of work answered from memory, if not yet sent."""
+        if self._deferred is None or self._generation is None:
+            return None
+        return pg_batch.Guard(self._deferred, self._generation, tuple(self._absent), self._fence)
 
     def _flush(self) -> None:
         """Write the queued rows as the unit of work ends: one statement on PostgreSQL,
@@ -114,6 +150,11 @@ class UnitOfWork:
             if self._pg is not None:
                 if self._s is not None:
                     self._s.flush()  # anything a session queued goes before the COMMIT
+                guard, self._deferred = self._guard(), None
+                self._written.extend(self._pending)
+                self._written_statuses.update({sha: row["status"] for sha, row in self._commits.items()})
+                self._written_cursors.update(cursors)
+                self._flushed |= bool(self._pending or commits or self._audit or self._outbox or cursors)
                 pg_batch.flush(
                     self._pg,
                     versions=self._pending,
@@ -123,6 +164,7 @@ class UnitOfWork:
                     cursors=cursors,
                     now=self._clock(),
                     commit=True,
+                    guard=guard,
                 )
             else:
                 s = self._session()
@@ -153,6 +195,14 @@ class UnitOfWork:
                 self.read_ahead(commits=reads.commits, cursors=reads.cursors, apps=reads.apps)
             return
         got: pg_batch.WriterReads | None = None
+        answer = None if reads is None or self._memory is None else self._memory.answer(reads)
+        if answer is not None and reads is not None:
+            # Answered from memory: BEGIN, the lock and the guard go with the writes.
+            self._generation, self._fence = answer.reads.generation, fence
+            self._absent.extend(answer.absent)
+            self._deferred = writer
+            self._keep(answer.reads, reads.apps)
+            return
         with self._errors():
             if reads is None:
                 epoch = pg_batch.begin(self._pg, writer)
@@ -170,6 +220,31 @@ class UnitOfWork:
             leases_sql.require_epoch(*fence, epoch)
         if got is not None and reads is not None:
             self._keep(got, reads.apps)
+            self._generation = got.generation
+            self._memory = WriterMemory.of(got, reads.apps, self._memory)
+
+    def _wrote(self) -> bool:
+        """Whether this unit of work moved the store's generation on (a writes' statement,
+        whatever it wrote, or a write through a session)."""
+        return self._flushed or self._untracked
+
+    def _memory_after(self) -> WriterMemory | None:
+        """What the store remembers once this unit of work has committed (see
+        ``adapters.store.memory``): the memory it began with, moved on by its own writes
+        when it knows the generation it began at and wrote nothing a memory does not
+        follow; none if it wrote otherwise."""
+        if self._untracked:
+            return None
+        if not self._flushed:
+            return self._memory
+        if self._generation is None or self._memory is None:
+            return None
+        return self._memory.after(
+            pg_batch.next_generation(self._generation),
+            versions=self._written,
+            commits=self._written_statuses,
+            cursors=self._written_cursors,
+        )
 
     # -- reads inside the transaction ---------------------------------------------------
 
@@ -183,6 +258,7 @@ class UnitOfWork:
         self._write_pending()
         if self._pg is not None:
             self._check_open()
+            self._begun()
             with self._errors():
                 got = pg_batch.read_ahead(self._pg, commits=commits, cursors=cursors, apps=apps)
             self._keep(got, apps)
@@ -259,6 +335,11 @@ class UnitOfWork:
         queued = self._commits.get(sha)
         if queued is not None:
             return str(queued["status"])
+        if sha not in self._statuses and self._deferred is not None:
+            # Answered from memory, not yet begun: taken as never recorded, which the
+            # guard checks as the transaction begins.
+            self._absent.append(sha)
+            self._statuses[sha] = None
         if sha not in self._statuses:
             with self._errors():
                 self._statuses[sha] = commits_sql.commit_status(self._session(), sha)
@@ -403,9 +484,12 @@ class UnitOfWork:
         """Write the queued versions now (before a read that may see them)."""
         if not self._pending:
             return
+        self._begun()
         with self._errors():
             self._check_open()
             if self._pg is not None:
+                self._written.extend(self._pending)
+                self._flushed = True
                 pg_batch.flush(self._pg, versions=self._pending, now=self._clock())
             else:
                 versions_sql.write_versions(self._session(), self._pending)
@@ -464,6 +548,7 @@ class UnitOfWork:
     ) -> None:
         """Hold (app, env) at ``version`` until :meth:`clear_pin` (replaces an existing pin)."""
         self._pins = None
+        self._untracked = True  # a write a memory does not follow: it is forgotten
         with self._errors():
             pins_sql.set_pin(
                 self._session(),
@@ -479,6 +564,7 @@ class UnitOfWork:
     def clear_pin(self, app: str, env: str) -> bool:
         """Remove the pin of (app, env); False if there was none."""
         self._pins = None
+        self._untracked = True  # a write a memory does not follow: it is forgotten
         with self._errors():
             return pins_sql.clear_pin(self._session(), app, env)
 
@@ -488,6 +574,7 @@ class UnitOfWork:
         """Keep the values of ``checksum`` (version ``version``, made by ``commit``) out of
         service for (app, env) until a newer commit changes the pair (replaces one)."""
         self._quarantines = None
+        self._untracked = True  # a write a memory does not follow: it is forgotten
         with self._errors():
             pins_sql.quarantine(
                 self._session(),
@@ -502,12 +589,14 @@ class UnitOfWork:
     def lift_quarantine(self, app: str, env: str) -> bool:
         """End the quarantine of (app, env); False if there was none."""
         self._quarantines = None
+        self._untracked = True  # a write a memory does not follow: it is forgotten
         with self._errors():
             return pins_sql.lift_quarantine(self._session(), app, env)
 
     def set_rollout_state(self, app: str, env: str, name: str, state: Mapping[str, Any]) -> None:
         """Replace the runtime state of rollout ``name`` of (app, env)."""
         self._all_rollout_states = None
+        self._untracked = True  # a write a memory does not follow: it is forgotten
         with self._errors():
             rollouts_sql.set_rollout_state(
                 self._session(), app, env, name, state, clock=self._clock
