@@ -8,8 +8,8 @@ Each test that takes ``store`` runs on a fresh SQLite file and a fresh PostgreSQ
   and eighteen round trips, then five, then three); the read-ahead leaves out the
   snapshots of the heads whose checksum the writer already has (their pairs do not
   change). A writer that remembers what it read and wrote (``adapters.store.memory``)
-  makes it one: ``BEGIN``, the lock, the writes ended by the guard, ``COMMIT``; when
-  another writer wrote since, the guard fails it whole and it runs again, reading;
+  makes it one statement in a transaction of its own: the lock, the writes, the guard;
+  when another writer wrote since, the guard fails it whole and it runs again, reading;
 - ``read_ahead`` answers exactly what the individual reads answer (heads of the apps in
   scope and of every pair a rollback holds, snapshots, statuses, cursors, rollout states,
   pins, quarantines), and writes of the same unit of work are seen by the reads after them;
@@ -124,10 +124,12 @@ def test_a_one_app_commit_is_two_round_trips_on_postgresql(
         ("app-003", "dev", 2),
         ("app-003", "prod", 2),
     ]
-    # The writer remembers what it read and wrote (adapters.store.memory): BEGIN, the lock,
-    # the writes ended by the guard, and COMMIT go in one round trip.
+    # The writer remembers what it read and wrote (adapters.store.memory): the lock, the
+    # writes and the guard are one statement, in a transaction of its own (no BEGIN, no
+    # COMMIT): one round trip.
     assert trips.count == 1, trips.statements
-    assert [s.split()[0] for s in trips.statements] == ["BEGIN", "SELECT", "WITH", "COMMIT"]
+    assert [s.split()[0] for s in trips.statements] == ["WITH"]
+    assert "pg_advisory_xact_lock" in trips.statements[0]
     assert store.sync_state("reconciler_cursor") == "b" * 40
     assert store.get_commit("b" * 40) is not None
     assert [e.number for e in store.list_versions("app-003", "prod")] == [2, 1]
@@ -519,9 +521,8 @@ def test_another_writer_in_between_is_seen_and_counted(pg_store: SqlStore, tmp_p
             evaluator=evaluator, actor="t", host="h", now=lambda: T0, fence=("reconciler", epoch),
             baseline=Baseline(commit="a" * 40, files=first),
         )  # fmt: skip
-    # one failed round trip (rolled back by the driver), then the ordinary two
-    assert [s.split()[0] for s in trips.statements][:4] == ["BEGIN", "SELECT", "WITH", "COMMIT"]
-    assert [s.split()[0] for s in trips.statements][-5:] == ["BEGIN", "SELECT", "WITH", "WITH", "COMMIT"]
+    # one failed round trip (its statement fails whole), then the ordinary two
+    assert [s.split()[0] for s in trips.statements] == ["WITH", "BEGIN", "SELECT", "WITH", "WITH", "COMMIT"]
     assert [(p.app, p.env, p.version) for p in result.written] == [
         ("app-003", "dev", 2),
         ("app-003", "prod", 3),
@@ -616,3 +617,42 @@ def test_every_write_to_what_a_writer_reads_moves_the_generation_on(pg_store: Sq
             conn.execute("DELETE FROM sync_state")
         token, _, n = before.rpartition(":")
         assert _generation(pg_store) == f"{token}:{int(n) + 1}"
+
+
+def test_a_writer_that_committed_while_the_remembering_one_waited_for_the_lock_is_seen(
+    pg_store: SqlStore, tmp_path: Path
+) -> None:
+    """The one statement's snapshot is older than the lock it waits for: the guard reads
+    the generation FOR SHARE (its newest version), so another writer that committed in
+    between is seen, the statement fails whole, and the apply runs again reading. Read
+    from the snapshot, the guard would pass and the version number would clash."""
+    evaluator = Evaluator(file_schemas=schemas.file_schemas())
+    epoch, first = _applied(pg_store, tmp_path, evaluator)
+    second = read_tree(_tree(tmp_path / "t", 5, 2, changed=3))
+
+    def remembering_apply() -> list[tuple[str, str, int | None]]:
+        result = apply_snapshot(
+            store=pg_store, files=second, commit=commit_info("b" * 40, parents=("a" * 40,), at=T0),
+            evaluator=evaluator, actor="t", host="h", now=lambda: T0, fence=("reconciler", epoch),
+            baseline=Baseline(commit="a" * 40, files=first),
+        )  # fmt: skip
+        return [(p.app, p.env, p.version) for p in result.written]
+
+    with SqlStore(pg_store.url) as other, ThreadPoolExecutor(1) as pool:
+        with other.unit_of_work() as uow:  # holds the writer lock
+            uow.add_versions([new_version("app-003", "prod", 7)])
+            pending = pool.submit(remembering_apply)
+            with psycopg.connect(libpq_url(pg_store.url), autocommit=True) as probe:
+                for _ in range(500):  # until its statement waits for the advisory lock
+                    waiting = probe.execute(
+                        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                        " AND wait_event_type = 'Lock' AND wait_event = 'advisory'"
+                    ).fetchone()
+                    if waiting is not None and waiting[0] == 1:
+                        break
+                    threading.Event().wait(0.01)
+                else:
+                    pytest.fail("the remembering writer never waited for the lock")
+        written = pending.result(timeout=30)
+    assert written == [("app-003", "dev", 2), ("app-003", "prod", 3)]
+    assert [e.number for e in pg_store.list_versions("app-003", "prod")] == [3, 2, 1]

@@ -339,9 +339,14 @@ MOVED_ON = "CC001"
 # taken as it begins, so not the lock's own); ``configctl_moved_on`` raises CC001 and the
 # server skips what follows. It ends the writes' statement (:func:`flush`), or stands
 # alone before a unit of work's first other statement (:func:`opening`).
-_GUARD = """
-SELECT CASE
-  WHEN NOT EXISTS (SELECT FROM writer_generation WHERE id = 1 AND token || ':' || n = %(g)s)
+#
+# Its row reads are FOR SHARE: a row another transaction changed and committed is read as
+# it is now, whatever the statement's snapshot (PostgreSQL re-reads a locked row's newest
+# version), so the guard holds in the one statement that also takes the lock
+# (:data:`_LOCKED_WRITES`), where the snapshot is older than the lock. A commit recorded
+# since the snapshot moved the generation on, so the commits it reads need no lock.
+_GUARD_CASES = """
+  WHEN NOT EXISTS (SELECT FROM writer_generation WHERE id = 1 AND token || ':' || n = %(g)s FOR SHARE)
     THEN configctl_moved_on('generation')
   WHEN EXISTS (SELECT FROM commits WHERE sha = ANY(%(absent)s))
     THEN configctl_moved_on('commits')
@@ -350,6 +355,7 @@ SELECT CASE
     THEN configctl_moved_on('epoch')
   ELSE true
 END"""
+_GUARD = "SELECT CASE" + _GUARD_CASES
 
 
 @dataclass(frozen=True, slots=True)
@@ -399,8 +405,7 @@ def run(s: Target, statements: Sequence[tuple[str, Mapping[str, Any] | None]]) -
 # --------------------------------------------------------------------------- writes
 
 
-_WRITES = """
-WITH v AS (
+_WRITES_CTES = """v AS (
   INSERT INTO versions (app, env, number, "values", checksum, commit_sha, reason, rolled_back_to,
                         actor, created_at, rollouts, changes)
   SELECT app, env, number, "values", checksum, commit_sha, reason, rolled_back_to, actor,
@@ -448,8 +453,20 @@ WITH v AS (
   DELETE FROM sync_state WHERE name = ANY(%(gone)s)
 )
 """
+_WRITES = "\nWITH " + _WRITES_CTES
 _FLUSH = _WRITES + "SELECT 1"
 _FLUSH_GUARDED = _WRITES + _GUARD
+_LOCK_FIRST = """
+WITH lk AS MATERIALIZED (
+  SELECT pg_advisory_xact_lock(%(k)s) FROM (SELECT set_config('lock_timeout', %(t)s, true)) AS settings
+), """
+_LOCK_HELD = "SELECT CASE WHEN NOT EXISTS (SELECT FROM lk) THEN configctl_moved_on('lock')"
+_LOCKED_WRITES = _LOCK_FIRST + _WRITES_CTES + _LOCK_HELD + _GUARD_CASES
+"""A unit of work answered from memory, whole, as one statement outside a transaction
+block: PostgreSQL runs it in a transaction of its own, committed when it succeeds, and it
+is one message and one answer (no ``BEGIN``, no ``COMMIT``). The CASE takes the writer lock
+before the guard reads (a CASE evaluates its conditions in order); the writes are run to
+completion whatever the order, and if the guard raises, the statement fails whole."""
 """The writes ending with the guard: if it raises, the statement (the writes) fails whole."""
 
 
@@ -485,14 +502,23 @@ def flush(
     write fails: the error is raised, nothing is committed. A bigger one leaves the
     ``COMMIT`` to the caller's driver.
 
-    With ``guard`` (a unit of work answered from memory) the ``BEGIN`` and the writer lock
-    go first, and the guard ends the (last) writes' statement: if the store moved on, that
-    statement fails and nothing is written (with nothing to write, the guard alone)."""
+    With ``guard`` (a unit of work answered from memory, that has sent nothing yet) a small
+    flush with ``commit`` is one statement in a transaction of its own: the writer lock, the
+    writes and the guard (:data:`_LOCKED_WRITES`). Otherwise ``BEGIN`` and the writer lock go
+    first and the guard ends the (last) writes' statement; with nothing to write, the guard
+    alone. If the store moved on, the guard fails its statement and nothing is written."""
     cursors = cursors or {}
     writes = bool(versions or commits or audit or outbox or cursors)
     if not (writes or guard):
         return
     statements: Iterable[tuple[str, Mapping[str, Any] | None]]
+    if guard is not None and writes and commit and len(versions) <= COMMIT_WITH_AT_MOST:
+        # one statement, its own transaction (the driver is in autocommit mode, and this
+        # unit of work has sent nothing yet)
+        [(_, params)] = list(_flush_statements(versions, commits, audit, outbox, cursors, now, guard))
+        _, lock_params = guard.lock()
+        _pipeline(s, [(_LOCKED_WRITES, {**(params or {}), **lock_params})])
+        return
     if guard is None:
         statements = _flush_statements(versions, commits, audit, outbox, cursors, now)
     elif writes:
