@@ -338,16 +338,15 @@ MOVED_ON = "CC001"
 # The guard: a statement that begins after the lock is held (a statement's snapshot is
 # taken as it begins, so not the lock's own); ``configctl_moved_on`` raises CC001 and the
 # server skips what follows. It ends the writes' statement (:func:`flush`), or stands
-# alone before a unit of work's first other statement (:func:`opening`).
-#
-# Its row reads are FOR SHARE: a row another transaction changed and committed is read as
-# it is now, whatever the statement's snapshot (PostgreSQL re-reads a locked row's newest
-# version), so the guard holds in the one statement that also takes the lock
-# (:data:`_LOCKED_WRITES`), where the snapshot is older than the lock. A commit recorded
-# since the snapshot moved the generation on, so the commits it reads need no lock.
-_GUARD_CASES = """
+# alone before a unit of work's first other statement (:func:`opening`); in the one
+# statement that also takes the lock (:data:`_LOCKED_WRITES`) the generation is checked by
+# moving it on instead. The lease is read FOR SHARE (its newest version, whatever the
+# snapshot); a commit recorded since the snapshot moved the generation on, so the commits
+# need no lock.
+_GENERATION_HELD = """
   WHEN NOT EXISTS (SELECT FROM writer_generation WHERE id = 1 AND token || ':' || n = %(g)s FOR SHARE)
-    THEN configctl_moved_on('generation')
+    THEN configctl_moved_on('generation')"""
+_GUARD_CASES = """
   WHEN EXISTS (SELECT FROM commits WHERE sha = ANY(%(absent)s))
     THEN configctl_moved_on('commits')
   WHEN %(lease)s::text IS NOT NULL AND NOT EXISTS (
@@ -355,7 +354,7 @@ _GUARD_CASES = """
     THEN configctl_moved_on('epoch')
   ELSE true
 END"""
-_GUARD = "SELECT CASE" + _GUARD_CASES
+_GUARD = "SELECT CASE" + _GENERATION_HELD + _GUARD_CASES
 
 
 @dataclass(frozen=True, slots=True)
@@ -456,18 +455,31 @@ _WRITES_CTES = """v AS (
 _WRITES = "\nWITH " + _WRITES_CTES
 _FLUSH = _WRITES + "SELECT 1"
 _FLUSH_GUARDED = _WRITES + _GUARD
+"""The writes ending with the guard: if it raises, the statement (the writes) fails whole."""
 _LOCK_FIRST = """
 WITH lk AS MATERIALIZED (
-  SELECT pg_advisory_xact_lock(%(k)s) FROM (SELECT set_config('lock_timeout', %(t)s, true)) AS settings
+  SELECT pg_advisory_xact_lock(%(k)s)
+  FROM (SELECT set_config('lock_timeout', %(t)s, true),
+               set_config('configctl.generation_moved', 'on', true)) AS settings
+), gen AS (
+  UPDATE writer_generation SET n = n + 1
+  WHERE id = 1 AND token || ':' || n = %(g)s AND EXISTS (SELECT FROM lk)
+  RETURNING n
 ), """
-_LOCK_HELD = "SELECT CASE WHEN NOT EXISTS (SELECT FROM lk) THEN configctl_moved_on('lock')"
-_LOCKED_WRITES = _LOCK_FIRST + _WRITES_CTES + _LOCK_HELD + _GUARD_CASES
+_GENERATION_MOVED = """SELECT CASE
+  WHEN NOT EXISTS (SELECT FROM gen) THEN configctl_moved_on('generation')"""
+_LOCKED_WRITES = _LOCK_FIRST + _WRITES_CTES + _GENERATION_MOVED + _GUARD_CASES
 """A unit of work answered from memory, whole, as one statement outside a transaction
-block: PostgreSQL runs it in a transaction of its own, committed when it succeeds, and it
-is one message and one answer (no ``BEGIN``, no ``COMMIT``). The CASE takes the writer lock
-before the guard reads (a CASE evaluates its conditions in order); the writes are run to
-completion whatever the order, and if the guard raises, the statement fails whole."""
-"""The writes ending with the guard: if it raises, the statement (the writes) fails whole."""
+block: PostgreSQL runs it in a transaction of its own, committed when it succeeds: one
+message and one answer (no ``BEGIN``, no ``COMMIT``).
+
+Its snapshot is older than the writer lock it may wait for, so the generation is checked
+by moving it on (``gen``): an ``UPDATE`` finds a row another transaction changed and
+committed as it is now, and updates nothing if that is not the remembered generation. The
+lock is taken in the same condition, before the row is updated; the triggers then leave
+the generation alone (``configctl.generation_moved``). The guard's CASE raises when no row
+was updated, then checks the commits and the fence as :data:`_GUARD` does. The writes run
+to completion whatever the order; if the guard raises, the statement fails whole."""
 
 
 ANALYZE_AFTER = 1000
