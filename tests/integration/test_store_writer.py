@@ -356,3 +356,47 @@ def test_a_big_flush_goes_in_parts_and_keeps_every_row_in_order(
     assert store.get_commit("a" * 40) is not None
     assert [m.event_id for m in store.pending_outbox(10)] == ["e1"]
     assert store.sync_state("last_applied_commit") == "a" * 40
+
+
+def test_migration_0005_adds_the_writer_generation_and_takes_it_back(store_url: str) -> None:
+    """Both backends get the one row (a token and a count); PostgreSQL the triggers that
+    move it on and the function the guard raises with; the downgrade leaves 0004's schema."""
+    from alembic import command
+
+    postgres = store_url.startswith("postgresql")
+    with SqlStore(store_url) as store:
+        cfg = store._alembic_config()
+        with store.engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "0004")
+        store.upgrade()
+        assert store.current_revision() == SCHEMA_REVISION
+        with store.engine.connect() as conn:
+            [(token, n)] = conn.execute(sa.text("SELECT token, n FROM writer_generation")).all()
+            assert (len(token), n) == (32, 0)
+            if postgres:
+                triggers = conn.execute(
+                    sa.text("SELECT count(*) FROM pg_trigger WHERE tgname LIKE '%\\_generation%'")
+                ).scalar()
+                assert triggers == 12  # six tables: writes, and truncate
+        with store.unit_of_work() as uow:
+            uow.set_sync_state("x", 1)
+        with store.engine.connect() as conn:
+            moved = conn.execute(sa.text("SELECT n FROM writer_generation")).scalar()
+        assert moved == (1 if postgres else 0)  # SQLite: no trigger, no memory
+        with store.engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.downgrade(cfg, "0004")
+        with store.engine.connect() as conn:
+            assert not sa.inspect(conn).has_table("writer_generation")
+            if postgres:
+                left = conn.execute(
+                    sa.text(
+                        "SELECT (SELECT count(*) FROM pg_trigger WHERE tgname LIKE '%\\_generation%')"
+                        " + (SELECT count(*) FROM pg_proc WHERE proname LIKE 'configctl\\_%')"
+                    )
+                ).scalar()
+                assert left == 0
+        store.upgrade()
+        assert store.current_revision() == SCHEMA_REVISION
+        assert store.sync_state("x") == 1
