@@ -138,6 +138,10 @@ class Deps:
     read_tree: Callable[[str], dict[str, FileEntry]] | None = None
     """``sha -> {path: FileEntry}``; default ``git.read_tree``. The runner passes the
     incremental :class:`configctl.adapters.git.trees.TreeReader` (same result, cost of the change)."""
+    changed_paths: Callable[[str, str], list[str] | None] | None = None
+    """``(base, sha) -> the config paths that may differ between the two trees`` when the
+    tree reader knows them (it read ``sha`` right after ``base``), else None: apply then
+    compares only those paths with its baseline, not every path."""
     cursor: tuple[int | None, str] | None = None
     """(epoch, commit) the cursor was last written as under that epoch: no store read on
     the next pass. Only a replica with a newer epoch could have moved it, and then every
@@ -179,6 +183,19 @@ def _count_applied(
     result.new_versions += applied.new_versions
     if deps.metrics is not None:
         deps.metrics.commit_applied()
+
+
+def _changed(deps: Deps, sha: str) -> list[str] | None:
+    """The paths (relative to ``--path``) that may differ between the last applied tree and
+    ``sha``'s, when the tree reader knows them."""
+    base = deps.last_applied
+    if deps.changed_paths is None or base is None:
+        return None
+    paths = deps.changed_paths(base.commit, sha)
+    if paths is None or not deps.prefix:
+        return paths
+    p = deps.prefix.rstrip("/") + "/"
+    return [path[len(p) :] for path in paths if path.startswith(p)]
 
 
 def _strip(files: dict[str, FileEntry], prefix: str) -> dict[str, FileEntry]:
@@ -329,6 +346,7 @@ def apply_files(p: Pass, c: CommitRun) -> Outcome:
         baseline=deps.last_applied,
         changelog=deps.changelog,
         cursor=CURSOR,  # moved in the apply's own transaction, applied or rejected
+        changed=_changed(deps, commit.sha),
     )
     deps.cursor = (p.fence[1] if p.fence is not None else None, commit.sha)
     if outcome.status == "rejected":

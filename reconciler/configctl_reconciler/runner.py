@@ -172,6 +172,7 @@ class Reconciler(Loop):
             log_range=log_range,
             history=history,
             read_tree=trees.read,
+            changed_paths=trees.changed_paths,
             metrics=self.metrics,
         )
         self.leader = self._make_leader(store)

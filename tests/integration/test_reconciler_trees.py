@@ -16,6 +16,7 @@ from tests.integration.reconciler_harness import git
 from configctl.adapters.git import GitSource
 from configctl.adapters.git.trees import TreeReader
 from configctl.core.parse import MAX_FILE_BYTES
+from configctl.core.plan import differing_paths
 
 pytestmark = pytest.mark.integration
 
@@ -77,9 +78,19 @@ def test_incremental_reads_equal_full_reads(tmp_path: Path) -> None:
     source = GitSource(work)
     reader = TreeReader(GitSource(work))
     order = shas + list(reversed(shas)) + [shas[0], shas[5], shas[2], shas[8]]
+    previous: str | None = None
     for sha in order:
         assert reader.read_with_ids(sha) == source.read_tree_with_ids(sha), sha
+        if previous is not None and previous != sha:
+            # what the read changed covers every path that differs (apply compares only those)
+            paths = reader.changed_paths(previous, sha)
+            assert paths is not None, sha
+            truth = differing_paths(source.read_tree(previous), source.read_tree(sha))
+            assert set(truth) <= set(paths), sha
+            assert reader.changed_paths(sha, previous) is None
+        previous = sha
     assert reader.full_reads == 1
+    assert TreeReader(GitSource(work)).changed_paths(shas[0], shas[1]) is None  # nothing read yet
     assert reader.cat_file_calls == 0  # every new blob was loose: read without git
     assert reader.read(shas[3])["apps/y/big.yaml"].data == b""
     assert reader.read(shas[3])["apps/y/big.yaml"].size > MAX_FILE_BYTES

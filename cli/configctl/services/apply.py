@@ -27,7 +27,7 @@ real snapshot (it must serve it), everything else is redacted.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -183,6 +183,7 @@ def apply_snapshot(
     baseline: Baseline | None = None,
     changelog: ChangeLog | None = None,
     cursor: str | None = None,
+    changed: Collection[str] | None = None,
 ) -> ApplyResult:
     """Apply one commit's tree (see the module docstring for the steps).
 
@@ -191,12 +192,18 @@ def apply_snapshot(
     each version records the commit that changed its pair (``services.attribution``).
     With ``cursor`` the sync-state cursor of that name is set to this commit in the same
     unit of work (applied or rejected; not on a dry run), so the commit and the cursor
-    move together.
+    move together. ``changed``: the paths that may differ between ``baseline``'s files and
+    ``files``, when the caller knows them (the reconciler's incremental tree reader does):
+    then no path is compared but those.
     """
     scope: set[str] | None = None
     index: plan_mod.FileIndex | None = None
     if baseline is not None:
-        paths = plan_mod.differing_paths(baseline.files, files)
+        paths = (
+            plan_mod.differing_paths(baseline.files, files)
+            if changed is None
+            else [path for path in changed if baseline.files.get(path) != files.get(path)]
+        )
         scope = plan_mod.changed_apps(baseline.files, files, paths=paths)
         # The index follows the commit (made once, the first time; then at the cost of
         # the paths the commit changed), for this apply's scope and the next one's.

@@ -157,3 +157,33 @@ def test_the_cache_is_warmed_with_the_versions_just_written_not_read_back(monkey
     served = real("billing", "prod")
     assert served is not None
     assert (warmed.checksum, warmed.commit, warmed.values) == (served.checksum, served.commit_sha, served.values)
+
+
+def test_the_paths_the_tree_reader_saw_change_are_handed_to_apply(monkeypatch: pytest.MonkeyPatch) -> None:
+    """After the first commit, apply compares only the paths the tree reader saw change
+    between the last applied commit and this one (relative to ``--path``), not every path."""
+    from configctl.core import plan
+
+    git, store = FakeGit(), FakeStore()
+    store.epochs["lock"] = 1
+    first = git.commit("a" * 40, {f"cfg/{path}": text for path, text in TREE.items()})
+    deps, _, _ = deps_for(git, store)
+    deps.prefix = "cfg"
+    asked: list[tuple[str, str]] = []
+
+    def changed_paths(base: str, sha: str) -> list[str] | None:
+        asked.append((base, sha))
+        return ["cfg/apps/billing/envs/prod.yaml", "elsewhere/x.yaml"]
+
+    deps.changed_paths = changed_paths
+    reconcile_once(deps, fence=("lock", 1))
+    assert asked == []  # a first apply has no baseline: nothing to compare with
+
+    def compare_everything(*_args: object) -> list[str]:
+        raise AssertionError("every path compared")
+
+    monkeypatch.setattr(plan, "differing_paths", compare_everything)
+    second = git.commit("b" * 40, {f"cfg/{path}": text for path, text in {**TREE, "apps/billing/envs/prod.yaml": "replicas: 6\n"}.items()})
+    result = reconcile_once(deps, fence=("lock", 1))
+    assert asked == [(first.sha, second.sha)]
+    assert (result.applied, result.new_versions) == ([second.sha], 1)

@@ -374,3 +374,27 @@ def test_a_store_that_moves_on_twice_running_is_an_error(world: World) -> None:
     with pytest.raises(StoreMovedOn):
         world.apply("b" * 40, tree(replicas=3))
     assert [v.number for v in world.store.versions("web", "prod")] == [1]
+
+
+def test_the_paths_a_caller_knows_changed_are_all_that_is_compared(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reconciler's tree reader knows what a commit changed: apply compares only
+    those paths with the baseline (a path listed but equal is no change), never every
+    path, and decides as a full comparison would."""
+    two_apps = {**tree(), "apps/api/app.yaml": APP, "apps/api/values.yaml": "workers: 1\n"}
+    world.apply("a" * 40, two_apps)
+    baseline = Baseline(commit="a" * 40, files=world.git.read_tree("a" * 40))
+
+    def compare_everything(*_args: object) -> list[str]:
+        raise AssertionError("every path compared")
+
+    monkeypatch.setattr(plan, "differing_paths", compare_everything)
+    result = world.apply(
+        "b" * 40, {**two_apps, "apps/api/values.yaml": "workers: 2\n"}, baseline=baseline,
+        changed=["apps/api/values.yaml", "apps/web/values.yaml"],
+    )  # fmt: skip
+    assert [(p.app, p.env, p.version) for p in result.pairs] == [
+        ("api", "dev", 2),
+        ("api", "prod", 2),
+    ]

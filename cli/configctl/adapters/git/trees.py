@@ -155,6 +155,7 @@ class TreeReader:
         """How many diffs needed their own ``git diff-tree`` (no hint from the listing)."""
         self.cat_file_calls = 0
         """How many times blobs had to come from ``git cat-file`` (not loose)."""
+        self._change: tuple[str, str, tuple[str, ...]] | None = None
 
     def read(self, sha: str) -> dict[str, FileEntry]:
         return {path: entry for path, (_, entry) in self.read_with_ids(sha).items()}
@@ -164,9 +165,11 @@ class TreeReader:
         if last is not None and last[0] == sha:
             return dict(last[1])
         files: dict[str, Entry] | None = None
+        self._change = None
         if last is not None:
             try:
-                files = self._advance(last[1], last[0], sha)
+                files, paths = self._advance(last[1], last[0], sha)
+                self._change = (last[0], sha, paths)
             except GitError:
                 # Start again from a full listing; if git is really broken that raises too.
                 self._last = None
@@ -175,6 +178,15 @@ class TreeReader:
             files = dict(self.source.read_tree_with_ids(sha))
         self._last = (sha, files)
         return dict(files)
+
+    def changed_paths(self, base: str, sha: str) -> list[str] | None:
+        """The config paths (the path rule's) that may differ between the trees of ``base``
+        and ``sha``: what the read of ``sha`` changed, when it came right after the read
+        of ``base``; else None (the caller compares the trees)."""
+        change = self._change
+        if change is None or change[0] != base or change[1] != sha:
+            return None
+        return list(change[2])
 
     def hint(self, sha: str, parent: str, changes: list[Change]) -> None:
         """What commit ``sha`` changed against its (only) parent, already known from the
@@ -186,7 +198,11 @@ class TreeReader:
 
     # -- internals ------------------------------------------------------------------------
 
-    def _advance(self, base: dict[str, Entry], old: str, new: str) -> dict[str, Entry]:
+    def _advance(
+        self, base: dict[str, Entry], old: str, new: str
+    ) -> tuple[dict[str, Entry], tuple[str, ...]]:
+        """The tree of ``new`` from ``base``, the tree of ``old``, and the config paths
+        the commit touched (added, changed, gone)."""
         hinted = self._hints.pop(new, None)
         if hinted is not None and hinted[0] == old:
             changes = hinted[1]
@@ -218,7 +234,7 @@ class TreeReader:
         for path, (mode, blob) in changed.items():
             size, data = blobs.get(blob, (0, b""))
             files[path] = (blob, entry(mode, size, data))
-        return files
+        return files, tuple(sorted({path for path, *_ in changes if wanted(path)}))
 
     def _sizes_and_data(self, blobs: set[str]) -> dict[str, tuple[int, bytes]]:
         """(size, bytes) of each blob: from the cache, its loose object file, or git."""
