@@ -34,6 +34,10 @@ down_revision = "0004"
 branch_labels = None
 depends_on = None
 
+NOT_MOVED = "current_setting('configctl.generation_moved', true) IS DISTINCT FROM 'on'"
+"""Checked before the trigger function is called at all: once the generation moved on in a
+transaction, its other statements cost no function call."""
+
 #: The tables whose writes move the generation on: everything a writer reads ahead.
 WATCHED = ("versions", "commits", "sync_state", "rollout_state", "pins", "quarantines")
 
@@ -66,7 +70,7 @@ def upgrade() -> None:
     for table in WATCHED:
         op.execute(
             f"CREATE TRIGGER {table}_generation AFTER INSERT OR UPDATE OR DELETE ON {table} "
-            "FOR EACH STATEMENT EXECUTE FUNCTION configctl_next_generation()"
+            f"FOR EACH STATEMENT WHEN ({NOT_MOVED}) EXECUTE FUNCTION configctl_next_generation()"
         )
         op.execute(
             f"CREATE TRIGGER {table}_generation_truncate AFTER TRUNCATE ON {table} "
