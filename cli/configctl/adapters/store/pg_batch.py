@@ -20,9 +20,11 @@ SQLAlchemy's, which the store turns into ``StoreError``):
   rows, audit rows, outbox messages (in order: the relay publishes by ascending id) and
   cursors.
 
-A unit of work is then three round trips, as many as the least transaction that writes
+A unit of work is then two round trips, one less than the least transaction that writes
 one row (``BEGIN``, ``INSERT``, ``COMMIT``): ``BEGIN`` with the lock and the reads
-(``read_ahead(begin=...)``), the writes, and ``COMMIT`` (alone: see ``UnitOfWork._flush``).
+(``read_ahead(begin=...)``), then the writes with the ``COMMIT`` (``COMMIT_WITH_AT_MOST``).
+A writer that remembers the reads (``adapters.store.memory``; the guard, migration 0005)
+makes it one: the lock, the writes and the guard in one statement (:data:`_LOCKED_WRITES`).
 
 SQLite, in process, has no round trip to save and keeps the aggregate modules' statements;
 the store tests run every behaviour on both backends.
