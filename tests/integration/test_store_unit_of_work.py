@@ -656,3 +656,27 @@ def test_a_writer_that_committed_while_the_remembering_one_waited_for_the_lock_i
         written = pending.result(timeout=30)
     assert written == [("app-003", "dev", 2), ("app-003", "prod", 3)]
     assert [e.number for e in pg_store.list_versions("app-003", "prod")] == [3, 2, 1]
+
+
+def test_a_big_unit_of_work_answered_from_memory_is_guarded_before_its_first_part(
+    pg_store: SqlStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Many versions go in parts (``pg_batch.SPLIT_AFTER``), each of which moves the
+    generation on; the guard rides with the first part, so it sees the generation the
+    writer remembers (with the last, it would find its own writes and fail every time)."""
+    from configctl.adapters.store import pg_batch
+
+    monkeypatch.setattr(pg_batch, "SPLIT_AFTER", 5)
+    reads = ReadAhead(commits=["a" * 40], cursors=["x"], apps=None)
+    with pg_store.unit_of_work(reads=reads) as uow:
+        uow.set_sync_state("x", 0)
+    assert pg_store._memory is not None
+    with pytest.MonkeyPatch.context() as patch:
+        trips = RoundTrips(patch)
+        with pg_store.unit_of_work(reads=reads) as uow:
+            uow.add_versions([new_version(f"app-{i:02d}", "prod", 1) for i in range(11)])
+            uow.set_sync_state("x", 1)
+    assert [s.split()[0] for s in trips.statements] == ["BEGIN", "SELECT", "WITH", "WITH", "WITH", "WITH", "COMMIT"]
+    assert pg_store.sync_state("x") == 1
+    assert pg_store._memory is not None
+    assert pg_store._memory.generation == _generation(pg_store)

@@ -526,7 +526,7 @@ def flush(
     if not (writes or guard):
         return
     statements: Iterable[tuple[str, Mapping[str, Any] | None]]
-    if guard is not None and writes and commit and len(versions) <= COMMIT_WITH_AT_MOST:
+    if guard is not None and writes and commit and len(versions) <= min(COMMIT_WITH_AT_MOST, SPLIT_AFTER - 1):
         # one statement, its own transaction (the driver is in autocommit mode, and this
         # unit of work has sent nothing yet)
         [(_, params)] = list(_flush_statements(versions, commits, audit, outbox, cursors, now, guard))
@@ -581,28 +581,23 @@ def _flush_statements(
     # Parts run in order, so ``o`` (the id order within a statement) restarts with each.
     parts = [rows[i : i + size] for i in range(0, len(rows), size)] if rows else [rows]
     nothing = _doc([])
-    for part in parts[:-1]:
-        yield (
-            _FLUSH,
-            {
-                **dict.fromkeys(_QUEUED, nothing),
-                "gone": [],
-                "now": now,
-                "versions": _doc(_ordered(part)),
-            },
-        )
-    yield (
-        _FLUSH if guard is None else _FLUSH_GUARDED,
-        {
-            **({} if guard is None else guard.params()),
-            "versions": _doc(_ordered(parts[-1])),
-            "commits": _doc(commits),
-            "audit": _doc(_ordered(audit)),
-            "outbox": _doc(_ordered(outbox)),
-            "cursors": _doc([{"name": k, "value": v} for k, v in cursors.items() if v is not None]),
-            "gone": [k for k, v in cursors.items() if v is None],
-            "now": now,
-        },
-    )
+    for i, part in enumerate(parts):
+        params: dict[str, Any] = {"versions": _doc(_ordered(part)), "now": now}
+        if i < len(parts) - 1:
+            params |= {**dict.fromkeys(_QUEUED, nothing), "gone": []}
+        else:
+            params |= {
+                "commits": _doc(commits),
+                "audit": _doc(_ordered(audit)),
+                "outbox": _doc(_ordered(outbox)),
+                "cursors": _doc([{"name": k, "value": v} for k, v in cursors.items() if v is not None]),
+                "gone": [k for k, v in cursors.items() if v is None],
+            }
+        # The guard rides with the first part: each part moves the generation on, so a
+        # later one would find the writer's own writes.
+        if guard is not None and i == 0:
+            yield (_FLUSH_GUARDED, params | guard.params())
+        else:
+            yield (_FLUSH, params)
     if len(versions) >= ANALYZE_AFTER:
         yield ("ANALYZE versions (app, env, number, reason)", None)
