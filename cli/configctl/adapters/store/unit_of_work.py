@@ -101,8 +101,8 @@ class UnitOfWork:
         self._absent: list[str] = []
         self._flushed = False  # a writes' statement ran: the generation moved on (once)
         # The generation this transaction began at, when known (read, or checked by the
-        # guard), the one it ended at, and what it wrote that a memory follows; a write
-        # it cannot follow (through a session) forgets the memory.
+        # guard; its writes move it on by one), and what it wrote that a memory follows;
+        # a write it does not follow (a pin, a quarantine, a rollout state) forgets it.
         self._generation: str | None = None
         self._written: list[tuple[NewVersion, int, datetime]] = []
         self._written_statuses: dict[str, str | None] = {}
