@@ -192,16 +192,21 @@ def _changed(deps: Deps, sha: str) -> list[str] | None:
     if deps.changed_paths is None or base is None:
         return None
     paths = deps.changed_paths(base.commit, sha)
-    if paths is None or not deps.prefix:
-        return paths
-    p = deps.prefix.rstrip("/") + "/"
+    if paths is None:
+        return None
+    p = _folder(deps.prefix)
     return [path[len(p) :] for path in paths if path.startswith(p)]
 
 
+def _folder(prefix: str) -> str:
+    """``--path`` as the start of the repository paths under it ("" for the whole tree)."""
+    return prefix.rstrip("/") + "/" if prefix else ""
+
+
 def _strip(files: dict[str, FileEntry], prefix: str) -> dict[str, FileEntry]:
-    if not prefix:
+    p = _folder(prefix)
+    if not p:
         return files
-    p = prefix.rstrip("/") + "/"
     return {k[len(p) :]: v for k, v in files.items() if k.startswith(p)}
 
 

@@ -39,7 +39,7 @@ from configctl.adapters.store import engine as engine_mod
 from configctl.core.ports import ReadAhead
 from configctl.core.records import CommitStatus, KeyChange
 from configctl.errors import FencingError, StoreError, StoreMovedOn
-from configctl.services.apply import Baseline, apply_snapshot
+from configctl.services.apply import ApplyResult, Baseline, apply_snapshot
 from configctl.services.resolution import Evaluator
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -100,26 +100,40 @@ class RoundTrips:
         monkeypatch.setattr(psycopg.Connection, "rollback", ending(rollback))
 
 
-def test_a_one_app_commit_is_two_round_trips_on_postgresql(
-    pg_store: SqlStore, tmp_path: Path
-) -> None:
-    store = pg_store
+def _first_apply(store: SqlStore, tmp_path: Path, evaluator: Evaluator) -> tuple[int, dict[str, Any], ApplyResult]:
+    """``store`` applies a first commit (5 apps, 10 pairs) as leader: the epoch, the tree
+    (the next apply's baseline) and the result."""
     epoch = store.acquire_epoch("reconciler", "me")
-    evaluator = Evaluator(file_schemas=schemas.file_schemas())
     first = read_tree(_tree(tmp_path / "t", 5, 1))
     result = apply_snapshot(
         store=store, files=first, commit=commit_info("a" * 40, at=T0), evaluator=evaluator,
         actor="t", host="h", now=lambda: T0, fence=("reconciler", epoch),
     )  # fmt: skip
-    assert result.new_versions == 10
+    return epoch, dict(first), result
+
+
+def _second_apply(
+    store: SqlStore, tmp_path: Path, evaluator: Evaluator, epoch: int, first: dict[str, Any], *, cursor: str | None = None
+) -> ApplyResult:
+    """The next commit, which changes app-003 only, applied by ``store`` on the first's tree."""
     second = read_tree(_tree(tmp_path / "t", 5, 2, changed=3))
+    return apply_snapshot(
+        store=store, files=second, commit=commit_info("b" * 40, parents=("a" * 40,), at=T0),
+        evaluator=evaluator, actor="t", host="h", now=lambda: T0, fence=("reconciler", epoch),
+        baseline=Baseline(commit="a" * 40, files=first), cursor=cursor,
+    )  # fmt: skip
+
+
+def test_a_one_app_commit_is_two_round_trips_on_postgresql(
+    pg_store: SqlStore, tmp_path: Path
+) -> None:
+    store = pg_store
+    evaluator = Evaluator(file_schemas=schemas.file_schemas())
+    epoch, first, result = _first_apply(store, tmp_path, evaluator)
+    assert result.new_versions == 10
     with pytest.MonkeyPatch.context() as patch:  # every statement, SQLAlchemy's or not
         trips = RoundTrips(patch)
-        result = apply_snapshot(
-            store=store, files=second, commit=commit_info("b" * 40, parents=("a" * 40,), at=T0),
-            evaluator=evaluator, actor="t", host="h", now=lambda: T0, fence=("reconciler", epoch),
-            baseline=Baseline(commit="a" * 40, files=first), cursor="reconciler_cursor",
-        )  # fmt: skip
+        result = _second_apply(store, tmp_path, evaluator, epoch, first, cursor="reconciler_cursor")
     assert [(p.app, p.env, p.version) for p in result.written] == [
         ("app-003", "dev", 2),
         ("app-003", "prod", 2),
@@ -141,23 +155,12 @@ def test_a_writer_that_remembers_nothing_reads_under_the_lock_first(
 ) -> None:
     """Another store on the same database (a restarted reconciler, the CLI) remembers
     nothing: BEGIN, the lock and the reads, then the writes and COMMIT: two round trips."""
-    store = pg_store
-    epoch = store.acquire_epoch("reconciler", "me")
     evaluator = Evaluator(file_schemas=schemas.file_schemas())
-    first = read_tree(_tree(tmp_path / "t", 5, 1))
-    apply_snapshot(
-        store=store, files=first, commit=commit_info("a" * 40, at=T0), evaluator=evaluator,
-        actor="t", host="h", now=lambda: T0, fence=("reconciler", epoch),
-    )  # fmt: skip
-    second = read_tree(_tree(tmp_path / "t", 5, 2, changed=3))
-    with SqlStore(store.url) as other, pytest.MonkeyPatch.context() as patch:
+    epoch, first, _ = _first_apply(pg_store, tmp_path, evaluator)
+    with SqlStore(pg_store.url) as other, pytest.MonkeyPatch.context() as patch:
         assert other.sync_state("last_applied_commit") == "a" * 40  # connected
         trips = RoundTrips(patch)
-        result = apply_snapshot(
-            store=other, files=second, commit=commit_info("b" * 40, parents=("a" * 40,), at=T0),
-            evaluator=evaluator, actor="t", host="h", now=lambda: T0, fence=("reconciler", epoch),
-            baseline=Baseline(commit="a" * 40, files=first),
-        )  # fmt: skip
+        result = _second_apply(other, tmp_path, evaluator, epoch, first)
     assert [(p.app, p.env, p.version) for p in result.written] == [
         ("app-003", "dev", 2),
         ("app-003", "prod", 2),
@@ -479,28 +482,12 @@ def _generation(store: SqlStore) -> str:
     return str(row[0])
 
 
-def _applied(store: SqlStore, tmp_path: Path, evaluator: Evaluator) -> tuple[int, dict[str, Any]]:
-    """``store`` applies a first commit (5 apps) and remembers it; the epoch and the tree."""
-    epoch = store.acquire_epoch("reconciler", "me")
-    first = read_tree(_tree(tmp_path / "t", 5, 1))
-    apply_snapshot(
-        store=store, files=first, commit=commit_info("a" * 40, at=T0), evaluator=evaluator,
-        actor="t", host="h", now=lambda: T0, fence=("reconciler", epoch),
-    )  # fmt: skip
-    return epoch, dict(first)
-
-
 def test_the_remembered_generation_is_the_stores(pg_store: SqlStore, tmp_path: Path) -> None:
     evaluator = Evaluator(file_schemas=schemas.file_schemas())
-    epoch, first = _applied(pg_store, tmp_path, evaluator)
+    epoch, first, _ = _first_apply(pg_store, tmp_path, evaluator)
     assert pg_store._memory is not None
     assert pg_store._memory.generation == _generation(pg_store)
-    second = read_tree(_tree(tmp_path / "t", 5, 2, changed=3))
-    apply_snapshot(
-        store=pg_store, files=second, commit=commit_info("b" * 40, parents=("a" * 40,), at=T0),
-        evaluator=evaluator, actor="t", host="h", now=lambda: T0, fence=("reconciler", epoch),
-        baseline=Baseline(commit="a" * 40, files=first),
-    )  # fmt: skip
+    _second_apply(pg_store, tmp_path, evaluator, epoch, first)
     assert pg_store._memory is not None
     assert pg_store._memory.generation == _generation(pg_store)
 
@@ -510,17 +497,12 @@ def test_another_writer_in_between_is_seen_and_counted(pg_store: SqlStore, tmp_p
     the guard fails its one-round-trip unit of work (nothing written), and it runs again
     reading under the lock, so the numbers stay dense and nothing is lost."""
     evaluator = Evaluator(file_schemas=schemas.file_schemas())
-    epoch, first = _applied(pg_store, tmp_path, evaluator)
+    epoch, first, _ = _first_apply(pg_store, tmp_path, evaluator)
     with SqlStore(pg_store.url) as other, other.unit_of_work() as uow:
         uow.add_versions([new_version("app-003", "prod", 7)])
-    second = read_tree(_tree(tmp_path / "t", 5, 2, changed=3))
     with pytest.MonkeyPatch.context() as patch:
         trips = RoundTrips(patch)
-        result = apply_snapshot(
-            store=pg_store, files=second, commit=commit_info("b" * 40, parents=("a" * 40,), at=T0),
-            evaluator=evaluator, actor="t", host="h", now=lambda: T0, fence=("reconciler", epoch),
-            baseline=Baseline(commit="a" * 40, files=first),
-        )  # fmt: skip
+        result = _second_apply(pg_store, tmp_path, evaluator, epoch, first)
     # one failed round trip (its statement fails whole), then the ordinary two
     assert [s.split()[0] for s in trips.statements] == ["WITH", "BEGIN", "SELECT", "WITH", "WITH", "COMMIT"]
     assert [(p.app, p.env, p.version) for p in result.written] == [
@@ -562,16 +544,11 @@ def test_a_remembering_writer_replaced_as_leader_writes_nothing(pg_store: SqlSto
     """The guard checks the fence too: a new leader's epoch fails the remembering writer
     (fenced out, as one that reads under the lock is) and nothing is written."""
     evaluator = Evaluator(file_schemas=schemas.file_schemas())
-    epoch, first = _applied(pg_store, tmp_path, evaluator)
+    epoch, first, _ = _first_apply(pg_store, tmp_path, evaluator)
     with SqlStore(pg_store.url) as other:
         assert other.acquire_epoch("reconciler", "them") == epoch + 1
-    second = read_tree(_tree(tmp_path / "t", 5, 2, changed=3))
     with pytest.raises(FencingError):
-        apply_snapshot(
-            store=pg_store, files=second, commit=commit_info("b" * 40, parents=("a" * 40,), at=T0),
-            evaluator=evaluator, actor="t", host="h", now=lambda: T0, fence=("reconciler", epoch),
-            baseline=Baseline(commit="a" * 40, files=first),
-        )  # fmt: skip
+        _second_apply(pg_store, tmp_path, evaluator, epoch, first)
     assert pg_store.get_commit("b" * 40) is None
     assert [e.number for e in pg_store.list_versions("app-003", "prod")] == [1]
 
@@ -622,20 +599,16 @@ def test_every_write_to_what_a_writer_reads_moves_the_generation_on(pg_store: Sq
 def test_a_writer_that_committed_while_the_remembering_one_waited_for_the_lock_is_seen(
     pg_store: SqlStore, tmp_path: Path
 ) -> None:
-    """The one statement's snapshot is older than the lock it waits for: the guard reads
-    the generation FOR SHARE (its newest version), so another writer that committed in
-    between is seen, the statement fails whole, and the apply runs again reading. Read
-    from the snapshot, the guard would pass and the version number would clash."""
+    """The one statement's snapshot is older than the lock it waits for: the guard checks
+    the generation by moving it on (an UPDATE finds the row's newest version), so another
+    writer that committed in between is seen, the statement fails whole, and the apply
+    runs again reading. Read from the snapshot, the guard would pass and the version
+    number would clash."""
     evaluator = Evaluator(file_schemas=schemas.file_schemas())
-    epoch, first = _applied(pg_store, tmp_path, evaluator)
-    second = read_tree(_tree(tmp_path / "t", 5, 2, changed=3))
+    epoch, first, _ = _first_apply(pg_store, tmp_path, evaluator)
 
     def remembering_apply() -> list[tuple[str, str, int | None]]:
-        result = apply_snapshot(
-            store=pg_store, files=second, commit=commit_info("b" * 40, parents=("a" * 40,), at=T0),
-            evaluator=evaluator, actor="t", host="h", now=lambda: T0, fence=("reconciler", epoch),
-            baseline=Baseline(commit="a" * 40, files=first),
-        )  # fmt: skip
+        result = _second_apply(pg_store, tmp_path, evaluator, epoch, first)
         return [(p.app, p.env, p.version) for p in result.written]
 
     with SqlStore(pg_store.url) as other, ThreadPoolExecutor(1) as pool:

@@ -526,7 +526,8 @@ def flush(
     if not (writes or guard):
         return
     statements: Iterable[tuple[str, Mapping[str, Any] | None]]
-    if guard is not None and writes and commit and len(versions) <= min(COMMIT_WITH_AT_MOST, SPLIT_AFTER - 1):
+    one_part = len(versions) < SPLIT_AFTER
+    if guard is not None and writes and commit and len(versions) <= COMMIT_WITH_AT_MOST and one_part:
         # one statement, its own transaction (the driver is in autocommit mode, and this
         # unit of work has sent nothing yet)
         [(_, params)] = list(_flush_statements(versions, commits, audit, outbox, cursors, now, guard))

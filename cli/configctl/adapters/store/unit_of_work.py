@@ -124,10 +124,8 @@ class UnitOfWork:
         """Send what a unit of work answered from memory left waiting (``BEGIN``, the lock
         and the guard) before anything else it sends; the guard raises
         :class:`~configctl.errors.StoreMovedOn` if the store moved on (nothing written)."""
-        if self._deferred is None or self._pg is None:
-            return
         guard, self._deferred = self._guard(), None
-        if guard is not None:
+        if guard is not None and self._pg is not None:
             with self._errors():
                 pg_batch.run(self._pg, pg_batch.opening(guard))
 

@@ -57,7 +57,9 @@ def upgrade() -> None:
         """
         CREATE FUNCTION configctl_next_generation() RETURNS trigger LANGUAGE plpgsql AS $$
         BEGIN
-          -- once per transaction: its later statements find it moved on already
+          -- once per transaction. The triggers' WHEN (NOT_MOVED) spares the call for later
+          -- statements; within one statement every WHEN is checked before any trigger
+          -- runs (a writes statement fires several), so the function checks again.
           IF current_setting('configctl.generation_moved', true) = 'on' THEN
             RETURN NULL;
           END IF;
